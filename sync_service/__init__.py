@@ -1,0 +1,5 @@
+"""crm-sync: mailboxes and calendars into the CRM."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The `crm-sync` command line (SPEC §5)."""

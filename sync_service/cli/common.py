@@ -1,0 +1,39 @@
+"""Shared CLI plumbing: settings, the app, the console, the 'database initialised?' check."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from sqlalchemy import inspect
+
+from sync_service.bootstrap import App, bootstrap
+from sync_service.config import Settings, load_settings
+from sync_service.errors import ConfigError
+
+console = Console(stderr=False, highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False)
+
+
+def settings() -> Settings:
+    from dotenv import load_dotenv
+
+    load_dotenv(override=False)  # an .env file in the working directory, if any; the environment wins
+    return load_settings()
+
+
+@contextmanager
+def open_app(require_schema: bool = True, app_settings: Settings | None = None) -> Iterator[App]:
+    app = bootstrap(app_settings or settings())
+    try:
+        if require_schema and not inspect(app.engine).has_table("alembic_version"):
+            raise ConfigError("the database is not initialised; run: crm-sync init")
+        yield app
+    finally:
+        app.close()
+
+
+def is_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()

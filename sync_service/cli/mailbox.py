@@ -1,0 +1,80 @@
+"""`crm-sync mailbox add|list|remove|pause|resume|resync`."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from rich.table import Table
+
+from crm_store.db import transaction
+from sync_service import mailboxes
+from sync_service.cli.common import console, is_terminal, open_app
+from sync_service.connectors.registry import needs_secret
+from sync_service.errors import ConfigError
+
+mailbox_app = typer.Typer(help="Manage the mailboxes and calendars that are synced.", no_args_is_help=True)
+
+
+def _read_secret(source: str, secret_env: str | None) -> str | None:
+    if secret_env:
+        value = os.environ.get(secret_env)
+        if not value:
+            raise ConfigError(f"environment variable {secret_env} is not set or empty")
+        return value
+    if needs_secret(source):
+        if not is_terminal():
+            raise ConfigError("this source needs a secret: pass --secret-env VAR (no terminal to prompt on)")
+        return str(typer.prompt("Secret (password, client secret or refresh token)", hide_input=True))
+    return None
+
+
+@mailbox_app.command("add")
+def add(
+    name: str = typer.Argument(..., help="A short unique name, e.g. alice-inbox."),
+    owner: str = typer.Option(..., "--owner", help="The rep's email; becomes a user if new."),
+    source: str = typer.Option(..., "--source", help="Source URL, e.g. maildir:///srv/mail/alice."),
+    secret_env: str | None = typer.Option(
+        None, "--secret-env", metavar="VAR", help="Read the source's secret from this environment variable."
+    ),
+) -> None:
+    """Add a mailbox. Its secret is stored encrypted with CRM_SECRET_KEY and never shown."""
+    secret = _read_secret(source, secret_env)
+    with open_app() as app, transaction(app.sessions) as session:
+        mailboxes.add_mailbox(session, name, owner, source, secret, app.settings.secret_keys)
+    console.print(f"mailbox {name} added ({mailboxes.redact_url(source)})")
+
+
+@mailbox_app.command("list")
+def list_() -> None:
+    """List mailboxes with their state."""
+    with open_app() as app, app.sessions() as session:
+        rows = mailboxes.list_mailboxes(session)
+    table = Table("name", "owner", "source", "state", "last success", "items", "last error")
+    for m in rows:
+        table.add_row(
+            m.name,
+            m.owner,
+            m.source,
+            m.state,
+            m.last_success_at.strftime("%Y-%m-%d %H:%M") if m.last_success_at else "never",
+            str(m.items_synced),
+            (m.last_error or "")[:60],
+        )
+    console.print(table if rows else "no mailboxes yet: crm-sync mailbox add NAME --owner EMAIL --source URL")
+
+
+def _simple(action: str, doc: str) -> None:
+    def command(name: str = typer.Argument(..., help="The mailbox name.")) -> None:
+        with open_app() as app, transaction(app.sessions) as session:
+            getattr(mailboxes, f"{action}_mailbox")(session, name)
+        console.print(f"mailbox {name}: {action}d" if action.endswith("e") else f"mailbox {name}: {action}ed")
+
+    command.__doc__ = doc
+    mailbox_app.command(action)(command)
+
+
+_simple("remove", "Remove a mailbox and its sync state; logged activities and documents stay.")
+_simple("pause", "Stop syncing a mailbox until resumed.")
+_simple("resume", "Resume a paused or failed mailbox.")
+_simple("resync", "Read the whole mailbox again on the next sync (no duplicates are created).")

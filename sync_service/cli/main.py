@@ -1,0 +1,79 @@
+"""The `crm-sync` console command (SPEC §5).
+
+Exit codes: 0 success; 1 failure, with a one-line reason on standard error; 2 usage error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+from sync_service import __version__
+from sync_service.cli.demo import demo_command
+from sync_service.cli.imports import import_app
+from sync_service.cli.mailbox import mailbox_app
+from sync_service.cli.reporting import export_command, status_command
+from sync_service.cli.setup import init_command, secret_key_command
+from sync_service.cli.sync import sync_command
+from sync_service.errors import CrmSyncError
+
+app = typer.Typer(
+    name="crm-sync",
+    help="Sync sales reps' mailboxes and calendars into the CRM. Configuration comes from CRM_* environment "
+    "variables (or an .env file): CRM_DATABASE_URL, CRM_BROKER_URL, CRM_DATA_DIR, CRM_INTERNAL_DOMAINS, "
+    "CRM_AUTO_CREATE, CRM_SECRET_KEY.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("init")(init_command)
+app.command("demo")(demo_command)
+app.add_typer(import_app, name="import")
+app.add_typer(mailbox_app, name="mailbox")
+app.command("sync")(sync_command)
+app.command("status")(status_command)
+app.command("export")(export_command)
+app.command("secret-key")(secret_key_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"crm-sync {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to standard error."),
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _fail(message: str) -> None:
+    first = " ".join(message.strip().splitlines()[:1]) or "failed"
+    print(f"crm-sync: error: {first}", file=sys.stderr)
+    sys.exit(1)
+
+
+def main() -> None:
+    """Typer's standalone mode handles usage errors (exit 2); our own failures become one line and exit 1."""
+    try:
+        app(prog_name="crm-sync")
+    except CrmSyncError as error:
+        _fail(str(error))
+    except SQLAlchemyError as error:
+        _fail(f"database error: {error.__class__.__name__}: {str(error).splitlines()[0]}")
+    except OSError as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        _fail("interrupted")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""`crm-sync status` and `crm-sync export`."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from sync_service.cli.common import console, open_app
+from sync_service.exports import EXPORTS, export
+from sync_service.status import collect_status
+
+
+class Format(StrEnum):
+    json = "json"
+    table = "table"
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def status_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON.")) -> None:
+    """Mailbox health (state, last success, lag, last error), the work queue and totals."""
+    with open_app() as app, app.sessions() as session:
+        data = collect_status(session)
+    if as_json:
+        _print_json(data)
+        return
+    table = Table("mailbox", "owner", "state", "last success", "lag", "items", "pending", "quarantined", "last error")
+    for m in data["mailboxes"]:
+        lag = m["lag_seconds"]
+        table.add_row(
+            m["name"],
+            m["owner"],
+            m["state"],
+            m["last_success"] or "never",
+            f"{lag // 60} min" if lag is not None else "-",
+            str(m["items_synced"]),
+            str(m["pending"]),
+            str(m["quarantined"]),
+            (m["last_error"] or "")[:60],
+        )
+    console.print(table)
+    q = data["queue"]
+    console.print(
+        f"queue ({q['mode']}): {q['pending']} pending, {q['quarantined']} quarantined, {q['review']} awaiting review"
+    )
+    console.print("activities: " + (", ".join(f"{k} {v}" for k, v in data["activities"].items()) or "none"))
+    if data["skipped"]:
+        console.print("skipped: " + ", ".join(f"{k} {v}" for k, v in data["skipped"].items()))
+
+
+def export_command(
+    kind: str = typer.Argument(..., help=f"One of: {', '.join(EXPORTS)}."),
+    fmt: Format = typer.Option(Format.table, "--format", help="json: one JSON array on standard output."),
+) -> None:
+    """Export CRM data; --format json prints one JSON array (the contract other programs read)."""
+    with open_app() as app, app.sessions() as session:
+        rows = export(session, kind)
+    if fmt is Format.json:
+        _print_json(rows)
+        return
+    if not rows:
+        console.print(f"no {kind}")
+        return
+    columns = list(rows[0])
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(_cell(row[c]) for c in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)

@@ -1,0 +1,77 @@
+"""`crm-sync sync [--once] [--mailbox NAME]` in the foreground, with progress bars."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from sync_service.bootstrap import App
+from sync_service.cli.common import console, err_console, open_app
+from sync_service.errors import CrmSyncError
+from sync_service.pipeline.runner import SyncReport, run_once
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def run_with_progress(app: App, names: list[str] | None) -> SyncReport:
+    with _progress() as progress:
+        fetch = progress.add_task("fetching", total=None)
+        work = progress.add_task("processing", total=None, visible=False)
+
+        def on_page(count: int) -> None:
+            progress.advance(fetch, count)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(work, completed=done, total=total, visible=True)
+
+        return run_once(app, names, on_page=on_page, on_progress=on_progress)
+
+
+def print_report(report: SyncReport) -> None:
+    for m in report.mailboxes:
+        line = f"{m.name}: {m.state}, {m.stored} new or changed items"
+        if m.deleted:
+            line += f", {m.deleted} deleted at the source"
+        if m.error:
+            line += f" — error: {m.error}"
+        console.print(line)
+    s = report.stats
+    console.print(
+        f"logged {s.logged} activities, updated {s.updated}, {s.duplicates} already known, "
+        f"{s.quarantined} quarantined, {s.contacts_created} contacts and {s.leads_created} leads created, "
+        f"{report.completed} meetings/calls completed"
+    )
+    if s.skipped:
+        console.print("skipped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(s.skipped.items())))
+
+
+def sync_command(
+    once: bool = typer.Option(False, "--once", help="Sync to the end, finish all resulting work, exit."),
+    mailbox: list[str] | None = typer.Option(None, "--mailbox", help="Only this mailbox (repeatable)."),
+    interval: int = typer.Option(300, "--interval", min=10, help="Seconds between runs without --once."),
+) -> None:
+    """Sync mailboxes in the foreground (embedded mode). Without --once, repeat every --interval seconds."""
+    with open_app() as app:
+        while True:
+            report = run_with_progress(app, mailbox or None)
+            print_report(report)
+            if once:
+                if report.failed:
+                    raise CrmSyncError("; ".join(f"mailbox {m.name} failed: {m.error}" for m in report.failed))
+                return
+            try:
+                time.sleep(interval)
+            except KeyboardInterrupt:
+                raise typer.Exit(0) from None

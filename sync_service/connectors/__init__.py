@@ -1,0 +1,1 @@
+"""Sources of mail, calendar and contacts. One interface (``base.Connector``), one registry."""

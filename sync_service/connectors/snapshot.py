@@ -1,0 +1,187 @@
+"""Directory snapshots: the change-tracking mechanism and cursor of every file source.
+
+A *snapshot* is ``{external_id: version}`` for everything a cursor covers. Listing a folder scans it
+(``current``: id → (version, kind)) and diffs against the snapshot in the cursor:
+
+- upserts: ids that are new or whose version changed, oldest first, at most ``limit`` per page;
+- deletes: ids of the snapshot no longer present — all of them in the first page;
+- ``next_cursor``: the snapshot minus the deletes plus *this page's* upserts only, so a crash after page 1
+  re-lists pages 2+ and nothing is skipped.
+
+Cursor format ``fs1.<base64url(zlib(JSON))>``; the JSON is
+``{"v": 1, "k": [[n, suffix], …], "r": [version, …], "m": {…}}`` with the ids sorted and front-coded
+(``n`` characters shared with the previous id). ``m`` is connector metadata about the source state (e.g.
+an mbox's size) and is written only on the last page, when the snapshot is complete. A cursor that
+cannot be decoded counts as none: a full listing follows.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+from sync_service.connectors.base import ChangePage, ItemKind, ItemRef, RawItem
+from sync_service.connectors.localpath import (
+    AnyPath,
+    FileEntry,
+    PathType,
+    read_bytes,
+    require_path,
+    safe_join,
+    url_to_path,
+)
+from sync_service.errors import PermanentSourceError
+
+log = logging.getLogger(__name__)
+
+CURSOR_PREFIX = "fs1."
+FORMAT_VERSION = 1
+ROOT_FOLDER = "."
+
+Current = Mapping[str, tuple[str, ItemKind]]
+
+
+def encode_cursor(snapshot: Mapping[str, str], meta: Mapping[str, Any] | None = None) -> str:
+    """The opaque cursor string for ``snapshot`` (and optional source metadata)."""
+    ids = sorted(snapshot)
+    keys: list[list[int | str]] = []
+    prev = ""
+    for key in ids:
+        shared = _shared_prefix(prev, key)
+        keys.append([shared, key[shared:]])
+        prev = key
+    payload = {"v": FORMAT_VERSION, "k": keys, "r": [snapshot[k] for k in ids], "m": dict(meta or {})}
+    raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return CURSOR_PREFIX + base64.urlsafe_b64encode(zlib.compress(raw, 6)).decode("ascii")
+
+
+def _shared_prefix(a: str, b: str) -> int:
+    n, limit = 0, min(len(a), len(b))
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def decode_state(cursor: str | None) -> tuple[dict[str, str], dict[str, Any]]:
+    """``(snapshot, meta)`` of a cursor; ``({}, {})`` for ``None`` or a cursor that cannot be decoded."""
+    if not cursor:
+        return {}, {}
+    try:
+        return _parse(cursor)
+    except (ValueError, TypeError, KeyError, zlib.error) as exc:
+        log.warning("ignoring an undecodable file-source cursor (%s); listing everything", exc)
+        return {}, {}
+
+
+def decode_cursor(cursor: str | None) -> dict[str, str]:
+    """The snapshot of a cursor (``{}`` — full listing — when absent or undecodable)."""
+    return decode_state(cursor)[0]
+
+
+def _parse(cursor: str) -> tuple[dict[str, str], dict[str, Any]]:
+    if not cursor.startswith(CURSOR_PREFIX):
+        raise ValueError("unknown cursor format")
+    payload = json.loads(zlib.decompress(base64.urlsafe_b64decode(cursor[len(CURSOR_PREFIX):])))
+    if not isinstance(payload, dict) or payload.get("v") != FORMAT_VERSION:
+        raise ValueError("unsupported cursor version")
+    keys, versions, meta = payload["k"], payload["r"], payload["m"]
+    if not (isinstance(keys, list) and isinstance(versions, list) and isinstance(meta, dict)):
+        raise TypeError("malformed cursor")
+    if len(keys) != len(versions):
+        raise ValueError("malformed cursor")
+    snapshot: dict[str, str] = {}
+    prev = ""
+    for (shared, suffix), version in zip(keys, versions, strict=True):
+        if not (isinstance(shared, int) and isinstance(suffix, str) and isinstance(version, str)):
+            raise TypeError("malformed cursor entry")
+        if not 0 <= shared <= len(prev):
+            raise ValueError("malformed cursor entry")
+        prev = prev[:shared] + suffix
+        snapshot[prev] = version
+    return snapshot, meta
+
+
+def _default_order(current: Current) -> Callable[[str], tuple[int, str]]:
+    """Oldest first: ``mtime_ns:size`` versions by their mtime, then by id."""
+
+    def key(external_id: str) -> tuple[int, str]:
+        head, sep, _ = current[external_id][0].partition(":")
+        return (int(head) if sep and head.isdigit() else 0, external_id)
+
+    return key
+
+
+def diff_page(
+    current: Current,
+    previous: Mapping[str, str],
+    limit: int,
+    *,
+    sort_key: Callable[[str], Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> ChangePage:
+    """One page of changes from ``previous`` (a snapshot) to ``current`` (see the module docstring)."""
+    deletes = tuple(sorted(k for k in previous if k not in current))
+    changed = [k for k, (version, _) in current.items() if previous.get(k) != version]
+    changed.sort(key=sort_key or _default_order(current))
+    page = changed[: max(1, limit)]
+    more = len(changed) > len(page)
+    snapshot = {k: v for k, v in previous.items() if k in current}
+    snapshot.update((k, current[k][0]) for k in page)
+    upserts = tuple(ItemRef(k, current[k][1], current[k][0]) for k in page)
+    return ChangePage(upserts, deletes, encode_cursor(snapshot, None if more else meta), more)
+
+
+def entries_page(entries: Mapping[str, FileEntry], previous: Mapping[str, str], limit: int) -> ChangePage:
+    """``diff_page`` over scanned files, oldest modification time first."""
+    current = {k: (e.version, e.kind) for k, e in entries.items()}
+    return diff_page(current, previous, limit, sort_key=lambda k: (entries[k].mtime_ns, k))
+
+
+def check_root_folder(folder: str) -> None:
+    if folder != ROOT_FOLDER:
+        raise PermanentSourceError(f"no folder {folder!r} in this source (it has only {ROOT_FOLDER!r})")
+
+
+class FileSourceConnector:
+    """Base of the single-folder file sources: scan the files, diff against the cursor, read by id.
+
+    Subclasses set ``path_type`` and implement ``scan`` (id → ``FileEntry``); ``path_for`` maps an id back
+    to its file when ``fetch`` runs without a preceding listing.
+    """
+
+    path_type: ClassVar[PathType] = "dir"
+
+    def __init__(self, url: str, secret: str | None = None) -> None:
+        self.root = require_path(url_to_path(url), self.path_type)
+        self._paths: dict[str, AnyPath] = {}
+
+    def folders(self) -> Sequence[str]:
+        return [ROOT_FOLDER]
+
+    def list_changes(self, folder: str, cursor: str | None, limit: int = 500) -> ChangePage:
+        check_root_folder(folder)
+        require_path(self.root, self.path_type)
+        entries = self.scan()
+        self._paths = {k: e.path for k, e in entries.items()}
+        return entries_page(entries, decode_cursor(cursor), limit)
+
+    def fetch(self, folder: str, refs: Sequence[ItemRef]) -> Iterator[RawItem]:
+        check_root_folder(folder)
+        for ref in refs:
+            path = self._paths.get(ref.external_id) or self.path_for(ref.external_id)
+            data = read_bytes(path) if path is not None else None
+            if data is not None:
+                yield RawItem(ref, data)
+
+    def close(self) -> None:
+        self._paths = {}
+
+    def scan(self) -> dict[str, FileEntry]:
+        raise NotImplementedError
+
+    def path_for(self, external_id: str) -> AnyPath | None:
+        return safe_join(self.root, external_id)

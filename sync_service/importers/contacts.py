@@ -1,0 +1,148 @@
+"""Contacts from an Outlook CSV export or a vCard 3/4 file (SPEC §5), chosen by the file's extension.
+
+Outlook CSV: the columns below are read, every other column is ignored. The header needs ``E-mail Address``
+or a name column; each row needs a name or an email. Email cells may hold ``Name (addr)``, ``<addr>`` or an
+Exchange X.500 address (skipped: it has no SMTP address). Contacts get ``source="import"``.
+
+vCard: parsed by ``sync_service.parsing.vcard``; a file with a broken card is rejected whole (SPEC §5), the
+message naming the card. Contacts get ``source="vcard"``.
+
+How a row becomes a contact (account, identity, updates) is in ``contact_store``.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from sync_service.errors import ImportFileError, ParseError
+from sync_service.importers.contact_store import ContactEntry, store_contacts
+from sync_service.importers.csvfile import Row, at_line, decode, iter_rows
+from sync_service.importers.normalize import (
+    Phone,
+    clean_text,
+    email_address,
+    outlook_email,
+    phone,
+    unique_phones,
+)
+from sync_service.importers.report import ImportReport
+from sync_service.parsing.vcard import parse_vcards
+from sync_service.values import ContactCard
+
+NAME_COLUMNS = ("First Name", "Middle Name", "Last Name")
+EMAIL_COLUMNS = ("E-mail Address", "E-mail 2 Address", "E-mail 3 Address")
+# Outlook phone columns → the phone kind (the vCard parser's words: work, cell, home, main, fax, other…).
+PHONE_COLUMNS = {
+    "Business Phone": "work",
+    "Business Phone 2": "work",
+    "Mobile Phone": "cell",
+    "Home Phone": "home",
+    "Home Phone 2": "home",
+    "Primary Phone": "main",
+    "Company Main Phone": "main",
+    "Other Phone": "other",
+    "Assistant's Phone": "assistant",
+    "Car Phone": "car",
+    "Callback": "other",
+    "Business Fax": "fax",
+    "Home Fax": "fax",
+}
+COLUMNS = (*NAME_COLUMNS, "Company", "Job Title", *EMAIL_COLUMNS, *PHONE_COLUMNS)
+VCARD_SUFFIXES = (".vcf", ".vcard")
+
+
+def import_contacts(session: Session, path: Path, *, default_region: str = "US") -> ImportReport:
+    """Import ``path`` (``.csv`` Outlook export or ``.vcf`` vCard). The caller commits or rolls back.
+
+    ``default_region`` is the country assumed for phone numbers written without ``+`` (E.164).
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return store_contacts(session, list(_csv_entries(path, default_region)), source="import")
+    if suffix in VCARD_SUFFIXES:
+        return store_contacts(session, _vcard_entries(path, default_region), source="vcard")
+    raise ImportFileError(
+        f"cannot import contacts from '{path.name}': expected an Outlook CSV export (.csv) or a vCard file "
+        "(.vcf)"
+    )
+
+
+def _csv_entries(path: Path, region: str) -> Iterator[ContactEntry]:
+    for line, cells in iter_rows(path, COLUMNS, any_of=(EMAIL_COLUMNS[0], *NAME_COLUMNS)):
+        with at_line(line):
+            yield _csv_entry(line, cells, region)
+
+
+def _csv_entry(line: int, cells: Row, region: str) -> ContactEntry:
+    first, middle, last = (clean_text(cells[column]) for column in NAME_COLUMNS)
+    emails = []
+    for column in EMAIL_COLUMNS:
+        try:
+            address = outlook_email(cells[column])
+        except ValueError as exc:
+            raise ValueError(f"{column}: {exc}") from exc
+        if address:
+            emails.append(address)
+    phones = [phone(kind, cells[column], region) for column, kind in PHONE_COLUMNS.items() if cells[column]]
+    entry = ContactEntry(
+        line=line,
+        where=f"line {line}",
+        name=" ".join(part for part in (first, middle, last) if part),
+        first_name=first,
+        middle_name=middle,
+        last_name=last,
+        company=clean_text(cells["Company"]),
+        job_title=clean_text(cells["Job Title"]),
+        emails=tuple(dict.fromkeys(emails)),
+        phones=unique_phones(phones),
+    )
+    if not entry.name and not entry.emails:
+        raise ValueError("the row has neither a name (First / Middle / Last Name) nor an e-mail address")
+    return entry
+
+
+def _vcard_entries(path: Path, region: str) -> list[ContactEntry]:
+    try:
+        cards, problems = parse_vcards(_vcard_bytes(path))
+    except ParseError as exc:
+        raise ImportFileError(f"not a usable vCard file: {exc}") from exc
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ImportFileError(f"broken vCard, nothing imported: {problems[0]}{more}")
+    entries = []
+    for number, card in enumerate(cards, start=1):
+        where = f"card {number} ({card.full_name})"
+        with at_line(None, where):
+            entries.append(_card_entry(card, where, region))
+    return entries
+
+
+def _vcard_bytes(path: Path) -> bytes:
+    """The file's bytes; a UTF-16 / UTF-32 file (BOM) is re-encoded as UTF-8 for the parser."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return decode(raw).encode("utf-8")
+    return raw
+
+
+def _card_entry(card: ContactCard, where: str, region: str) -> ContactEntry:
+    phones: list[Phone] = [phone(kind, number, region) for kind, number in card.phones if number.strip()]
+    return ContactEntry(
+        line=None,
+        where=where,
+        name=clean_text(card.full_name),
+        first_name=clean_text(card.first_name),
+        middle_name=clean_text(card.middle_name),
+        last_name=clean_text(card.last_name),
+        company=clean_text(card.company),
+        job_title=clean_text(card.job_title),
+        emails=tuple(dict.fromkeys(email_address(address) for address in card.emails)),
+        phones=unique_phones(phones),
+    )

@@ -1,0 +1,158 @@
+"""Leads CSV (SPEC §5): ``Name,Company,Email,Phone,Status,Source,Owner``.
+
+- ``Name`` is required; ``Email`` is optional but must be an address when given; ``Phone`` is kept as
+  written plus its E.164 form.
+- ``Status`` is a ``lead_status`` lookup value (any case, stored in the lookup's spelling); empty means
+  ``Initial Lead`` for a new lead. ``Source`` is a ``source`` lookup value or empty.
+- ``Owner``: a rep's email; the rep becomes a user when new.
+- Identity: the lead having the email; else the lead of the same name and company — for a row with an email
+  only a lead that has no email yet. Two rows for the same lead reject the file.
+- Updates only add or overwrite with non-empty cells; a status change does not run the lead process here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crm_store.models import Lead, LeadEmail, LeadPhone
+from sync_service.importers.csvfile import Row, SeenRows, at_line, iter_rows
+from sync_service.importers.lookups import LookupValues
+from sync_service.importers.normalize import Phone, clean_text, name_key, optional_email, phone
+from sync_service.importers.report import ImportReport, Outcome, apply_fields, outcome
+from sync_service.importers.users import Reps
+
+COLUMNS = ("Name", "Company", "Email", "Phone", "Status", "Source", "Owner")
+DEFAULT_STATUS = "Initial Lead"
+
+
+@dataclass(frozen=True, slots=True)
+class LeadRow:
+    line: int
+    name: str
+    company: str
+    email: str | None
+    phone: Phone | None
+    status: str | None  # None: the cell was empty
+    source: str | None
+    owner: str | None
+    target: Lead | None  # the stored lead this row updates; None: create
+
+
+def import_leads(session: Session, path: Path, *, default_region: str = "US") -> ImportReport:
+    """Validate the whole file, then upsert each lead. The caller commits or rolls back."""
+    rows = _read(session, path, default_region)
+    report = ImportReport("leads")
+    reps = Reps(session)
+    for row in rows:
+        report.count(_write(session, row, reps))
+    session.flush()
+    return report
+
+
+def _read(session: Session, path: Path, region: str) -> list[LeadRow]:
+    statuses = LookupValues(session, "lead_status", "lead status")
+    sources = LookupValues(session, "source", "source")
+    existing = _Existing(session)
+    seen = SeenRows("lead")
+    rows = []
+    for line, cells in iter_rows(path, COLUMNS, required=("Name",)):
+        with at_line(line):
+            row = _parse(line, cells, region, statuses, sources)
+            row = replace(row, target=existing.find(row))
+            check, add = _identity_keys(row)
+            seen.check(check)
+            seen.add(add, f"line {line}")
+        rows.append(row)
+    return rows
+
+
+def _parse(line: int, cells: Row, region: str, statuses: LookupValues, sources: LookupValues) -> LeadRow:
+    name = clean_text(cells["Name"])
+    if not name:
+        raise ValueError("Name is empty")
+    return LeadRow(
+        line=line,
+        name=name,
+        company=clean_text(cells["Company"]),
+        email=optional_email(cells["Email"]),
+        phone=phone("other", cells["Phone"], region) if cells["Phone"] else None,
+        status=statuses.resolve(cells["Status"]),
+        source=sources.resolve(cells["Source"]),
+        owner=optional_email(cells["Owner"]),
+        target=None,
+    )
+
+
+class _Existing:
+    """Stored leads by (name, company) key — compared in Python: SQLite's lower() is ASCII-only."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        with_email = set(session.scalars(select(LeadEmail.lead_id).distinct()))
+        self._by_name: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+        for lead_id, name, company in session.execute(
+            select(Lead.id, Lead.name, Lead.company).order_by(Lead.id)
+        ):
+            self._by_name[_name_company(name, company)].append((lead_id, lead_id in with_email))
+
+    def find(self, row: LeadRow) -> Lead | None:
+        if row.email:
+            lead_id = self._session.scalars(
+                select(LeadEmail.lead_id).where(LeadEmail.email == row.email).order_by(LeadEmail.lead_id)
+            ).first()
+            if lead_id is not None:
+                return self._session.get(Lead, lead_id)
+        for lead_id, has_email in self._by_name.get(_name_company(row.name, row.company), []):
+            if not (row.email and has_email):
+                return self._session.get(Lead, lead_id)
+        return None
+
+
+def _name_company(name: str, company: str) -> str:
+    return f"{name_key(name)}|{name_key(company)}"
+
+
+def _identity_keys(row: LeadRow) -> tuple[list[str], list[str]]:
+    """(keys that must be new, keys to remember): a row without email clashes with any same-named row."""
+    same = [f"lead:{row.target.id}"] if row.target is not None else []
+    named = _name_company(row.name, row.company)
+    if row.email:
+        return [f"email:{row.email}", f"bare:{named}", *same], [f"email:{row.email}", f"name:{named}", *same]
+    return [f"name:{named}", *same], [f"name:{named}", f"bare:{named}", *same]
+
+
+def _write(session: Session, row: LeadRow, reps: Reps) -> Outcome:
+    owner = reps.get(row.owner)
+    lead = row.target
+    if lead is None:
+        session.add(
+            Lead(
+                name=row.name,
+                company=row.company,
+                status=row.status or DEFAULT_STATUS,
+                source=row.source,
+                owner=owner,
+                origin="import",
+                emails=[LeadEmail(email=row.email, position=0)] if row.email else [],
+                phones=[LeadPhone(raw=row.phone.raw, e164=row.phone.e164)] if row.phone else [],
+            )
+        )
+        return "created"
+    changed = apply_fields(
+        lead,
+        {"name": row.name, "company": row.company or None, "status": row.status, "source": row.source,
+         "owner": owner},
+    )
+    if row.email and row.email not in {e.email for e in lead.emails}:
+        position = max((e.position for e in lead.emails), default=-1) + 1
+        lead.emails.append(LeadEmail(email=row.email, position=position))
+        changed = True
+    if row.phone and row.phone.key not in {p.e164 or clean_text(p.raw) for p in lead.phones}:
+        lead.phones.append(LeadPhone(raw=row.phone.raw, e164=row.phone.e164))
+        changed = True
+    return outcome(changed)

@@ -1,0 +1,116 @@
+"""Mailbox administration: add, list, remove, pause, resume, resync (SPEC §5)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from crm_store.models import FolderState, Mailbox, User
+from crm_store.models.sync import IDLE, PAUSED
+from crm_store.secrets import SecretBox
+from sync_service.connectors.registry import needs_secret, schemes
+from sync_service.errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$")
+
+
+@dataclass(frozen=True)
+class MailboxInfo:
+    name: str
+    owner: str
+    source: str
+    state: str
+    last_success_at: datetime | None
+    last_error: str | None
+    items_synced: int
+
+
+def redact_url(url: str) -> str:
+    """The URL without any password (a password in a URL is refused on add, but never shown anyway)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _get(session: Session, name: str) -> Mailbox:
+    mailbox = session.scalar(select(Mailbox).where(Mailbox.name == name))
+    if mailbox is None:
+        raise ConfigError(f"no mailbox named {name!r}")
+    return mailbox
+
+
+def get_or_create_user(session: Session, email: str) -> User:
+    email = email.strip().lower()
+    if "@" not in email or email.startswith("@") or "." not in email.rpartition("@")[2]:
+        raise ConfigError(f"not an email address: {email!r}")
+    user = session.scalar(select(User).where(User.email == email))
+    if user is None:
+        user = User(email=email, name=email.partition("@")[0].replace(".", " ").title())
+        session.add(user)
+        session.flush()
+    return user
+
+
+def add_mailbox(
+    session: Session, name: str, owner: str, source: str, secret: str | None, secret_keys: tuple[str, ...]
+) -> Mailbox:
+    if not _NAME.match(name):
+        raise ConfigError("a mailbox name uses letters, digits, '.', '_', '-', '@' (at most 200)")
+    scheme = urlsplit(source).scheme.lower()
+    if scheme not in schemes():
+        raise ConfigError(f"unsupported source URL scheme {scheme!r} (supported: {', '.join(schemes())})")
+    if urlsplit(source).password is not None:
+        raise ConfigError("do not put a password in the source URL; use --secret-env VAR or the prompt")
+    if session.scalar(select(Mailbox.id).where(Mailbox.name == name)) is not None:
+        raise ConfigError(f"a mailbox named {name!r} already exists")
+    if needs_secret(source) and not secret:
+        raise ConfigError(f"the source {redact_url(source)} needs a secret (--secret-env VAR or a terminal prompt)")
+    user = get_or_create_user(session, owner)
+    mailbox = Mailbox(name=name, owner_id=user.id, source_url=source, state=IDLE)
+    if secret:
+        mailbox.secret = SecretBox(secret_keys).encrypt(secret)
+    session.add(mailbox)
+    session.flush()
+    return mailbox
+
+
+def list_mailboxes(session: Session) -> list[MailboxInfo]:
+    rows = session.execute(select(Mailbox, User.email).join(User, User.id == Mailbox.owner_id).order_by(Mailbox.name))
+    return [
+        MailboxInfo(m.name, email, redact_url(m.source_url), m.state, m.last_success_at, m.last_error, m.items_synced)
+        for m, email in rows
+    ]
+
+
+def remove_mailbox(session: Session, name: str) -> None:
+    """Forget the mailbox and its sync state. Activities and documents already logged stay in the CRM."""
+    mailbox = _get(session, name)
+    session.execute(delete(FolderState).where(FolderState.mailbox_id == mailbox.id))
+    session.delete(mailbox)
+
+
+def pause_mailbox(session: Session, name: str) -> None:
+    _get(session, name).state = PAUSED
+
+
+def resume_mailbox(session: Session, name: str) -> None:
+    mailbox = _get(session, name)
+    mailbox.state, mailbox.consecutive_failures = IDLE, 0
+
+
+def resync_mailbox(session: Session, name: str) -> None:
+    """Forget the cursors so the next sync reads everything again; dedupe keeps it free of duplicates."""
+    mailbox = _get(session, name)
+    session.execute(update(FolderState).where(FolderState.mailbox_id == mailbox.id).values(cursor=None, stage="resync"))
+    if mailbox.state != PAUSED:
+        mailbox.state = IDLE

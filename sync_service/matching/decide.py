@@ -1,0 +1,263 @@
+"""The matcher's entry point: one item's facts + the candidate index → a ``MatchDecision`` (SPEC §3).
+
+Order of work, each step a line of ``explanation``:
+1. direction (outbound when the sender is internal) and the external participants (sender, then recipients
+   in the order given, de-duplicated; phone numbers in E.164);
+2. skips that need no lookup: internal-only, automated (emails only), never-log — privacy wins;
+3. resolve every external participant (``resolve.py``) and plan auto-creation (policy ``CRM_AUTO_CREATE``);
+   nothing resolved and nothing to create → skipped as unmatched;
+4. contacts, accounts and the primary account, the opportunity (rules a–d), the lead.
+Pure: plain data in, plain data out; the caller writes the links and creates the records.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sync_service.matching.domains import company_from_domain, email_domain, normalize_email
+from sync_service.matching.model import (
+    OPP_ACCOUNT,
+    OPP_PARTICIPANT,
+    OPP_THREAD,
+    OPP_TOKEN,
+    SKIP_AUTOMATED,
+    SKIP_INTERNAL,
+    SKIP_NEVER_LOG,
+    SKIP_UNMATCHED,
+    AutoCreatePolicy,
+    CandidateIndex,
+    Direction,
+    ItemFacts,
+    MatchDecision,
+    NewContact,
+    NewLead,
+)
+from sync_service.matching.phones import to_e164
+from sync_service.matching.resolve import (
+    Resolution,
+    is_internal,
+    never_log_entry,
+    resolve_address,
+    resolve_phone,
+)
+from sync_service.values import Address
+
+_POLICIES = ("none", "account-domains", "all")
+_TOKEN = re.compile(r"\[\s*OPP-(\d+)\s*\]", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Party:
+    """One external participant: an address (with its display name) or a phone number."""
+
+    role: str  # sender / recipient / organizer / attendee / phone
+    key: str  # normalised email or E.164
+    name: str = ""
+
+
+def decide(
+    facts: ItemFacts, index: CandidateIndex, *, policy: AutoCreatePolicy = "account-domains"
+) -> MatchDecision:
+    """Match one email, meeting or call to CRM records, or say why it is not logged."""
+    if policy not in _POLICIES:
+        raise ValueError(f"unknown auto-create policy {policy!r}; expected one of {', '.join(_POLICIES)}")
+    direction, lines = _direction(facts, index)
+    parties = _external_parties(facts, index)
+    skip = _early_skip(facts, index, parties)
+    if skip:
+        return MatchDecision(skip_reason=skip[0], direction=direction, explanation=(*lines, skip[1]))
+    resolved = [(party, _resolve(party, index)) for party in parties]
+    lines += [f"{party.role} {party.key} → {res.describe()}" for party, res in resolved]
+    new_contacts = _new_contacts(resolved, policy)
+    new_leads = _new_leads(resolved, direction, policy)
+    lines += [f"new contact {c.email} at account {c.account_id} (policy {policy})" for c in new_contacts]
+    lines += [f"new lead {n.email} of company {n.company!r} (policy {policy})" for n in new_leads]
+    if not new_leads and not any(res.resolved for _, res in resolved):
+        lines.append(f"skipped: {SKIP_UNMATCHED} — no external participant is a CRM contact, lead or account")
+        return MatchDecision(skip_reason=SKIP_UNMATCHED, direction=direction, explanation=tuple(lines))
+    return _link(facts, index, direction, resolved, lines, new_contacts, new_leads)
+
+
+def _link(
+    facts: ItemFacts,
+    index: CandidateIndex,
+    direction: Direction | None,
+    resolved: list[tuple[_Party, Resolution]],
+    lines: list[str],
+    new_contacts: tuple[NewContact, ...],
+    new_leads: tuple[NewLead, ...],
+) -> MatchDecision:
+    contact_ids = _unique(c for _, res in resolved for c in res.contact_ids)
+    reached = [a for _, res in resolved for a in res.account_ids]
+    account_ids = _unique(reached + [c.account_id for c in new_contacts])
+    primary, why = _primary_account(direction, resolved, account_ids)
+    if primary is not None:
+        lines.append(f"primary account {primary}: {why}")
+    opportunity, rule, review, opp_lines = _opportunity(facts, index, contact_ids, primary)
+    lines += opp_lines
+    lead_id = next((res.lead_ids[0] for _, res in resolved if res.via == "lead"), None)
+    if lead_id is not None:
+        lines.append(f"lead {lead_id}: the first participant that is a lead")
+    return MatchDecision(
+        direction=direction,
+        contact_ids=contact_ids,
+        lead_id=lead_id,
+        account_ids=account_ids,
+        primary_account_id=primary,
+        opportunity_id=opportunity,
+        opportunity_rule=rule,
+        review_candidates=review,
+        new_contacts=new_contacts,
+        new_leads=new_leads,
+        explanation=tuple(lines),
+    )
+
+
+def _direction(facts: ItemFacts, index: CandidateIndex) -> tuple[Direction | None, list[str]]:
+    if facts.sender is None or not facts.sender.email:
+        return None, ["direction unknown: no sender"]
+    sender = normalize_email(facts.sender.email)
+    if is_internal(sender, index):
+        return "outbound", [f"outbound: sender {sender} is internal"]
+    return "inbound", [f"inbound: sender {sender} is external"]
+
+
+def _external_parties(facts: ItemFacts, index: CandidateIndex) -> list[_Party]:
+    """Sender first, then participants as given; internal ones left out; then phone numbers."""
+    sender_role, other_role = ("sender", "recipient") if facts.kind == "email" else ("organizer", "attendee")
+    addresses: list[tuple[str, Address]] = [(sender_role, facts.sender)] if facts.sender else []
+    addresses += [(other_role, a) for a in facts.participants]
+    parties: dict[str, _Party] = {}
+    for role, address in addresses:
+        email = normalize_email(address.email)
+        if "@" in email and email not in parties and not is_internal(email, index):
+            parties[email] = _Party(role, email, address.name.strip())
+    for raw in facts.phones:
+        e164 = to_e164(raw, index.default_region)
+        if e164 and e164 not in parties:
+            parties[e164] = _Party("phone", e164)
+    return list(parties.values())
+
+
+def _early_skip(facts: ItemFacts, index: CandidateIndex, parties: list[_Party]) -> tuple[str, str] | None:
+    if not parties:
+        return SKIP_INTERNAL, f"skipped: {SKIP_INTERNAL} — every participant is internal"
+    if facts.kind == "email" and facts.automated_reason:
+        return SKIP_AUTOMATED, f"skipped: {SKIP_AUTOMATED} — {facts.automated_reason}"
+    for party in parties:
+        entry = never_log_entry(party.key, index)
+        if entry is not None:
+            return SKIP_NEVER_LOG, f"skipped: {SKIP_NEVER_LOG} — {party.key} is covered by the entry {entry}"
+    return None
+
+
+def _resolve(party: _Party, index: CandidateIndex) -> Resolution:
+    return resolve_phone(party.key, index) if party.role == "phone" else resolve_address(party.key, index)
+
+
+def _new_contacts(resolved: list[tuple[_Party, Resolution]], policy: str) -> tuple[NewContact, ...]:
+    """An unknown address at a known account's domain becomes a contact of that account (SPEC §3.6)."""
+    if policy == "none":
+        return ()
+    return tuple(
+        NewContact(party.key, party.name or _name_from_email(party.key), res.account_ids[0])
+        for party, res in resolved
+        if res.via == "domain"
+    )
+
+
+def _new_leads(
+    resolved: list[tuple[_Party, Resolution]], direction: Direction | None, policy: str
+) -> tuple[NewLead, ...]:
+    """Policy ``all``: an unknown inbound sender at a non-public domain becomes a lead."""
+    if policy != "all" or direction != "inbound" or not resolved:
+        return ()
+    party, res = resolved[0]
+    if party.role not in ("sender", "organizer") or res.resolved or res.public_domain:
+        return ()
+    name = party.name or _name_from_email(party.key)
+    return (NewLead(party.key, name, company_from_domain(email_domain(party.key))),)
+
+
+def _primary_account(
+    direction: Direction | None, resolved: list[tuple[_Party, Resolution]], account_ids: tuple[int, ...]
+) -> tuple[int | None, str]:
+    """Inbound: the sender's account; outbound: the first resolved recipient's; else the first reached."""
+    senders = [res for party, res in resolved if party.role in ("sender", "organizer")]
+    if direction == "inbound" and senders and senders[0].account_id is not None:
+        return senders[0].account_id, "the sender's account"
+    if direction == "outbound":
+        first = next((res for _, res in resolved if res.account_id is not None), None)
+        if first is not None:
+            return first.account_id, f"the account of the first resolved recipient {first.key}"
+    if account_ids:
+        return account_ids[0], "the first account reached"
+    return None, ""
+
+
+def _opportunity(
+    facts: ItemFacts, index: CandidateIndex, contact_ids: tuple[int, ...], primary: int | None
+) -> tuple[int | None, str | None, tuple[int, ...], list[str]]:
+    """SPEC §3.4: the first rule that gives exactly one opportunity; else review candidates of c or d."""
+    by_contact = _unique(o for c in contact_ids for o in index.open_opps_by_contact.get(c, ()))
+    by_account = _unique(index.open_opps_by_account.get(primary, ())) if primary is not None else ()
+    rules = (
+        (OPP_THREAD, "a", _by_thread(facts, index), "the item continues a thread linked to it"),
+        (OPP_TOKEN, "b", _by_token(facts, index), "tracking token [OPP-{id}] in the subject"),
+        (OPP_PARTICIPANT, "c", by_contact, "the only open opportunity with contact {contact}"),
+        (OPP_ACCOUNT, "d", by_account, f"the only open opportunity of account {primary}"),
+    )
+    lines: list[str] = []
+    for rule, letter, found, why in rules:
+        if len(found) == 1:
+            opp = found[0]
+            contact = next((c for c in contact_ids if opp in index.open_opps_by_contact.get(c, ())), None)
+            return (
+                opp,
+                rule,
+                (),
+                [*lines, f"opportunity {opp} by rule {letter}: " + why.format(id=opp, contact=contact)],
+            )
+        if found:
+            lines.append(f"rule {letter} ambiguous: opportunities {_join(sorted(found))}")
+    review = next((tuple(sorted(found)) for found in (by_contact, by_account) if len(found) > 1), ())
+    return (
+        None,
+        None,
+        review,
+        [*lines, f"no opportunity: review candidates {_join(review)}" if review else "no opportunity"],
+    )
+
+
+def _by_thread(facts: ItemFacts, index: CandidateIndex) -> tuple[int, ...]:
+    """Rule a: In-Reply-To, References and the Outlook conversation of items already linked."""
+    keys = (*facts.in_reply_to, *facts.references, facts.conversation_id or "")
+    return _unique(index.thread_opportunity.get(k.strip().strip("<>")) for k in keys if k.strip())
+
+
+def _by_token(facts: ItemFacts, index: CandidateIndex) -> tuple[int, ...]:
+    """Rule b: ``[OPP-<id>]`` tokens in the subject naming an existing opportunity."""
+    ids = (int(token) for token in _TOKEN.findall(facts.subject))
+    return _unique(i for i in ids if i in index.opportunity_account)
+
+
+def _join(ids: Iterable[int]) -> str:
+    return ", ".join(str(i) for i in ids)
+
+
+def _unique(values: Iterable[int | None]) -> tuple[int, ...]:
+    """Distinct non-None ints in order of first appearance."""
+    seen: dict[int, None] = {}
+    for value in values:
+        if value is not None:
+            seen.setdefault(value)
+    return tuple(seen)
+
+
+def _name_from_email(email: str) -> str:
+    """``jane.doe@acme.com`` → ``Jane Doe``: a readable name when the item gave none."""
+    local = email.partition("@")[0].split("+", 1)[0]
+    words = re.split(r"[._\-]+", local)
+    return " ".join(w[:1].upper() + w[1:] for w in words if w) or email

@@ -1,0 +1,124 @@
+"""Who is this address (or phone number)? SPEC §3.2 and §3.8, one participant at a time.
+
+An address resolves to the contacts having it (all of them when several contacts share it), else to the leads
+having it, else to the account owning its domain or a parent domain. Public mail providers never resolve by
+domain; a contact or lead that registered a gmail address still matches. A phone number (E.164) resolves to
+contacts, then leads. Also here: whether an address is internal and whether it is on the never-log list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sync_service.matching.domains import (
+    domain_candidates,
+    email_domain,
+    is_public_mail_domain,
+    normalize_email,
+)
+from sync_service.matching.model import CandidateIndex
+
+ResolvedVia = Literal["contact", "lead", "domain"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What one external address or phone number resolved to."""
+
+    key: str  # the normalised email, or the E.164 number
+    via: ResolvedVia | None = None  # None: not a CRM record
+    contact_ids: tuple[int, ...] = ()
+    lead_ids: tuple[int, ...] = ()
+    account_ids: tuple[int, ...] = ()  # the contacts' accounts, or the account owning the domain
+    matched_domain: str | None = None  # the (parent) domain an account owns, when via == "domain"
+    public_domain: bool = False  # the address is at a public mail provider
+
+    @property
+    def resolved(self) -> bool:
+        return self.via is not None
+
+    @property
+    def account_id(self) -> int | None:
+        return self.account_ids[0] if self.account_ids else None
+
+    def describe(self) -> str:
+        """``"contact 12 (account 3)"``, ``"account 3 by domain acme.com"``, ``"nothing (public …)"``."""
+        if self.via == "contact":
+            text = _ids("contact", self.contact_ids)
+            return f"{text} ({_ids('account', self.account_ids)})" if self.account_ids else text
+        if self.via == "lead":
+            return _ids("lead", self.lead_ids)
+        if self.via == "domain":
+            return f"account {self.account_id} by domain {self.matched_domain}"
+        return "nothing (public mail provider)" if self.public_domain else "nothing"
+
+
+def _ids(noun: str, ids: tuple[int, ...]) -> str:
+    plural = "s" if len(ids) > 1 else ""
+    return f"{noun}{plural} {', '.join(str(i) for i in ids)}"
+
+
+def is_internal(email: str, index: CandidateIndex) -> bool:
+    """A rep's address, or an address at an internal domain or a subdomain of one.
+
+    A public provider's domain is never internal as a whole: a rep registered as ``ann@gmail.com`` makes that
+    one address internal, not every gmail correspondent.
+    """
+    email = normalize_email(email)
+    if email in index.user_emails:
+        return True
+    domain = email_domain(email)
+    if not index.internal_domains or is_public_mail_domain(domain):
+        return False
+    return any(c in index.internal_domains for c in domain_candidates(domain))
+
+
+def never_log_entry(key: str, index: CandidateIndex) -> str | None:
+    """The never-log entry that covers this address (itself, its domain or a parent) or phone number."""
+    if not index.never_log:
+        return None
+    if key in index.never_log:
+        return key
+    if "@" not in key:
+        return None
+    return next((c for c in domain_candidates(email_domain(key)) if c in index.never_log), None)
+
+
+def resolve_address(email: str, index: CandidateIndex) -> Resolution:
+    """Contact → lead → account by domain (SPEC §3.2)."""
+    email = normalize_email(email)
+    contacts = index.contacts_by_email.get(email, ())
+    if contacts:
+        return Resolution(email, "contact", contact_ids=contacts, account_ids=_accounts_of(contacts, index))
+    leads = index.leads_by_email.get(email, ())
+    if leads:
+        return Resolution(email, "lead", lead_ids=leads)
+    domain = email_domain(email)
+    if is_public_mail_domain(domain):
+        return Resolution(email, public_domain=True)
+    for candidate in domain_candidates(domain):
+        account_id = index.account_by_domain.get(candidate)
+        if account_id is not None:
+            return Resolution(email, "domain", account_ids=(account_id,), matched_domain=candidate)
+    return Resolution(email)
+
+
+def resolve_phone(e164: str, index: CandidateIndex) -> Resolution:
+    """Contact → lead by an E.164 number (SPEC §3.8); numbers never resolve to an account."""
+    contacts = index.contacts_by_phone.get(e164, ())
+    if contacts:
+        return Resolution(e164, "contact", contact_ids=contacts, account_ids=_accounts_of(contacts, index))
+    leads = index.leads_by_phone.get(e164, ())
+    if leads:
+        return Resolution(e164, "lead", lead_ids=leads)
+    return Resolution(e164)
+
+
+def _accounts_of(contact_ids: tuple[int, ...], index: CandidateIndex) -> tuple[int, ...]:
+    accounts: dict[int, None] = {}
+    for contact_id in contact_ids:
+        account_id = index.contact_account.get(contact_id)
+        if account_id is not None:
+            accounts.setdefault(account_id)
+    return tuple(accounts)

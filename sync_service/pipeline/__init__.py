@@ -1,0 +1,1 @@
+"""The sync pipeline: fetch (source → raw items + cursor) then process (raw items → activities)."""

@@ -1,0 +1,64 @@
+"""What one processing run carries: the session, the candidate index, the clock, the counters."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from crm_store.blobs import BlobStore
+from sync_service.config import Settings
+from sync_service.matching.model import CandidateIndex
+from sync_service.values import SyncWindow
+
+
+@dataclass
+class ProcessStats:
+    logged: int = 0  # activities created
+    updated: int = 0  # activities updated (moved / cancelled meetings, re-seen items)
+    duplicates: int = 0  # items already known (same Message-ID / UID in another mailbox)
+    quarantined: int = 0
+    cancelled: int = 0
+    contacts_created: int = 0
+    leads_created: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def merge(self, other: ProcessStats) -> None:
+        for name in (
+            "logged",
+            "updated",
+            "duplicates",
+            "quarantined",
+            "cancelled",
+            "contacts_created",
+            "leads_created",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.skipped.update(other.skipped)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "logged": self.logged,
+            "updated": self.updated,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "cancelled": self.cancelled,
+            "contacts_created": self.contacts_created,
+            "leads_created": self.leads_created,
+            "skipped": dict(sorted(self.skipped.items())),
+        }
+
+
+@dataclass
+class ProcessContext:
+    session: Session
+    settings: Settings
+    blobs: BlobStore
+    index: CandidateIndex
+    now: datetime
+    window: SyncWindow
+    stats: ProcessStats
+    owner_email: str  # the rep whose mailbox the current raw item came from
+    owner_id: int

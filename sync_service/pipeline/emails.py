@@ -1,0 +1,107 @@
+"""Process one email: headers → facts → match; only a logged email has its body decoded.
+
+Invitations (a ``text/calendar`` part with METHOD REQUEST / CANCEL / ADD) update the meeting they describe
+instead of becoming an email activity (SPEC §4).
+"""
+
+from __future__ import annotations
+
+from crm_store.models import Activity, RawItem, SyncedItem
+from sync_service.matching.decide import decide
+from sync_service.matching.model import ItemFacts
+from sync_service.parsing.ical import parse_calendar
+from sync_service.parsing.mime import parse_body, parse_headers
+from sync_service.pipeline.context import ProcessContext
+from sync_service.pipeline.documents import relink_documents, store_email_documents
+from sync_service.pipeline.events import apply_events
+from sync_service.pipeline.items import email_key, facts_to_json, get_or_create, link_source
+from sync_service.pipeline.links import apply_decision
+from sync_service.values import MessageBody, MessageHeaders
+
+ITIP_UPDATES = {"REQUEST", "CANCEL", "ADD"}
+
+
+def facts_of(headers: MessageHeaders, owner_email: str) -> ItemFacts:
+    sender = headers.sender_address
+    seen = {sender.email} if sender else set()
+    participants = []
+    for address in headers.recipients:
+        if address.email not in seen:
+            seen.add(address.email)
+            participants.append(address)
+    return ItemFacts(
+        kind="email",
+        sender=sender,
+        participants=tuple(participants),
+        subject=headers.subject,
+        message_id=headers.message_id,
+        in_reply_to=headers.in_reply_to,
+        references=headers.references,
+        conversation_id=headers.conversation_id,
+        automated_reason=headers.automated_reason,
+        mailbox_owner=owner_email,
+    )
+
+
+def _invitation(ctx: ProcessContext, raw: RawItem, data: bytes) -> bool:
+    """Apply calendar parts of an invitation email; True when the email was an iTIP update."""
+    body = parse_body(data, max_attachment_bytes=ctx.settings.max_attachment_bytes)
+    handled = False
+    for part in body.calendar_parts:
+        calendar = parse_calendar(part, ctx.window, max_occurrences=ctx.settings.max_occurrences)
+        if (calendar.method or "").upper() in ITIP_UPDATES:
+            apply_events(ctx, raw, calendar.events, full_snapshot=False)
+            handled = True
+    return handled
+
+
+def process_email(ctx: ProcessContext, raw: RawItem, data: bytes) -> None:
+    headers = parse_headers(data)
+    if b"text/calendar" in data and _invitation(ctx, raw, data):
+        return
+    assert raw.sha256 is not None
+    item, created = get_or_create(ctx.session, email_key(headers.message_id, raw.sha256), "email")
+    link_source(ctx.session, item, raw.id)
+    if not created:
+        ctx.stats.duplicates += 1
+        return
+    facts = facts_of(headers, ctx.owner_email)
+    item.message_id, item.subject, item.sent_at = headers.message_id, headers.subject[:1000], headers.date
+    item.sha256, item.facts = raw.sha256, facts_to_json(facts)
+    decision = decide(facts, ctx.index, policy=ctx.settings.auto_create)
+    if decision.skipped:
+        item.skip_reason = decision.skip_reason
+        ctx.stats.skipped[decision.skip_reason or "?"] += 1
+        return
+    body = parse_body(data, max_attachment_bytes=ctx.settings.max_attachment_bytes)
+    activity = _new_email_activity(ctx, item, headers, body, decision.direction)
+    apply_decision(ctx, activity, decision)
+    store_email_documents(ctx, activity, raw.sha256, raw.size, body)
+    relink_documents(activity)
+    ctx.index.remember_thread(headers.message_id, activity.opportunity_id)
+    ctx.index.remember_thread(headers.conversation_id, activity.opportunity_id)
+    ctx.stats.logged += 1
+
+
+def _new_email_activity(
+    ctx: ProcessContext, item: SyncedItem, headers: MessageHeaders, body: MessageBody, direction: str | None
+) -> Activity:
+    sender = headers.sender_address
+    owner = ctx.owner_id
+    if direction == "outbound" and sender is not None:
+        owner = ctx.index.user_emails.get(sender.email, owner)
+    when = headers.date or ctx.now
+    activity = Activity(
+        type="email",
+        subject=headers.subject[:1000],
+        status="completed",
+        direction=direction,
+        start_at=when,
+        end_at=when,
+        owner_id=owner,
+        item_id=item.id,
+        body=body.text[:100_000],
+    )
+    ctx.session.add(activity)
+    ctx.session.flush()
+    return activity

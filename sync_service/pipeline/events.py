@@ -1,0 +1,123 @@
+"""Calendar items → meeting / call activities (SPEC §4).
+
+An ``.ics`` object from a mailbox is a full snapshot of what it holds: an event (or occurrence inside the
+sync window) that it no longer contains was deleted at the source and its activity is cancelled — unless
+another live source still carries it. Invitations by email are partial updates (never cancel by absence).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select
+
+from crm_store.models import Activity, ItemSource, RawItem, SyncedItem
+from crm_store.models.sync import DELETED
+from sync_service.matching.decide import decide
+from sync_service.matching.model import ItemFacts
+from sync_service.parsing.classify import event_activity_type, event_phone_numbers
+from sync_service.pipeline.context import ProcessContext
+from sync_service.pipeline.items import event_key, facts_to_json, get_or_create, link_source
+from sync_service.pipeline.links import apply_decision
+from sync_service.values import Address, CalendarEvent
+
+CANCELLED, COMPLETED, PLANNED = "cancelled", "completed", "planned"
+
+
+def event_status(event: CalendarEvent, now: datetime) -> str:
+    if event.cancelled:
+        return CANCELLED
+    return COMPLETED if event.end <= now else PLANNED
+
+
+def _facts(ctx: ProcessContext, event: CalendarEvent) -> ItemFacts:
+    sender = event.organizer or Address(ctx.owner_email)
+    participants = tuple(a for a in dict.fromkeys(event.attendees) if a.email != sender.email)
+    return ItemFacts(
+        kind=event_activity_type(event),
+        sender=sender,
+        participants=participants,
+        subject=event.summary,
+        phones=event_phone_numbers(event),
+        mailbox_owner=ctx.owner_email,
+    )
+
+
+def _upsert_event(ctx: ProcessContext, raw: RawItem, event: CalendarEvent) -> SyncedItem:
+    item, created = get_or_create(ctx.session, event_key(event.uid, event.recurrence_id), "event")
+    link_source(ctx.session, item, raw.id)
+    if not created and event.sequence < item.sequence:
+        return item  # an older version of the event (e.g. a stale copy in another calendar)
+    facts = _facts(ctx, event)
+    item.ical_uid, item.recurrence_id, item.sequence = event.uid, event.recurrence_id, event.sequence
+    item.subject, item.sent_at, item.facts = event.summary[:1000], event.start, facts_to_json(facts)
+    item.deleted_at_source = False
+    activity = ctx.session.scalar(select(Activity).where(Activity.item_id == item.id))
+    decision = decide(facts, ctx.index, policy=ctx.settings.auto_create)
+    if decision.skipped and activity is None:
+        item.skip_reason = decision.skip_reason
+        ctx.stats.skipped[decision.skip_reason or "?"] += 1
+        return item
+    item.skip_reason = None
+    if activity is None:
+        activity = Activity(item_id=item.id, origin="sync")
+        ctx.session.add(activity)
+        ctx.stats.logged += 1
+    else:
+        ctx.stats.updated += 1
+    organizer_user = ctx.index.user_emails.get(facts.sender.email) if facts.sender else None
+    activity.type, activity.subject = facts.kind, event.summary[:1000]
+    activity.start_at, activity.end_at = event.start, event.end
+    activity.status = event_status(event, ctx.now)
+    activity.owner_id = organizer_user or activity.owner_id or ctx.owner_id
+    activity.body = event.description[:100_000]
+    ctx.session.flush()
+    if not decision.skipped:
+        apply_decision(ctx, activity, decision)
+    if activity.status == CANCELLED:
+        ctx.stats.cancelled += 1
+    return item
+
+
+def apply_events(ctx: ProcessContext, raw: RawItem, events: Iterable[CalendarEvent], *, full_snapshot: bool) -> None:
+    seen: set[int] = set()
+    for event in events:
+        seen.add(_upsert_event(ctx, raw, event).id)
+    if full_snapshot:
+        cancel_missing(ctx, raw, keep=seen)
+
+
+def cancel_missing(ctx: ProcessContext, raw: RawItem, keep: set[int]) -> None:
+    """Cancel events this source carried before but not any more (deleted at the source)."""
+    rows = ctx.session.execute(
+        select(ItemSource, SyncedItem)
+        .join(SyncedItem, SyncedItem.id == ItemSource.item_id)
+        .where(ItemSource.raw_item_id == raw.id, SyncedItem.kind == "event")
+    ).all()
+    for source, item in rows:
+        if item.id in keep:
+            continue
+        if item.sent_at is not None and item.sent_at < ctx.window.start:
+            continue  # fell out of the sync window: not deleted, just no longer expanded
+        ctx.session.delete(source)
+        ctx.session.flush()
+        if _still_carried(ctx, item.id):
+            continue
+        item.deleted_at_source = True
+        activity = ctx.session.scalar(select(Activity).where(Activity.item_id == item.id))
+        if activity is not None and activity.status != CANCELLED:
+            activity.status = CANCELLED
+            ctx.stats.cancelled += 1
+
+
+def _still_carried(ctx: ProcessContext, item_id: int) -> bool:
+    return (
+        ctx.session.scalar(
+            select(ItemSource.id)
+            .join(RawItem, RawItem.id == ItemSource.raw_item_id)
+            .where(ItemSource.item_id == item_id, RawItem.state != DELETED)
+            .limit(1)
+        )
+        is not None
+    )

@@ -1,0 +1,182 @@
+"""The command-line contract of SPEC §5: commands, exit codes, one-line errors, JSON export shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.builders import REP, maildir, message
+
+ACCOUNTS = "Name,Type,Domains,Territory,Owner\nACME,customer,acme.example;acme-rockets.example,West,{rep}\n"
+CONTACTS = (
+    "First Name,Last Name,Company,E-mail Address,E-mail 2 Address,Business Phone,Notes\n"
+    "Wile,Coyote,ACME,wile@acme.example,wile@gmail.com,+1 202 555 0100,ignored\n"
+)
+LEADS = (
+    "Name,Company,Email,Phone,Status,Source,Owner\nRita Lead,Initrode,rita@initrode.example,,Initial Lead,Expo,{rep}\n"
+)
+OPPS = (
+    "Title,Account,Stage,Owner,Contacts,Amount,Close Date,Source\n"
+    "Rockets,ACME,Presentation,{rep},wile@acme.example,1200.50,2027-01-31,Referral\n"
+)
+
+
+@pytest.fixture
+def crm_files(tmp_path: Path) -> dict[str, Path]:
+    files = {}
+    for kind, text in (("accounts", ACCOUNTS), ("contacts", CONTACTS), ("leads", LEADS), ("opportunities", OPPS)):
+        path = tmp_path / f"{kind}.csv"
+        path.write_text(text.format(rep=REP), encoding="utf-8")
+        files[kind] = path
+    return files
+
+
+@pytest.fixture
+def ready(cli, crm_files):  # type: ignore[no-untyped-def]
+    assert cli("init").code == 0
+    for kind in ("accounts", "contacts", "leads", "opportunities"):
+        result = cli("import", kind, str(crm_files[kind]))
+        assert result.code == 0, result.err
+    return cli
+
+
+def _json(result) -> list[dict]:  # type: ignore[no-untyped-def]
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert isinstance(data, list)
+    return data
+
+
+def test_init_is_idempotent(cli) -> None:  # type: ignore[no-untyped-def]
+    first = cli("init")
+    assert first.code == 0 and "lookup values" in first.out
+    second = cli("init")
+    assert second.code == 0 and "added 0 lookup values and 0 processes" in second.out
+
+
+def test_commands_before_init_fail_with_one_line(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("status")
+    assert result.code == 1
+    assert result.err.strip().count("\n") == 0 and "crm-sync init" in result.err
+
+
+def test_usage_errors_exit_2(cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("no-such-command").code == 2
+    assert cli("export").code == 2
+    assert cli("mailbox", "add", "x").code == 2
+
+
+def test_import_and_export_shapes(ready) -> None:  # type: ignore[no-untyped-def]
+    accounts = _json(ready("export", "accounts", "--format", "json"))
+    assert accounts[0]["domains"] == ["acme.example", "acme-rockets.example"] and accounts[0]["owner"] == REP
+    contacts = _json(ready("export", "contacts", "--format", "json"))
+    assert {k for k in contacts[0]} >= {"id", "name", "emails", "account", "source"}
+    assert contacts[0]["emails"] == ["wile@acme.example", "wile@gmail.com"] and contacts[0]["account"] == "ACME"
+    assert contacts[0]["source"] == "import"
+    leads = _json(ready("export", "leads", "--format", "json"))
+    assert {k for k in leads[0]} >= {"id", "name", "company", "emails", "status"}
+    opps = _json(ready("export", "opportunities", "--format", "json"))
+    assert {k for k in opps[0]} >= {"id", "title", "account", "stage", "status", "owner", "current_step", "history"}
+    assert (opps[0]["account"], opps[0]["stage"], opps[0]["status"]) == ("ACME", "Presentation", "open")
+    for kind in ("activities", "documents", "quarantine", "review"):
+        assert _json(ready("export", kind, "--format", "json")) == []
+
+
+def test_reimport_changes_nothing(ready, crm_files) -> None:  # type: ignore[no-untyped-def]
+    before = {k: ready("export", k, "--format", "json").out for k in ("accounts", "contacts", "leads", "opportunities")}
+    for kind in ("accounts", "contacts", "leads", "opportunities"):
+        assert ready("import", kind, str(crm_files[kind])).code == 0
+    after = {k: ready("export", k, "--format", "json").out for k in before}
+    assert after == before
+
+
+def test_bad_file_is_rejected_whole_with_line_number(ready, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Name,Type,Domains,Territory,Owner\nGood,customer,good.example,,\nBad,alien,bad.example,,\n")
+    result = ready("import", "accounts", str(bad))
+    assert result.code == 1 and "line 3" in result.err and result.err.strip().count("\n") == 0
+    names = [a["name"] for a in _json(ready("export", "accounts", "--format", "json"))]
+    assert names == ["ACME"]
+
+
+def test_mailbox_lifecycle_and_sync(ready, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    box = maildir(tmp_path / "mail", [message("a1@acme.example", "wile@acme.example", [REP], "Specs")])
+    assert ready("mailbox", "add", "alice", "--owner", REP, "--source", f"maildir://{box}").code == 0
+    duplicate = ready("mailbox", "add", "alice", "--owner", REP, "--source", f"maildir://{box}")
+    assert duplicate.code == 1 and "already exists" in duplicate.err
+    assert "alice" in ready("mailbox", "list").out
+    assert ready("sync", "--once").code == 0
+    acts = _json(ready("export", "activities", "--format", "json"))
+    assert [(a["subject"], a["opportunity"], a["mailboxes"]) for a in acts] == [("Specs", "Rockets", ["alice"])]
+    expected = {
+        "id",
+        "type",
+        "subject",
+        "status",
+        "direction",
+        "start",
+        "end",
+        "message_id",
+        "ical_uid",
+        "recurrence_id",
+        "owner",
+        "account",
+        "accounts",
+        "contacts",
+        "lead",
+        "opportunity",
+        "mailboxes",
+        "documents",
+        "process_step",
+    }
+    assert expected <= set(acts[0])
+    docs = _json(ready("export", "documents", "--format", "json"))
+    assert {"id", "filename", "media_type", "size", "sha256", "account", "opportunity", "activity_id"} <= set(docs[0])
+    status = json.loads(ready("status", "--json").out)
+    assert status["mailboxes"][0]["name"] == "alice" and status["mailboxes"][0]["state"] == "idle"
+    assert status["mailboxes"][0]["last_success"] and status["queue"]["pending"] == 0
+    assert ready("mailbox", "pause", "alice").code == 0
+    assert json.loads(ready("status", "--json").out)["mailboxes"][0]["state"] == "paused"
+    assert ready("mailbox", "resume", "alice").code == 0
+    assert ready("mailbox", "resync", "alice").code == 0
+    assert ready("sync", "--once").code == 0
+    assert len(_json(ready("export", "activities", "--format", "json"))) == 1  # resync duplicates nothing
+    assert ready("mailbox", "remove", "alice").code == 0
+    assert ready("mailbox", "remove", "alice").code == 1
+
+
+def test_failed_mailbox_makes_sync_exit_1_but_others_sync(ready, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    box = maildir(tmp_path / "mail", [message("a1@acme.example", "wile@acme.example", [REP], "Specs")])
+    assert ready("mailbox", "add", "good", "--owner", REP, "--source", f"maildir://{box}").code == 0
+    assert ready("mailbox", "add", "gone", "--owner", REP, "--source", f"maildir://{tmp_path}/missing").code == 0
+    result = ready("sync", "--once")
+    assert result.code == 1 and "gone" in result.err
+    assert len(_json(ready("export", "activities", "--format", "json"))) == 1
+    status = {m["name"]: m for m in json.loads(ready("status", "--json").out)["mailboxes"]}
+    assert status["gone"]["state"] == "failed" and status["gone"]["last_error"]
+
+
+def test_secret_is_encrypted_and_never_shown(ready, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from crm_store.secrets import generate_key
+
+    monkeypatch.setenv("BOX_PASSWORD", "hunter2-very-secret")
+    missing_key = ready(
+        "mailbox", "add", "imapbox", "--owner", REP, "--source", "maildir:///nowhere", "--secret-env", "BOX_PASSWORD"
+    )
+    assert missing_key.code == 1 and "CRM_SECRET_KEY" in missing_key.err
+    monkeypatch.setenv("CRM_SECRET_KEY", generate_key())
+    added = ready(
+        "mailbox", "add", "imapbox", "--owner", REP, "--source", "maildir:///nowhere", "--secret-env", "BOX_PASSWORD"
+    )
+    assert added.code == 0
+    shown = ready("mailbox", "list").out + ready("status", "--json").out + added.out
+    assert "hunter2" not in shown
+    with_password = ready("mailbox", "add", "x", "--owner", REP, "--source", "maildir://u:pw@host/x")
+    assert with_password.code == 1 and "password" in with_password.err
+
+
+def test_unknown_export_kind_is_a_failure(ready) -> None:  # type: ignore[no-untyped-def]
+    result = ready("export", "widgets", "--format", "json")
+    assert result.code == 1 and "unknown export kind" in result.err

@@ -1,0 +1,187 @@
+"""MaildirConnector against real Maildirs built with the stdlib ``mailbox`` module."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from sync_service.connectors.base import ChangePage, Connector
+from sync_service.connectors.localpath import url_to_path
+from sync_service.connectors.maildir import MaildirConnector, unique_key
+from sync_service.connectors.registry import open_connector
+from sync_service.errors import ConfigError, PermanentSourceError
+
+
+def _msg(n: int) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "alice@example.com"
+    msg["To"] = "bob@example.org"
+    msg["Subject"] = f"message {n}"
+    msg["Message-ID"] = f"<m{n}@example.com>"
+    msg.set_content(f"body {n}\n" * (n + 1))
+    return msg
+
+
+def _maildir(root: Path, count: int) -> tuple[mailbox.Maildir, list[str]]:
+    md = mailbox.Maildir(root, create=True)
+    return md, [md.add(_msg(i)) for i in range(count)]
+
+
+def _drain(conn: Connector, folder: str = ".", cursor: str | None = None,
+           limit: int = 500) -> tuple[list[ChangePage], str | None]:
+    pages = []
+    while True:
+        page = conn.list_changes(folder, cursor, limit)
+        pages.append(page)
+        cursor = page.next_cursor
+        if not page.more:
+            return pages, cursor
+
+
+def _ids(pages: list[ChangePage]) -> list[str]:
+    return [r.external_id for p in pages for r in p.upserts]
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+def test_initial_listing_ids_versions_and_fetch(tmp_path: Path) -> None:
+    md, keys = _maildir(tmp_path / "mail", 3)
+    conn = MaildirConnector(f"maildir://{tmp_path / 'mail'}")
+    assert isinstance(conn, Connector)
+    assert conn.folders() == ["."]
+    page = conn.list_changes(".", None)
+    assert sorted(_ids([page])) == sorted(keys) and page.deletes == () and not page.more
+    ref = page.upserts[0]
+    assert ref.kind == "message" and ref.version == str(len(md.get_bytes(ref.external_id)))
+    got = {i.ref.external_id: i.data for i in conn.fetch(".", page.upserts)}
+    assert got == {k: next((tmp_path / "mail").glob(f"*/{k}*")).read_bytes() for k in keys}
+    assert conn.list_changes(".", page.next_cursor).upserts == ()
+
+
+def test_paging_then_fresh_connector_continues(tmp_path: Path) -> None:
+    _, keys = _maildir(tmp_path / "mail", 7)
+    url = f"maildir://{tmp_path / 'mail'}"
+    first = MaildirConnector(url).list_changes(".", None, limit=3)
+    assert len(first.upserts) == 3 and first.more
+    pages, cursor = _drain(MaildirConnector(url), cursor=first.next_cursor, limit=3)
+    ids = _ids([first, *pages])
+    assert sorted(ids) == sorted(keys) and len(ids) == len(set(ids))
+    assert MaildirConnector(url).list_changes(".", cursor).upserts == ()
+
+
+def test_new_deleted_and_renamed_messages(tmp_path: Path) -> None:
+    root = tmp_path / "mail"
+    md, keys = _maildir(root, 3)
+    conn = MaildirConnector(f"maildir://{root}")
+    _, cursor = _drain(conn)
+    # new/ → cur/ move with flags, then a flag change: not changes
+    os.rename(root / "new" / keys[0], root / "cur" / f"{keys[0]}:2,S")
+    os.rename(root / "cur" / f"{keys[0]}:2,S", root / "cur" / f"{keys[0]}:2,RS")
+    os.rename(root / "new" / keys[1], root / "cur" / f"{keys[1]}!2,F")
+    page = conn.list_changes(".", cursor)
+    assert page.upserts == () and page.deletes == ()
+    new_key = md.add(_msg(9))
+    md.remove(keys[2])
+    page = conn.list_changes(".", cursor)
+    assert _ids([page]) == [new_key] and page.deletes == (keys[2],)
+    # fetch finds a message that moved after it was listed; a vanished one is skipped
+    os.rename(root / "cur" / f"{keys[0]}:2,RS", root / "cur" / f"{keys[0]}:2,S")
+    refs = [r for r in conn.list_changes(".", None).upserts if r.external_id in (keys[0], keys[1])]
+    os.rename(root / "cur" / f"{keys[0]}:2,S", root / "cur" / f"{keys[0]}:2,")
+    os.remove(root / "cur" / f"{keys[1]}!2,F")
+    assert [i.ref.external_id for i in conn.fetch(".", refs)] == [keys[0]]
+
+
+def test_subfolders_and_mixed_calendar_files(tmp_path: Path) -> None:
+    root = tmp_path / "mail"
+    md, keys = _maildir(root, 1)
+    sent = md.add_folder("Sent")
+    sent_key = sent.add(_msg(5))
+    md.add_folder("Archive.2023")
+    (root / "meeting.ics").write_bytes(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
+    (root / "people.vcf").write_bytes(b"BEGIN:VCARD\r\nEND:VCARD\r\n")
+    (root / "notes.txt").write_text("ignored")
+    conn = open_connector(f"maildir://{root}")
+    assert isinstance(conn, MaildirConnector)
+    assert conn.folders() == [".", "Archive.2023", "Sent"]
+    refs = {r.external_id: r for r in conn.list_changes(".", None).upserts}
+    assert set(refs) == {keys[0], "ics:meeting.ics", "vcf:people.vcf"}
+    st = (root / "meeting.ics").stat()
+    assert refs["ics:meeting.ics"].kind == "calendar"
+    assert refs["ics:meeting.ics"].version == f"{st.st_mtime_ns}:{st.st_size}"
+    assert refs["vcf:people.vcf"].kind == "contacts"
+    data = {i.ref.external_id: i.data for i in conn.fetch(".", list(refs.values()))}
+    assert data["ics:meeting.ics"].startswith(b"BEGIN:VCALENDAR")
+    assert _ids([conn.list_changes("Sent", None)]) == [sent_key]
+    assert conn.list_changes("Archive.2023", None).upserts == ()
+    for bad in ("Nope", "../mail", ""):
+        with pytest.raises(PermanentSourceError):
+            conn.list_changes(bad, None)
+
+
+def test_changed_calendar_file_is_an_upsert(tmp_path: Path) -> None:
+    root = tmp_path / "mail"
+    _maildir(root, 1)
+    ics = root / "cal.ics"
+    ics.write_bytes(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
+    conn = MaildirConnector(f"maildir://{root}")
+    _, cursor = _drain(conn)
+    ics.write_bytes(b"BEGIN:VCALENDAR\r\nX:1\r\nEND:VCALENDAR\r\n")
+    assert _ids([conn.list_changes(".", cursor)]) == ["ics:cal.ics"]
+
+
+def test_never_modifies_the_maildir(tmp_path: Path) -> None:
+    root = tmp_path / "mail"
+    _maildir(root, 3)
+    before = _tree(root)
+    conn = MaildirConnector(f"maildir://{root}")
+    page = conn.list_changes(".", None)
+    list(conn.fetch(".", page.upserts))
+    conn.close()
+    assert _tree(root) == before
+
+
+def test_garbage_cursor_lists_everything(tmp_path: Path) -> None:
+    _, keys = _maildir(tmp_path / "mail", 2)
+    conn = MaildirConnector(f"maildir://{tmp_path / 'mail'}")
+    assert sorted(_ids([conn.list_changes(".", "definitely-not-a-cursor")])) == sorted(keys)
+
+
+def test_missing_or_wrong_path(tmp_path: Path) -> None:
+    with pytest.raises(PermanentSourceError, match="does not exist"):
+        MaildirConnector(f"maildir://{tmp_path / 'nope'}")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PermanentSourceError, match="not a directory"):
+        MaildirConnector(f"maildir://{tmp_path / 'file'}")
+    _maildir(tmp_path / "gone", 1)
+    conn = MaildirConnector(f"maildir://{tmp_path / 'gone'}")
+    (tmp_path / "gone").rename(tmp_path / "moved")
+    with pytest.raises(PermanentSourceError):
+        conn.list_changes(".", None)
+
+
+def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "my mail").mkdir()
+    expected = tmp_path / "my mail"
+    for url in ("maildir:my%20mail", "maildir://./my%20mail", f"maildir://{tmp_path}/my%20mail",
+                f"maildir://localhost{tmp_path}/my%20mail", "maildir:~/my mail", "maildir://~/my%20mail"):
+        assert url_to_path(url) == expected, url
+    assert url_to_path("maildir:///a/b#c") == Path("/a/b#c")
+    with pytest.raises(ConfigError):
+        url_to_path("maildir://otherhost/x")
+    with pytest.raises(ConfigError):
+        url_to_path("maildir:")
+
+
+def test_unique_key() -> None:
+    assert unique_key("1700000000.M1P2.host,S=10,W=12:2,FS") == "1700000000.M1P2.host,S=10,W=12"
+    assert unique_key("1700000000.M1P2.host!2,S") == "1700000000.M1P2.host"
+    assert unique_key("1700000000.M1P2.host") == "1700000000.M1P2.host"

@@ -1,0 +1,132 @@
+"""The shared snapshot cursor and page diff of the file sources."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import zlib
+
+import pytest
+
+from sync_service.connectors.base import ItemKind
+from sync_service.connectors.snapshot import (
+    CURSOR_PREFIX,
+    decode_cursor,
+    decode_state,
+    diff_page,
+    encode_cursor,
+)
+
+
+def _current(versions: dict[str, str], kind: ItemKind = "message") -> dict[str, tuple[str, ItemKind]]:
+    return {k: (v, kind) for k, v in versions.items()}
+
+
+def _raw_cursor(payload: object) -> str:
+    return CURSOR_PREFIX + base64.urlsafe_b64encode(zlib.compress(json.dumps(payload).encode())).decode()
+
+
+def test_roundtrip_with_meta_and_unicode_ids() -> None:
+    snap = {"a/b.eml": "1:2", "a/bc.eml": "3:4", "é/ü.eml": "", "z": "9"}
+    cursor = encode_cursor(snap, {"size": 10})
+    assert cursor.startswith(CURSOR_PREFIX)
+    assert decode_state(cursor) == (snap, {"size": 10})
+    assert decode_cursor(cursor) == snap
+    assert decode_state(encode_cursor({})) == ({}, {})
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        None,
+        "",
+        "garbage",
+        "fs1.!!!not-base64",
+        CURSOR_PREFIX + base64.urlsafe_b64encode(b"not zlib").decode(),
+        _raw_cursor([1, 2]),
+        _raw_cursor({"v": 99, "k": [], "r": [], "m": {}}),
+        _raw_cursor({"v": 1, "k": [[0, "a"]], "r": [], "m": {}}),
+        _raw_cursor({"v": 1, "k": [[5, "a"]], "r": ["x"], "m": {}}),
+        _raw_cursor({"v": 1, "k": [[0, 7]], "r": ["x"], "m": {}}),
+        _raw_cursor({"v": 1, "k": [["x"]], "r": ["x"], "m": {}}),
+        _raw_cursor({"v": 1, "k": [], "r": []}),
+    ],
+)
+def test_undecodable_cursor_means_full_listing(cursor: str | None) -> None:
+    assert decode_state(cursor) == ({}, {})
+    page = diff_page(_current({"a": "1", "b": "2"}), decode_cursor(cursor), 10)
+    assert {r.external_id for r in page.upserts} == {"a", "b"}
+
+
+def _maildir_like_ids(n: int) -> dict[str, str]:
+    rng = random.Random(7)
+    out = {}
+    for i in range(n):
+        size = rng.randrange(2_000, 200_000)
+        key = f"{1_700_000_000 + i * 37}.M{rng.randrange(10**6)}P{rng.randrange(10**5)}.mx1.example.com,S={size}"
+        out[key] = str(size)
+    return out
+
+
+def _emldir_like_ids(n: int) -> dict[str, str]:
+    rng = random.Random(8)
+    return {
+        f"archive/2024/{i // 500:03d}/message-{i:05d}.eml":
+            f"{(1_700_000_000 + i * 37) * 10**9 + rng.randrange(10**9)}:{rng.randrange(2_000, 200_000)}"
+        for i in range(n)
+    }
+
+
+@pytest.mark.parametrize("make", [_maildir_like_ids, _emldir_like_ids])
+def test_20000_entry_cursor_stays_well_under_a_megabyte(make) -> None:  # type: ignore[no-untyped-def]
+    snap = make(20_000)
+    cursor = encode_cursor(snap, {"size": 1})
+    assert len(cursor) < 600_000, len(cursor)
+    assert decode_cursor(cursor) == snap
+
+
+def test_paging_covers_everything_once_oldest_first() -> None:
+    versions = {f"id{i:02d}": f"{1000 - i}:10" for i in range(7)}  # id06 is the oldest
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = diff_page(_current(versions), decode_cursor(cursor), 3)
+        seen += [r.external_id for r in page.upserts]
+        cursor, pages = page.next_cursor, pages + 1
+        if not page.more:
+            break
+    assert pages == 3
+    assert seen == sorted(versions, reverse=True)
+    assert decode_cursor(cursor) == versions
+    assert diff_page(_current(versions), decode_cursor(cursor), 3).upserts == ()
+
+
+def test_next_cursor_holds_only_this_pages_upserts_and_drops_deletes() -> None:
+    previous = {"gone": "1:1", "kept": "2:2", "changed": "3:3"}
+    current = {"kept": "2:2", "changed": "3:4", "new1": "4:1", "new2": "5:1"}
+    page = diff_page(_current(current), previous, 2)
+    assert page.deletes == ("gone",)
+    assert [r.external_id for r in page.upserts] == ["changed", "new1"]
+    assert page.more
+    assert decode_cursor(page.next_cursor) == {"kept": "2:2", "changed": "3:4", "new1": "4:1"}
+    page2 = diff_page(_current(current), decode_cursor(page.next_cursor), 2)
+    assert page2.deletes == ()  # deletes all came with the first page
+    assert [r.external_id for r in page2.upserts] == ["new2"]
+    assert not page2.more
+
+
+def test_ref_carries_kind_and_version_and_meta_only_on_last_page() -> None:
+    current = _current({"a": "1:1", "b": "2:2"}, "calendar")
+    first = diff_page(current, {}, 1, meta={"size": 5})
+    assert first.upserts[0].kind == "calendar" and first.upserts[0].version == "1:1"
+    assert decode_state(first.next_cursor)[1] == {}
+    last = diff_page(current, decode_cursor(first.next_cursor), 1, meta={"size": 5})
+    assert not last.more and decode_state(last.next_cursor)[1] == {"size": 5}
+
+
+def test_custom_sort_key_and_nonpositive_limit() -> None:
+    order = {"x": 2, "y": 0, "z": 1}
+    page = diff_page(_current(dict.fromkeys(order, "")), {}, 0, sort_key=order.__getitem__)
+    assert [r.external_id for r in page.upserts] == ["y"] and page.more
