@@ -11,6 +11,7 @@ from sync_service.matching.decide import decide
 from sync_service.matching.model import ItemFacts
 from sync_service.parsing.ical import parse_calendar
 from sync_service.parsing.mime import parse_body, parse_headers
+from sync_service.pipeline.advance import activity_synced
 from sync_service.pipeline.context import ProcessContext
 from sync_service.pipeline.documents import relink_documents, store_email_documents
 from sync_service.pipeline.events import apply_events
@@ -81,6 +82,7 @@ def process_email(ctx: ProcessContext, raw: RawItem, data: bytes) -> None:
     ctx.index.remember_thread(headers.message_id, activity.opportunity_id)
     ctx.index.remember_thread(headers.conversation_id, activity.opportunity_id)
     ctx.stats.logged += 1
+    activity_synced(ctx, activity)
 
 
 def _new_email_activity(

@@ -17,6 +17,7 @@ from crm_store.models.sync import DELETED
 from sync_service.matching.decide import decide
 from sync_service.matching.model import ItemFacts
 from sync_service.parsing.classify import event_activity_type, event_phone_numbers
+from sync_service.pipeline.advance import activity_synced
 from sync_service.pipeline.context import ProcessContext
 from sync_service.pipeline.items import event_key, facts_to_json, get_or_create, link_source
 from sync_service.pipeline.links import apply_decision
@@ -77,6 +78,7 @@ def _upsert_event(ctx: ProcessContext, raw: RawItem, event: CalendarEvent) -> Sy
         apply_decision(ctx, activity, decision)
     if activity.status == CANCELLED:
         ctx.stats.cancelled += 1
+    activity_synced(ctx, activity)
     return item
 
 
@@ -109,6 +111,7 @@ def cancel_missing(ctx: ProcessContext, raw: RawItem, keep: set[int]) -> None:
         if activity is not None and activity.status != CANCELLED:
             activity.status = CANCELLED
             ctx.stats.cancelled += 1
+            activity_synced(ctx, activity)
 
 
 def _still_carried(ctx: ProcessContext, item_id: int) -> bool:
