@@ -27,6 +27,8 @@ _WHITESPACE = re.compile(r"\s+")
 _SPACES = re.compile(r"[^\S\n]+")  # whitespace except newlines (includes NBSP)
 _BLANK_LINES = re.compile(r"\n{3,}")
 _TAG = re.compile(r"<[^>]*>")
+# One markup item: a comment (to "-->" or the end of input) or "<" up to the next ">" / "<" / end.
+_MARKUP = re.compile(r"<!--.*?(?:-->|\Z)|<[^<>]*(?:>|(?=<)|\Z)", re.DOTALL)
 # Invisible characters newsletters pad their preview text with (zero-width space/joiners, BOM, soft
 # hyphen, combining grapheme joiner).
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\ufeff\u00ad\u034f\x00"))
@@ -84,12 +86,31 @@ def html_to_text(html: str) -> str:
         return ""
     parser = _TextExtractor()
     try:
-        parser.feed(html)
+        parser.feed(_defuse(html))
         parser.close()
         raw = "".join(parser.chunks)
     except Exception:  # html.parser has raised on pathological input in past releases; never fail a message
         raw = unescape(_TAG.sub(" ", html))
     return _tidy(raw)
+
+
+def _defuse(html: str) -> str:
+    """Neutralise markup html.parser would re-scan to the end of the input for every occurrence.
+
+    html.parser is quadratic on unterminated constructs ("<a <a <a …", "<!--<!--…", "<![if x>…"): a 50 KB
+    message took seconds. In one linear pass, a "<" that is not closed by ">" before the next "<" becomes
+    text, and an unterminated comment (which hides the rest of the document in browsers too) is dropped.
+    """
+
+    def fix(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token.startswith("<!--"):
+            return token if token.endswith("-->") and len(token) >= 7 else ""
+        if not token.endswith(">") or (token.startswith("<![") and not token.endswith("]>")):
+            return "&lt;" + token[1:]
+        return token
+
+    return _MARKUP.sub(fix, html)
 
 
 def _tidy(text: str) -> str:

@@ -22,22 +22,28 @@ The only error raised on purpose is ``ParseError``, when nothing usable exists (
 from __future__ import annotations
 
 import binascii
-import codecs
-import contextlib
 import quopri
 import re
-import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 from sync_service.errors import ParseError
+from sync_service.parsing.addresses import parse_addresses
+from sync_service.parsing.automated import automated_reason
+from sync_service.parsing.charsets import (
+    decode_bytes,
+    decode_words,
+    first_header,
+    lenient_b64,
+    one_line,
+)
 from sync_service.parsing.filenames import safe_filename
 from sync_service.parsing.html_text import html_to_text
-from sync_service.values import Address, Attachment, MessageBody, MessageHeaders
+from sync_service.values import Attachment, MessageBody, MessageHeaders
 
 __all__ = ["decode_bytes", "decode_words", "parse_body", "parse_headers"]
 
@@ -51,117 +57,6 @@ _DEFAULT_EXT = {
     "text/vcard": ".vcf", "text/x-vcard": ".vcf", "application/pdf": ".pdf", "image/png": ".png",
     "image/jpeg": ".jpg", "image/gif": ".gif", "application/ms-tnef": ".dat",
 }  # fmt: skip
-
-# ---------------------------------------------------------------------------------------------- text decoding
-
-# Labels mail clients write that Python does not know, or where a superset decodes what is really sent.
-_CHARSET_ALIASES = {
-    "windows-874": "cp874", "iso-8859-8-i": "iso-8859-8", "x-sjis": "cp932", "shift_jis": "cp932",
-    "ks_c_5601-1987": "cp949", "euc-kr": "cp949", "gb2312": "gb18030", "gbk": "gb18030",
-    "x-gbk": "gb18030", "big5": "big5hkscs", "iso-8859-1": "cp1252", "latin1": "cp1252",
-    "x-mac-roman": "mac_roman", "unicode-1-1-utf-7": "utf-7", "x-unicode20utf8": "utf-8",
-}  # fmt: skip
-# Codecs that are text encodings to Python but never mail charsets; punycode is also quadratic in time.
-_REFUSED_CODECS = frozenset({"punycode", "idna", "unicode-escape", "raw-unicode-escape", "undefined"})
-_ASCII_CODECS = frozenset({"ascii"})
-
-
-def _codec(charset: str | None) -> str | None:
-    """The Python codec name for a declared charset, or None when unknown or unsafe."""
-    if not charset:
-        return None
-    label = str(charset).strip().strip("\"'").lower()
-    label = _CHARSET_ALIASES.get(label, label)
-    try:
-        info = codecs.lookup(label)
-    except (LookupError, ValueError, TypeError):
-        return None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _REFUSED_CODECS:
-        return None
-    return info.name
-
-
-def decode_bytes(data: bytes, charset: str | None) -> str:
-    """Decode with the declared charset, falling back to UTF-8, then Windows-1252 with replacement.
-
-    Never raises. Unknown charsets are treated as undeclared.
-    """
-    codec = _codec(charset)
-    for candidate in (codec, "utf-8"):
-        if candidate:
-            try:
-                return _clean(data.decode(candidate))
-            except (UnicodeError, ValueError):
-                pass
-    # cp1252 rather than latin-1: it is what "latin-1" and undeclared 8-bit mail really is (WHATWG does the
-    # same), and it turns 0x80–0x9F into quotes and dashes instead of invisible C1 controls.
-    last = "cp1252" if codec is None or codec in _ASCII_CODECS else codec
-    try:
-        return _clean(data.decode(last, "replace"))
-    except (UnicodeError, ValueError):  # a codec that fails even with errors="replace"
-        return _clean(data.decode("cp1252", "replace"))
-
-
-def _clean(text: str) -> str:
-    # NUL cannot be stored in PostgreSQL text; lone surrogates (from utf-7/utf-16 oddities) not even in UTF-8.
-    text = text.replace("\x00", "")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def _lenient_b64(data: bytes) -> bytes:
-    """Decode as much base64 as possible: junk characters are skipped, padding ends the data (what follows
-    it is junk too), a truncated last quantum is dropped."""
-    with contextlib.suppress(binascii.Error):
-        return binascii.a2b_base64(data)  # fast path: already skips line breaks and stray characters
-    clean = re.sub(rb"[^A-Za-z0-9+/=]", b"", data).split(b"=", 1)[0]
-    if len(clean) % 4 == 1:
-        clean = clean[:-1]
-    return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
-
-
-# B words must be base64 to count as encoded words; "=?utf-8?B?!!?=" stays literal text.
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bB]\?[A-Za-z0-9+/=]*|[qQ]\?[^?\s]*)\?=")
-_EW_RUN = re.compile(rf"{_ENCODED_WORD.pattern}(?:\s*{_ENCODED_WORD.pattern})*")
-
-
-def _word_bytes(match: re.Match[str]) -> tuple[str, bytes]:
-    charset = match.group(1).split("*", 1)[0]  # RFC 2231 language suffix: =?utf-8*en?Q?…?=
-    encoding, payload = match.group(2)[0], match.group(2)[2:].encode("utf-8", "replace")
-    if encoding in "bB":
-        return charset, _lenient_b64(payload)
-    return charset, binascii.a2b_qp(payload, header=True)
-
-
-def decode_words(text: str) -> str:
-    """Decode RFC 2047 encoded words; whitespace between adjacent words is dropped, as the RFC says."""
-    if "=?" not in text:
-        return text
-    out: list[str] = []
-    pos = 0
-    for run in _EW_RUN.finditer(text):
-        out.append(text[pos : run.start()])
-        out.append(_decode_run(run.group(0)))
-        pos = run.end()
-    out.append(text[pos:])
-    return "".join(out)
-
-
-def _decode_run(run: str) -> str:
-    # Adjacent words in one charset are joined as bytes first: senders split multi-byte characters
-    # across words although the RFC forbids it.
-    chunks: list[tuple[str, bytes]] = []
-    for match in _ENCODED_WORD.finditer(run):
-        charset, data = _word_bytes(match)
-        if chunks and chunks[-1][0].lower() == charset.lower():
-            chunks[-1] = (charset, chunks[-1][1] + data)
-        else:
-            chunks.append((charset, data))
-    return "".join(decode_bytes(data, charset) for charset, data in chunks)
-
 
 # ---------------------------------------------------------------------------------------------- parsing
 
@@ -217,9 +112,6 @@ def _header_map(msg: Message) -> dict[str, list[str]]:
     return headers
 
 
-def _first(headers: dict[str, list[str]], name: str) -> str:
-    values = headers.get(name)
-    return values[0] if values else ""
 
 
 # ---------------------------------------------------------------------------------------------- headers
@@ -229,32 +121,30 @@ def parse_headers(raw: bytes) -> MessageHeaders:
     """Parse the header block of a raw message (the body is not read)."""
     msg = _parse(raw, headers_only=True)
     headers = _header_map(msg)
-    subject = _one_line(decode_words(_first(headers, "subject")))
-    from_ = _addresses(headers.get("from", []))
-    senders = _addresses(headers.get("sender", []))
+    subject = one_line(decode_words(first_header(headers, "subject")))
+    from_ = parse_addresses(headers.get("from", []))
+    senders = parse_addresses(headers.get("sender", []))
     content_type = _content_type(msg)
     return MessageHeaders(
-        message_id=_message_id(_first(headers, "message-id")),
+        message_id=_message_id(first_header(headers, "message-id")),
         subject=subject,
-        date=_date(_first(headers, "date")),
+        date=_date(first_header(headers, "date")),
         from_=from_,
-        to=_addresses(headers.get("to", [])),
-        cc=_addresses(headers.get("cc", [])),
-        bcc=_addresses(headers.get("bcc", [])),
-        reply_to=_addresses(headers.get("reply-to", [])),
+        to=parse_addresses(headers.get("to", [])),
+        cc=parse_addresses(headers.get("cc", [])),
+        bcc=parse_addresses(headers.get("bcc", [])),
+        reply_to=parse_addresses(headers.get("reply-to", [])),
         sender=senders[0] if senders else None,
         in_reply_to=_message_ids(headers.get("in-reply-to", [])),
         references=_message_ids(headers.get("references", [])),
-        conversation_id=_conversation_id(_first(headers, "thread-index")),
+        conversation_id=_conversation_id(first_header(headers, "thread-index")),
         automated_reason=automated_reason(headers, subject, from_, content_type),
         content_type=content_type,
         has_calendar=content_type in _CALENDAR_TYPES
-        or "calendarmessage" in _first(headers, "content-class").lower(),
+        or "calendarmessage" in first_header(headers, "content-class").lower(),
     )
 
 
-def _one_line(text: str) -> str:
-    return _clean(" ".join(text.split()))
 
 
 def _content_type(msg: Message) -> str:
@@ -304,138 +194,6 @@ def _conversation_id(value: str) -> str | None:
     if len(decoded) < 22:
         return None
     return binascii.b2a_base64(decoded[:22], newline=False).decode("ascii")
-
-
-# ---------------------------------------------------------------------------------------------- addresses
-
-_QUOTED_OR_WORDS = re.compile(rf'("(?:[^"\\]|\\.)*")|({_EW_RUN.pattern})')
-
-
-def _quote_encoded_words(value: str) -> str:
-    """Decode encoded words into quoted strings *before* splitting the list, so ``=?utf-8?Q?Doe,_John?=``
-    stays one display name instead of being cut at its comma."""
-
-    def replace(match: re.Match[str]) -> str:
-        quoted = match.group(1)
-        if quoted is not None and "=?" not in quoted:
-            return quoted
-        text = re.sub(r"\\(.)", r"\1", quoted[1:-1]) if quoted is not None else match.group(0)
-        return '"' + decode_words(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    return _QUOTED_OR_WORDS.sub(replace, value)
-
-
-def _addresses(values: list[str]) -> tuple[Address, ...]:
-    prepared = [_quote_encoded_words(v) for v in values if v]
-    try:
-        pairs = getaddresses(prepared)
-    except Exception:  # getaddresses has had IndexError bugs on garbage; fall back to bare addresses
-        pairs = [("", found) for v in prepared for found in re.findall(r"[^\s<>,;:\"]+@[^\s<>,;:\"]+", v)]
-    found: dict[str, Address] = {}
-    for name, addr in pairs:
-        address = _address(name, addr)
-        if address and address.email not in found:
-            found[address.email] = address
-    return tuple(found.values())
-
-
-def _address(name: str, addr: str) -> Address | None:
-    addr = addr.strip().strip("<>").strip()
-    if " " in addr or "\t" in addr:  # missing angle brackets: "John Doe john@example.com"
-        tokens = addr.split()
-        with_at = [i for i, token in enumerate(tokens) if "@" in token]
-        if not with_at:
-            return None
-        addr = tokens.pop(with_at[-1]).strip("<>")
-        name = name or " ".join(tokens)
-    local, sep, domain = addr.rpartition("@")
-    domain = _domain(domain)
-    if not sep or not local or not domain:
-        return None
-    name = _one_line(decode_words(name)).strip("\"' ")
-    return Address(email=_clean(f"{local.lower()}@{domain}"), name=name)
-
-
-def _domain(domain: str) -> str:
-    """Lower-case, with IDNA ``xn--`` labels decoded, so both spellings of a domain compare equal."""
-    labels = []
-    for label in domain.strip().strip(".").lower().split("."):
-        if label.startswith("xn--") and len(label) <= 63:
-            with contextlib.suppress(UnicodeError):  # not valid punycode: keep the label as written
-                label = label.encode("ascii").decode("idna").lower()
-        labels.append(label)
-    return unicodedata.normalize("NFC", ".".join(labels))
-
-
-# ---------------------------------------------------------------------------------------------- automated mail
-
-# Subject prefixes of automatic replies: Outlook/Exchange ("Automatic reply:", "Out of Office:",
-# "Out of Office AutoReply:") in the languages Outlook ships, plus common responders ("Autoreply:",
-# "[Auto-Reply]"). Only a prefix counts, so "Re: Out of office plans" from a person is kept.
-_AUTO_REPLY_WORDS = (
-    r"automatic reply|auto[- ]?reply|auto[- ]?response|out of (?:the )?office(?: auto ?reply)?"
-    r"|abwesenheitsnotiz|automatische antwort|r[ée]ponse automatique|absence du bureau"
-    r"|respuesta autom[aá]tica|fuera de la oficina|risposta automatica|fuori sede"
-    r"|automatisch antwoord|afwezigheidsbericht|autosvar|automatisk svar|automatiskt svar"
-    r"|automaattinen vastaus|resposta autom[aá]tica|automatyczna odpowied[zź]"
-    r"|automatick[aá] odpov[eě][dď]|automatikus v[aá]lasz|otomatik yan[ıi]t"
-    r"|автоматический ответ|автоответ|自动回复|自動回覆|自動応答|자동 회신"
-)
-_AUTO_REPLY_SUBJECT = re.compile(
-    rf"^\s*(?:\[\s*(?:{_AUTO_REPLY_WORDS})\s*\]|(?:{_AUTO_REPLY_WORDS})\s*[:：])", re.IGNORECASE
-)
-_BULK_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
-_PRESENCE_MARKERS = (  # header → reason; the value does not matter
-    ("list-unsubscribe", "List-Unsubscribe header"),
-    ("list-id", "List-Id header"),
-    ("x-autoreply", "X-Autoreply header"),
-    ("x-autorespond", "X-Autorespond header"),
-    # Exchange stamps this on messages its inbox rules generate: out-of-office replies and rule forwards.
-    ("x-ms-exchange-inbox-rules-loop", "X-MS-Exchange-Inbox-Rules-Loop header (Exchange automatic reply)"),
-    ("x-failed-recipients", "X-Failed-Recipients header (bounce)"),
-)
-
-
-def automated_reason(
-    headers: dict[str, list[str]], subject: str, from_: tuple[Address, ...], content_type: str
-) -> str | None:
-    """One line naming why this message is bulk or automated (SPEC §3 skip rules), or None.
-
-    ``X-Auto-Response-Suppress`` alone is deliberately *not* a marker: Outlook puts it on ordinary mail.
-    """
-    for name, reason in _PRESENCE_MARKERS:
-        if name in headers:
-            return reason
-    precedence = _token(_first(headers, "precedence"))
-    if precedence in _BULK_PRECEDENCE:
-        return f"Precedence: {precedence}"
-    auto_submitted = _token(_first(headers, "auto-submitted"))
-    if auto_submitted and auto_submitted != "no":
-        return f"Auto-Submitted: {auto_submitted}"
-    if _token(_first(headers, "x-autogenerated")) == "reply":
-        return "X-Autogenerated: Reply"
-    if content_type == "multipart/report":
-        return "delivery report (multipart/report)"
-    if _from_mailer_daemon(headers, from_):
-        return "delivery report (mailer-daemon sender)"
-    match = _AUTO_REPLY_SUBJECT.match(subject)
-    if match:
-        return f"auto-reply subject ({match.group(0).strip()})"
-    return None
-
-
-def _token(value: str) -> str:
-    return value.split(";", 1)[0].strip().lower()
-
-
-def _from_mailer_daemon(headers: dict[str, list[str]], from_: tuple[Address, ...]) -> bool:
-    local = from_[0].email.partition("@")[0] if from_ else ""
-    if local == "mailer-daemon":
-        return True
-    # An empty envelope sender with a postmaster / "Mail Delivery System" From is a bounce.
-    null_return = any(v.strip() in ("<>", "") for v in headers.get("return-path", []))
-    name = from_[0].name.lower() if from_ else ""
-    return null_return and (local == "postmaster" or name.startswith("mail delivery"))
 
 
 # ---------------------------------------------------------------------------------------------- body
@@ -509,9 +267,7 @@ class _BodyBuilder:
     def _add_attachment(self, part: Message, ctype: str, filename: str | None, data: bytes) -> None:
         name = safe_filename(filename, default="attachment" + _DEFAULT_EXT.get(ctype, ""))
         if len(data) > self.max_attachment_bytes:
-            self.problems.append(
-                f"attachment {name!r} dropped: {len(data)} bytes, limit {self.max_attachment_bytes}"
-            )
+            self.problems.append(f"attachment {name!r} dropped: {len(data)} bytes, limit {self.max_attachment_bytes}")
             return
         content_id = _message_id(str(part.get("content-id", "")))
         disposition = part.get_content_disposition()
@@ -589,7 +345,7 @@ def _payload_bytes(part: Message) -> bytes:
         except (TypeError, LookupError):  # 8-bit junk plus an RFC 2231 charset: compat32 cannot decode it
             text = None
         if isinstance(text, str):
-            return _lenient_b64(text.encode("ascii", "ignore"))
+            return lenient_b64(text.encode("ascii", "ignore"))
     data = part.get_payload(decode=True)  # undoes qp / uuencode when spelled exactly; else the raw bytes
     if not isinstance(data, bytes):
         return b""
@@ -611,10 +367,10 @@ def _forwarded(part: Message) -> tuple[str, bytes]:
         if cte in ("base64", "quoted-printable"):
             # RFC 2046 forbids encoding message/rfc822, but clients do; compat32 then parsed the encoded
             # text itself as the message.
-            data = _lenient_b64(data) if cte == "base64" else quopri.decodestring(data)
+            data = lenient_b64(data) if cte == "base64" else quopri.decodestring(data)
             inner = None
     if inner is None:
         inner = BytesHeaderParser(policy=compat32).parsebytes(data)
-    subject = _one_line(decode_words(_first(_header_map(inner), "subject")))
+    subject = one_line(decode_words(first_header(_header_map(inner), "subject")))
     # The subject becomes a file name: a "/" in it is not a path, keep the words on both sides.
     return re.sub(r"[/\\]", "_", subject or "forwarded") + ".eml", data

@@ -6,6 +6,7 @@ copied in; its tests skip where it is absent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -124,10 +125,8 @@ def test_shared_mail_corpus_parses() -> None:
 
 def parse_or_reject(raw: bytes) -> None:
     for parse in (parse_headers, parse_body):
-        try:
+        with contextlib.suppress(ParseError):  # the one exception allowed to escape
             parse(raw)
-        except ParseError:
-            pass
 
 
 FIXTURES = [p.read_bytes() for p in sorted(GOLDEN.glob("*.eml")) if p.stat().st_size]

@@ -109,7 +109,7 @@ def test_multipart_without_boundary_is_read_as_text() -> None:
 def test_attachment_with_rfc2231_filename_inline_flag_and_content_id() -> None:
     raw = multipart(
         "related",
-        "Content-Type: text/html\r\n\r\n<img src=\"cid:logo@x\">",
+        'Content-Type: text/html\r\n\r\n<img src="cid:logo@x">',
         "Content-Type: image/png\r\nContent-ID: <logo@x>\r\nContent-Transfer-Encoding: base64\r\n\r\n"
         + b64(b"\x89PNG-logo"),
         "Content-Type: application/pdf\r\n"
@@ -150,7 +150,7 @@ def test_attachment_names_are_decoded_and_made_safe(disposition: str, expected: 
 def test_raw_utf8_filename_is_not_mangled() -> None:
     raw = (
         HEAD + 'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
-        "Content-Type: text/plain\r\nContent-Disposition: attachment; filename=\"Müller.txt\"\r\n\r\nx\r\n--b--\r\n"
+        'Content-Type: text/plain\r\nContent-Disposition: attachment; filename="Müller.txt"\r\n\r\nx\r\n--b--\r\n'
     ).encode("utf-8")
     assert [a.filename for a in parse_body(raw).attachments] == ["Müller.txt"]
 
@@ -183,10 +183,8 @@ def test_attachment_over_the_limit_is_dropped_and_reported() -> None:
     raw = multipart(
         "mixed",
         "Content-Type: text/plain\r\n\r\nsee attached",
-        'Content-Type: application/zip; name="big.zip"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
-        + b64(b"x" * 2000),
-        'Content-Type: application/zip; name="small.zip"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
-        + b64(b"x" * 10),
+        'Content-Type: application/zip; name="big.zip"\r\nContent-Transfer-Encoding: base64\r\n\r\n' + b64(b"x" * 2000),
+        'Content-Type: application/zip; name="small.zip"\r\nContent-Transfer-Encoding: base64\r\n\r\n' + b64(b"x" * 10),
     )
     body = parse_body(raw, max_attachment_bytes=1000)
     assert [a.filename for a in body.attachments] == ["small.zip"]
@@ -264,9 +262,7 @@ def test_delivery_status_is_skipped() -> None:
 
 def test_deep_nesting_does_not_recurse_forever() -> None:
     depth = 2000
-    opening = "".join(
-        f'--b{i}\r\nContent-Type: multipart/mixed; boundary="b{i + 1}"\r\n\r\n' for i in range(depth)
-    )
+    opening = "".join(f'--b{i}\r\nContent-Type: multipart/mixed; boundary="b{i + 1}"\r\n\r\n' for i in range(depth))
     raw = (HEAD + 'Content-Type: multipart/mixed; boundary="b0"\r\n\r\n' + opening + "deep\r\n").encode()
     body = parse_body(raw)
     assert "deep" in body.text

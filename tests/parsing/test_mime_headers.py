@@ -88,8 +88,12 @@ def test_display_names_with_commas_quotes_and_encoded_words() -> None:
         ("jane@example.com", "Doe, Jane"),
         ("joerg@example.de", "Müller, Jörg"),
         ("rene@example.fr", "René"),
-        ("pat@example.ie", 'O\'Brien "Pat'),
+        ("pat@example.ie", 'O\'Brien "Pat"'),
     ]
+
+
+def test_outlook_single_quoted_display_name() -> None:
+    assert parse_headers(message("From: 'Anna Berg' <anna@example.com>")).from_[0].name == "Anna Berg"
 
 
 def test_groups_missing_brackets_garbage_and_duplicates() -> None:
