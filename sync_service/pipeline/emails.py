@@ -7,15 +7,16 @@ instead of becoming an email activity (SPEC §4).
 from __future__ import annotations
 
 from crm_store.models import Activity, RawItem, SyncedItem
+from sync_service.errors import ParseError
 from sync_service.matching.decide import decide
-from sync_service.matching.model import ItemFacts
+from sync_service.matching.model import ItemFacts, LinkExclusions, MatchDecision
 from sync_service.parsing.ical import parse_calendar
 from sync_service.parsing.mime import parse_body, parse_headers
 from sync_service.pipeline.advance import activity_synced
 from sync_service.pipeline.context import ProcessContext
 from sync_service.pipeline.documents import relink_documents, store_email_documents
 from sync_service.pipeline.events import apply_events
-from sync_service.pipeline.items import email_key, facts_to_json, get_or_create, link_source
+from sync_service.pipeline.items import email_key, facts_to_json, get_or_create, link_source, record_decision
 from sync_service.pipeline.links import apply_decision
 from sync_service.values import MessageBody, MessageHeaders
 
@@ -30,10 +31,12 @@ def facts_of(headers: MessageHeaders, owner_email: str) -> ItemFacts:
         if address.email not in seen:
             seen.add(address.email)
             participants.append(address)
+    reply_to = tuple(a for a in headers.reply_to if sender is None or a.email != sender.email)
     return ItemFacts(
         kind="email",
         sender=sender,
         participants=tuple(participants),
+        reply_to=reply_to,
         subject=headers.subject,
         message_id=headers.message_id,
         in_reply_to=headers.in_reply_to,
@@ -58,6 +61,9 @@ def _invitation(ctx: ProcessContext, raw: RawItem, data: bytes) -> bool:
 
 def process_email(ctx: ProcessContext, raw: RawItem, data: bytes) -> None:
     headers = parse_headers(data)
+    if headers.sender_address is None and not headers.recipients:
+        # Nothing to match on: a damaged message, not private mail. Quarantine it so an admin sees it.
+        raise ParseError("no sender and no recipient could be read from the headers (damaged message?)")
     if b"text/calendar" in data and _invitation(ctx, raw, data):
         return
     assert raw.sha256 is not None
@@ -71,25 +77,38 @@ def process_email(ctx: ProcessContext, raw: RawItem, data: bytes) -> None:
     item.sha256, item.facts = raw.sha256, facts_to_json(facts)
     decision = decide(facts, ctx.index, policy=ctx.settings.auto_create)
     if decision.skipped:
+        record_decision(item, decision, ctx.now)
         item.skip_reason = decision.skip_reason
         ctx.stats.skipped[decision.skip_reason or "?"] += 1
         return
+    log_email(ctx, item, data, headers, decision)
+
+
+def log_email(
+    ctx: ProcessContext, item: SyncedItem, data: bytes, headers: MessageHeaders, decision: MatchDecision
+) -> Activity:
+    """A matched email becomes an activity with its documents: at sync, or when re-matching an item that was
+    skipped as unmatched before. Only here is the body decoded."""
+    assert item.sha256 is not None
     body = parse_body(data, max_attachment_bytes=ctx.settings.max_attachment_bytes)
     activity = _new_email_activity(ctx, item, headers, body, decision.direction)
-    apply_decision(ctx, activity, decision)
-    store_email_documents(ctx, activity, raw.sha256, raw.size, body)
+    applied = apply_decision(ctx, activity, decision, LinkExclusions())  # a new activity has no exclusions
+    record_decision(item, applied, ctx.now)
+    item.skip_reason = None
+    store_email_documents(ctx, activity, item.sha256, len(data), body)
     relink_documents(activity)
     ctx.index.remember_thread(headers.message_id, activity.opportunity_id)
     ctx.index.remember_thread(headers.conversation_id, activity.opportunity_id)
     ctx.stats.logged += 1
     activity_synced(ctx, activity)
+    return activity
 
 
 def _new_email_activity(
     ctx: ProcessContext, item: SyncedItem, headers: MessageHeaders, body: MessageBody, direction: str | None
 ) -> Activity:
     sender = headers.sender_address
-    owner = ctx.owner_id
+    owner: int | None = ctx.owner_id or None  # 0: no mailbox carries the item any more
     if direction == "outbound" and sender is not None:
         owner = ctx.index.user_emails.get(sender.email, owner)
     when = headers.date or ctx.now

@@ -155,3 +155,13 @@ def test_oversize_message_is_quarantined_with_the_limit(app, crm, add_mailbox, t
     with app.sessions() as session:
         entry = session.scalars(select(QuarantineEntry)).one()
     assert "over the limit of 2000 bytes" in entry.reason
+
+
+def test_message_without_sender_or_recipients_is_quarantined(app, crm, add_mailbox, sync, tmp_path: Path) -> None:
+    damaged = b"Return-Path: <x@y.example>\r\nX-Spam-Score: \x00\x01\xff\r\n\x00garbage\r\nSubject: Q4\r\n\r\nbody"
+    add_mailbox("alice", maildir(tmp_path / "alice", [damaged]))
+    report = sync()
+    assert report.stats.quarantined == 1 and not report.stats.skipped
+    with app.sessions() as session:
+        [entry] = export_quarantine(session)
+    assert "no sender and no recipient" in entry["reason"]
