@@ -93,7 +93,12 @@ def export_contacts(session: Session) -> list[Row]:
     ]
 
 
+def _step(key: str | None, titles: dict[str, str]) -> dict[str, str] | None:
+    return {"id": key, "title": titles.get(key, key)} if key else None
+
+
 def export_leads(session: Session) -> list[Row]:
+    titles = step_titles(session)
     leads = session.scalars(select(Lead).options(selectinload(Lead.emails), selectinload(Lead.owner)).order_by(Lead.id))
     return [
         {
@@ -104,6 +109,8 @@ def export_leads(session: Session) -> list[Row]:
             "status": lead.status,
             "source": lead.source,
             "owner": lead.owner.email if lead.owner else None,
+            "process_stage": lead.process_stage,
+            "current_step": _step(lead.current_step, titles),
         }
         for lead in leads
     ]
@@ -111,6 +118,7 @@ def export_leads(session: Session) -> list[Row]:
 
 def export_opportunities(session: Session) -> list[Row]:
     accounts, titles = _names(session, Account), step_titles(session)
+    processes = _names(session, ProcessDefinition)
     opps = session.scalars(
         select(Opportunity)
         .options(
@@ -120,7 +128,6 @@ def export_opportunities(session: Session) -> list[Row]:
     )
     out = []
     for o in opps:
-        step = {"id": o.current_step, "title": titles.get(o.current_step, o.current_step)} if o.current_step else None
         out.append(
             {
                 "id": o.id,
@@ -132,10 +139,12 @@ def export_opportunities(session: Session) -> list[Row]:
                 "amount": str(o.amount) if isinstance(o.amount, Decimal) else o.amount,
                 "close_date": iso(o.close_date),
                 "source": o.source,
+                "won_reason": o.won_reason,
                 "lost_reason": o.lost_reason,
                 "competitor": o.competitor,
                 "participants": [p.contact_id for p in o.participants],
-                "current_step": step,
+                "process": processes.get(o.process_id) if o.process_id else None,
+                "current_step": _step(o.current_step, titles),
                 "history": [
                     {
                         "stage": h.stage,
@@ -197,6 +206,7 @@ def export_activities(session: Session) -> list[Row]:
                 "subject": a.subject,
                 "status": a.status,
                 "result": a.result,
+                "origin": a.origin,
                 "direction": a.direction,
                 "start": iso(a.start_at),
                 "end": iso(a.end_at),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem, ReviewItem, SyncedItem, User
 from crm_store.models.sync import DELETED, PENDING
+from sync_service.dashboard.alerts import AlertConfig, evaluate
 from sync_service.exports import iso
 from sync_service.mailboxes import redact_url
 
@@ -18,8 +20,17 @@ def _lag_seconds(last: datetime | None, now: datetime) -> int | None:
     return int((now - last).total_seconds()) if last else None
 
 
-def collect_status(session: Session, now: datetime | None = None) -> dict[str, Any]:
+def collect_status(
+    session: Session,
+    now: datetime | None = None,
+    queues: Mapping[str, Any] | None = None,
+    alert_config: AlertConfig | None = None,
+) -> dict[str, Any]:
+    """Mailboxes, queue, totals and alerts. ``queues``: the broker's numbers (``workers.queues.queue_status``):
+    ``{"mode": "embedded" | "redis", "queues": {name: {ready, in_flight, delayed, dead_lettered}}}``.
+    ``alert_config``: the thresholds of ``sync_service.dashboard.alerts`` (default: its defaults)."""
     now = now or datetime.now(UTC)
+    queues = queues or {"mode": "embedded", "queues": {}}
     pending = dict(
         session.execute(
             select(RawItem.mailbox_id, func.count())
@@ -46,8 +57,12 @@ def collect_status(session: Session, now: datetime | None = None) -> dict[str, A
                 "lag_seconds": _lag_seconds(m.last_success_at, now),
                 "pending": pending.get(m.id, 0),
                 "quarantined": quarantined.get(m.id, 0),
+                "added_at": iso(m.created_at),
             }
         )
+    alerts = evaluate(boxes, alert_config or AlertConfig(), now)
+    for box in boxes:
+        box["alert"] = next((a.kind for a in alerts if a.mailbox == box["name"]), None)
     skipped = dict(
         session.execute(
             select(SyncedItem.skip_reason, func.count())
@@ -60,14 +75,16 @@ def collect_status(session: Session, now: datetime | None = None) -> dict[str, A
         "generated_at": iso(now),
         "mailboxes": boxes,
         "queue": {
-            "mode": "embedded",
+            "mode": queues.get("mode", "embedded"),
             "pending": sum(pending.values()),
             "quarantined": session.scalar(select(func.count()).select_from(QuarantineEntry)) or 0,
             "review": session.scalar(
                 select(func.count()).select_from(ReviewItem).where(ReviewItem.resolved_at.is_(None))
             )
             or 0,
+            **{k: v for k, v in queues.items() if k != "mode"},
         },
         "activities": dict(sorted(activities.items())),
         "skipped": dict(sorted(skipped.items())),
+        "alerts": [a.as_dict() for a in alerts],
     }

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from sync_service.bootstrap import App, bootstrap
 from sync_service.config import Settings
-from tests.support.servers import PostgresServer
+from tests.support.servers import PostgresServer, RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
 _counter = itertools.count()
@@ -33,6 +33,27 @@ def postgres_server() -> Iterator[str]:
         yield url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
 
 
 def _backends() -> list[str]:

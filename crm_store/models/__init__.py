@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from crm_store.models.activities import Activity, ActivityAccount, ActivityContact, Document, ReviewItem
+from crm_store.models.activities import (
+    Activity,
+    ActivityAccount,
+    ActivityContact,
+    ActivityLinkExclusion,
+    Document,
+    ReviewItem,
+)
 from crm_store.models.base import Base, utcnow
 from crm_store.models.directory import (
     Account,
@@ -32,6 +39,7 @@ __all__ = [
     "Activity",
     "ActivityAccount",
     "ActivityContact",
+    "ActivityLinkExclusion",
     "Base",
     "Contact",
     "ContactEmail",

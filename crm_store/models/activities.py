@@ -1,4 +1,9 @@
-"""Activities (emails, meetings, calls, tasks), what they link to, documents and the review queue."""
+"""Activities (emails, meetings, calls, tasks), what they link to, documents and the review queue.
+
+Links a person made are flagged ``manual`` (``ActivityAccount`` / ``ActivityContact``) or
+``Activity.opportunity_manual``; links a person removed are remembered as ``ActivityLinkExclusion`` rows.
+Re-matching keeps the first and never adds the second back (SPEC §3.7).
+"""
 
 from __future__ import annotations
 
@@ -99,3 +104,23 @@ class ReviewItem(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
     activity: Mapped[Activity] = relationship()
+
+
+# What an ``ActivityLinkExclusion`` names.
+EXCLUDE_CONTACT, EXCLUDE_ACCOUNT, EXCLUDE_OPPORTUNITY = "contact", "account", "opportunity"
+
+
+class ActivityLinkExclusion(Base):
+    """A link a person removed from an activity; automatic matching never adds it back (SPEC §3.7).
+
+    ``target_id`` is the id of a contact, account or opportunity (``kind`` says which); it has no foreign key
+    because it points into three tables, and a stale one (its record deleted) simply excludes nothing.
+    """
+
+    __tablename__ = "activity_link_exclusions"
+    __table_args__ = (UniqueConstraint("activity_id", "kind", "target_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    activity_id: Mapped[int] = mapped_column(ForeignKey("activities.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))  # contact | account | opportunity
+    target_id: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

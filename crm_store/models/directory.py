@@ -108,6 +108,11 @@ class Lead(Base):
     source: Mapped[str | None] = mapped_column(String(100))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     origin: Mapped[str] = mapped_column(String(20), default="import")  # import | sync | user
+    # The lead's process (Lead management, SPEC §2): its stage, current step and last progress.
+    process_id: Mapped[int | None] = mapped_column(ForeignKey("process_definitions.id"))
+    process_stage: Mapped[str | None] = mapped_column(String(100))
+    current_step: Mapped[str | None] = mapped_column(String(200))
+    advanced_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     emails: Mapped[list[LeadEmail]] = relationship(
         back_populates="lead", cascade="all, delete-orphan", order_by="LeadEmail.position"

@@ -22,6 +22,9 @@ class ProcessDefinition(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     definition: Mapped[dict[str, Any]]
+    # sha256 of the shipped definition this row was seeded from: `init` updates the row to a newer shipped
+    # version only while its definition still hashes to this (nobody edited it).
+    shipped_sha256: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -41,6 +44,8 @@ class Opportunity(Base):
     competitor: Mapped[str | None] = mapped_column(String(200))
     process_id: Mapped[int | None] = mapped_column(ForeignKey("process_definitions.id"))
     current_step: Mapped[str | None] = mapped_column(String(200))  # step key within the process definition
+    advanced_at: Mapped[datetime | None]  # the process's last progress: older activities cannot drive it
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     account: Mapped[Account | None] = relationship()
     owner: Mapped[User | None] = relationship()
@@ -85,3 +90,17 @@ class OpportunityHistory(Base):
     automatic: Mapped[bool] = mapped_column(default=False)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     opportunity: Mapped[Opportunity] = relationship(back_populates="history")
+
+
+class LeadHistory(Base):
+    """Every stage / step transition of a lead's process, with the activity that caused it."""
+
+    __tablename__ = "lead_history"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[str] = mapped_column(String(100))
+    step: Mapped[str | None] = mapped_column(String(200))
+    result: Mapped[str | None] = mapped_column(String(200))
+    activity_id: Mapped[int | None] = mapped_column(ForeignKey("activities.id", ondelete="SET NULL"))
+    automatic: Mapped[bool] = mapped_column(default=False)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

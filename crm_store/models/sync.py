@@ -54,6 +54,7 @@ class FolderState(Base):
     folder: Mapped[str] = mapped_column(String(500))
     cursor: Mapped[str | None] = mapped_column(Text)
     stage: Mapped[str] = mapped_column(String(20), default="initial")  # initial | incremental | resync
+    resync_started_at: Mapped[datetime | None]  # a full resync round in progress since then
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     mailbox: Mapped[Mailbox] = relationship(back_populates="folders")
 
@@ -74,6 +75,7 @@ class RawItem(Base):
     size: Mapped[int] = mapped_column(default=0)
     state: Mapped[str] = mapped_column(String(20), default=PENDING)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime | None]  # last listed by the source (kept current during a full resync round)
     processed_at: Mapped[datetime | None]
     mailbox: Mapped[Mailbox] = relationship()
 

@@ -24,6 +24,8 @@ from sync_service.cli.sync import print_report, run_with_progress
 from sync_service.config import Settings
 from sync_service.exports import export_quarantine, export_review
 from sync_service.importers import import_accounts, import_contacts, import_leads, import_opportunities
+from sync_service.process.service import start_for_open_opportunities
+from sync_service.process.views import automatic_progress
 
 INTERNAL_DOMAIN = "northwind-sales.example"
 
@@ -56,7 +58,10 @@ def _summary(app: App) -> None:
         per_opp: Counter[tuple[int | None, str]] = Counter(
             (opp_id, kind)
             for opp_id, kind in session.execute(
-                select(Activity.opportunity_id, Activity.type).where(Activity.opportunity_id.is_not(None))
+                select(Activity.opportunity_id, Activity.type).where(
+                    Activity.opportunity_id.is_not(None),
+                    Activity.origin == "sync",  # not the process's planned steps
+                )
             )
         )
         docs = dict(
@@ -71,10 +76,17 @@ def _summary(app: App) -> None:
             )
         console.print(table)
         unlinked = (
-            session.scalar(select(func.count()).select_from(Activity).where(Activity.opportunity_id.is_(None))) or 0
+            session.scalar(
+                select(func.count())
+                .select_from(Activity)
+                .where(Activity.opportunity_id.is_(None), Activity.origin == "sync")
+            )
+            or 0
         )
         console.print(f"{unlinked} activities are linked to an account or lead only (no single opportunity)")
-        statuses = Counter(session.execute(select(Activity.type, Activity.status)).all())
+        statuses = Counter(
+            session.execute(select(Activity.type, Activity.status).where(Activity.origin == "sync")).all()
+        )
         console.print(
             "calendar: " + ", ".join(f"{n} {t} {s}" for (t, s), n in sorted(statuses.items()) if t != "email")
         )
@@ -125,6 +137,9 @@ def demo_command(
         initialise(app)
         console.print(f"database: {directory / 'demo.db'}\nimporting the sample CRM:")
         _import_sample_crm(app, DATA_DIR)
+        with transaction(app.sessions) as session:  # SPEC §2: an existing opportunity begins at its stage
+            started = start_for_open_opportunities(session, "Corporate sale", datetime.now(UTC))
+        console.print(f"  Corporate sale started for {len(started)} opportunities at their current stage")
         folders = write_sample_mailboxes(directory / "mailboxes", datetime.now(UTC))
         reps = {email.partition("@")[0]: email for email, _name in REPS}
         _add_mailboxes(app, folders, reps)
@@ -132,6 +147,10 @@ def demo_command(
         print_report(run_with_progress(app, None))
         console.rule("summary")
         _summary(app)
+        console.rule("sales processes (steps completed by synced mail and meetings)")
+        with app.sessions() as session:
+            for line in automatic_progress(session):
+                console.print(line, markup=False)
     console.print(
         f"\nexplore: CRM_DATABASE_URL=sqlite:///{directory / 'demo.db'} CRM_DATA_DIR={directory / 'data'} "
         "crm-sync export activities --format json"

@@ -1,4 +1,8 @@
-"""`crm-sync import KIND FILE`: atomic imports (a bad file changes nothing)."""
+"""`crm-sync import KIND FILE`: atomic imports (a bad file changes nothing), then re-matching.
+
+After an import that changed anything has committed, every item seen earlier is matched again
+(``pipeline.rematch``): mail that was private until its sender became a contact is logged now.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from crm_store.db import transaction
 from sync_service.cli.common import console, open_app
 from sync_service.importers import import_accounts, import_contacts, import_leads, import_opportunities
 from sync_service.importers.report import ImportReport
+from sync_service.pipeline.rematch import rematch
 
 import_app = typer.Typer(
     help="Import CRM data from CSV (or vCard for contacts). A bad file is rejected whole.", no_args_is_help=True
@@ -19,17 +24,21 @@ FileArg = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="
 
 
 def _run(kind: str, path: Path) -> None:
-    with open_app() as app, transaction(app.sessions) as session:
-        report: ImportReport
-        if kind == "accounts":
-            report = import_accounts(session, path)
-        elif kind == "contacts":
-            report = import_contacts(session, path, default_region=app.settings.phone_region)
-        elif kind == "leads":
-            report = import_leads(session, path, default_region=app.settings.phone_region)
-        else:
-            report = import_opportunities(session, path)
-    console.print(report.summary())
+    with open_app() as app:
+        with transaction(app.sessions) as session:
+            report: ImportReport
+            if kind == "accounts":
+                report = import_accounts(session, path)
+            elif kind == "contacts":
+                report = import_contacts(session, path, default_region=app.settings.phone_region)
+            elif kind == "leads":
+                report = import_leads(session, path, default_region=app.settings.phone_region)
+            else:
+                report = import_opportunities(session, path)
+        console.print(report.summary())
+        # The import is committed; items seen earlier may match the new data now (SPEC §3.7).
+        if report.created or report.updated:
+            console.print(rematch(app).summary())
 
 
 @import_app.command("accounts")

@@ -6,10 +6,13 @@ import os
 
 import typer
 from rich.table import Table
+from sqlalchemy import select
 
 from crm_store.db import transaction
+from crm_store.models import Mailbox
 from sync_service import mailboxes
 from sync_service.cli.common import console, is_terminal, open_app
+from sync_service.cli.workers import request_sync
 from sync_service.connectors.registry import needs_secret
 from sync_service.errors import ConfigError
 
@@ -66,9 +69,17 @@ def list_() -> None:
 
 def _simple(action: str, doc: str) -> None:
     def command(name: str = typer.Argument(..., help="The mailbox name.")) -> None:
-        with open_app() as app, transaction(app.sessions) as session:
-            getattr(mailboxes, f"{action}_mailbox")(session, name)
+        with open_app() as app:
+            with transaction(app.sessions) as session:
+                getattr(mailboxes, f"{action}_mailbox")(session, name)
+                mailbox_id = session.scalar(select(Mailbox.id).where(Mailbox.name == name))
+            # Redis mode: the next sync starts now rather than at the mailbox's next interval.
+            queued = False
+            if action in ("resume", "resync") and mailbox_id is not None:
+                queued = request_sync(app.settings, mailbox_id)
         console.print(f"mailbox {name}: {action}d" if action.endswith("e") else f"mailbox {name}: {action}ed")
+        if queued:
+            console.print(f"mailbox {name}: sync queued")
 
     command.__doc__ = doc
     mailbox_app.command(action)(command)

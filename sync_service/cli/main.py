@@ -12,12 +12,22 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync_service import __version__
+from sync_service.cli.dashboard import dashboard_app
 from sync_service.cli.demo import demo_command
 from sync_service.cli.imports import import_app
 from sync_service.cli.mailbox import mailbox_app
 from sync_service.cli.reporting import export_command, status_command
+from sync_service.cli.review import activity_app, match_app, review_app
+from sync_service.cli.sales import (
+    activity_cancel_command,
+    activity_complete_command,
+    lead_app,
+    opportunity_app,
+    process_app,
+)
 from sync_service.cli.setup import init_command, secret_key_command
 from sync_service.cli.sync import sync_command
+from sync_service.cli.workers import queue_app, scheduler_command, worker_command
 from sync_service.errors import CrmSyncError
 
 app = typer.Typer(
@@ -37,6 +47,18 @@ app.command("sync")(sync_command)
 app.command("status")(status_command)
 app.command("export")(export_command)
 app.command("secret-key")(secret_key_command)
+app.add_typer(review_app, name="review")
+app.add_typer(activity_app, name="activity")  # `link|unlink` here; the process engine may add commands to it
+app.add_typer(match_app, name="match")
+app.add_typer(process_app, name="process")
+app.add_typer(opportunity_app, name="opportunity")
+app.add_typer(lead_app, name="lead")
+activity_app.command("complete")(activity_complete_command)
+activity_app.command("cancel")(activity_cancel_command)
+app.command("worker")(worker_command)
+app.command("scheduler")(scheduler_command)
+app.add_typer(queue_app, name="queue")
+app.add_typer(dashboard_app, name="dashboard")
 
 
 def _version(value: bool) -> None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from sync_service.cli.common import console, open_app
+from sync_service.cli.common import console, err_console, open_app
+from sync_service.dashboard.alerts import AlertConfig
+from sync_service.dashboard.webhook import notify_from_status
 from sync_service.exports import EXPORTS, export
 from sync_service.status import collect_status
+from workers.queues import queue_status
 
 
 class Format(StrEnum):
@@ -24,9 +28,13 @@ def _print_json(data: Any) -> None:
 
 
 def status_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON.")) -> None:
-    """Mailbox health (state, last success, lag, last error), the work queue and totals."""
-    with open_app() as app, app.sessions() as session:
-        data = collect_status(session)
+    """Mailbox health (state, last success, lag, last error), the work queues and totals."""
+    with open_app() as app:
+        alert_config = AlertConfig.from_env()
+        with app.sessions() as session:
+            data = collect_status(session, queues=queue_status(app.settings), alert_config=alert_config)
+        if notify_from_status(alert_config, app.settings.data_dir, data, datetime.now(UTC)):
+            err_console.print("alert webhook called")
     if as_json:
         _print_json(data)
         return
@@ -45,10 +53,19 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
             (m["last_error"] or "")[:60],
         )
     console.print(table)
+    for alert in data["alerts"]:
+        console.print(f"ALERT {alert['mailbox']} {alert['kind']}: {alert['message']}", markup=False)
     q = data["queue"]
     console.print(
         f"queue ({q['mode']}): {q['pending']} pending, {q['quarantined']} quarantined, {q['review']} awaiting review"
     )
+    if q.get("error"):
+        console.print(f"queues: {q['error']}")
+    for name, n in (q.get("queues") or {}).items() if q["mode"] == "redis" else ():
+        console.print(
+            f"  {name}: {n['ready']} ready, {n['in_flight']} in flight, {n['delayed']} delayed, "
+            f"{n['dead_lettered']} dead-lettered"
+        )
     console.print("activities: " + (", ".join(f"{k} {v}" for k, v in data["activities"].items()) or "none"))
     if data["skipped"]:
         console.print("skipped: " + ", ".join(f"{k} {v}" for k, v in data["skipped"].items()))

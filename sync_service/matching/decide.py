@@ -1,13 +1,25 @@
 """The matcher's entry point: one item's facts + the candidate index → a ``MatchDecision`` (SPEC §3).
 
 Order of work, each step a line of ``explanation``:
-1. direction (outbound when the sender is internal) and the external participants (sender, then recipients
-   in the order given, de-duplicated; phone numbers in E.164);
+1. direction (outbound when the sender is internal) and the external participants (sender, then the
+   Reply-To addresses, then recipients in the order given, de-duplicated; phone numbers in E.164);
 2. skips that need no lookup: internal-only, automated (emails only), never-log — privacy wins;
 3. resolve every external participant (``resolve.py``) and plan auto-creation (policy ``CRM_AUTO_CREATE``);
    nothing resolved and nothing to create → skipped as unmatched;
 4. contacts, accounts and the primary account, the opportunity (rules a–d), the lead.
 Pure: plain data in, plain data out; the caller writes the links and creates the records.
+
+Real-world header decisions:
+- ``Reply-To`` differing from ``From`` (mail sent through a ticketing or marketing tool, by an assistant,
+  from a private address): each Reply-To address is a participant like a recipient, because answers go to
+  it. For the primary account of inbound mail it stands in for the sender when the From address itself
+  reaches no account. Direction still follows ``From`` alone.
+- Forwarded mail is matched on its own headers: the person forwarding is the sender and the original
+  correspondents inside the body do not count, so a customer's mail forwarded between two reps is
+  internal-only (the original was logged from the mailbox that received it), while a forward to a customer
+  is logged for that customer. A ``[OPP-<id>]`` token survives "Fwd:" and still links it.
+- Mailing lists, out-of-office and other automatic replies are recognised by the header parser
+  (``automated_reason``); a person forwarding or answering such a message is not automated.
 """
 
 from __future__ import annotations
@@ -37,14 +49,15 @@ from sync_service.matching.model import (
 from sync_service.matching.phones import to_e164
 from sync_service.matching.resolve import (
     Resolution,
-    is_internal,
+    is_internal_key,
     never_log_entry,
-    resolve_address,
+    resolve_key,
     resolve_phone,
 )
 from sync_service.values import Address
 
 _POLICIES = ("none", "account-domains", "all")
+REPLY_TO = "reply-to"  # the role of a Reply-To address among the participants
 _TOKEN = re.compile(r"\[\s*OPP-(\d+)\s*\]", re.IGNORECASE)
 
 
@@ -52,7 +65,7 @@ _TOKEN = re.compile(r"\[\s*OPP-(\d+)\s*\]", re.IGNORECASE)
 class _Party:
     """One external participant: an address (with its display name) or a phone number."""
 
-    role: str  # sender / recipient / organizer / attendee / phone
+    role: str  # sender / reply-to / recipient / organizer / attendee / phone
     key: str  # normalised email or E.164
     name: str = ""
 
@@ -119,20 +132,21 @@ def _direction(facts: ItemFacts, index: CandidateIndex) -> tuple[Direction | Non
     if facts.sender is None or not facts.sender.email:
         return None, ["direction unknown: no sender"]
     sender = normalize_email(facts.sender.email)
-    if is_internal(sender, index):
+    if is_internal_key(sender, index):
         return "outbound", [f"outbound: sender {sender} is internal"]
     return "inbound", [f"inbound: sender {sender} is external"]
 
 
 def _external_parties(facts: ItemFacts, index: CandidateIndex) -> list[_Party]:
-    """Sender first, then participants as given; internal ones left out; then phone numbers."""
+    """Sender first, then Reply-To, then participants as given; internal ones left out; then phone numbers."""
     sender_role, other_role = ("sender", "recipient") if facts.kind == "email" else ("organizer", "attendee")
     addresses: list[tuple[str, Address]] = [(sender_role, facts.sender)] if facts.sender else []
+    addresses += [(REPLY_TO, a) for a in facts.reply_to]
     addresses += [(other_role, a) for a in facts.participants]
     parties: dict[str, _Party] = {}
     for role, address in addresses:
         email = normalize_email(address.email)
-        if "@" in email and email not in parties and not is_internal(email, index):
+        if "@" in email and email not in parties and not is_internal_key(email, index):
             parties[email] = _Party(role, email, address.name.strip())
     for raw in facts.phones:
         e164 = to_e164(raw, index.default_region)
@@ -154,7 +168,7 @@ def _early_skip(facts: ItemFacts, index: CandidateIndex, parties: list[_Party]) 
 
 
 def _resolve(party: _Party, index: CandidateIndex) -> Resolution:
-    return resolve_phone(party.key, index) if party.role == "phone" else resolve_address(party.key, index)
+    return resolve_phone(party.key, index) if party.role == "phone" else resolve_key(party.key, index)
 
 
 def _new_contacts(resolved: list[tuple[_Party, Resolution]], policy: str) -> tuple[NewContact, ...]:
@@ -184,10 +198,14 @@ def _new_leads(
 def _primary_account(
     direction: Direction | None, resolved: list[tuple[_Party, Resolution]], account_ids: tuple[int, ...]
 ) -> tuple[int | None, str]:
-    """Inbound: the sender's account; outbound: the first resolved recipient's; else the first reached."""
+    """Inbound: the sender's account (or its Reply-To's); outbound: the first resolved recipient's; else the
+    first reached."""
     senders = [res for party, res in resolved if party.role in ("sender", "organizer")]
     if direction == "inbound" and senders and senders[0].account_id is not None:
         return senders[0].account_id, "the sender's account"
+    reply_to = next((res for party, res in resolved if party.role == REPLY_TO and res.account_id), None)
+    if direction == "inbound" and reply_to is not None:
+        return reply_to.account_id, f"the account of the Reply-To address {reply_to.key}"
     if direction == "outbound":
         first = next((res for _, res in resolved if res.account_id is not None), None)
         if first is not None:
@@ -249,11 +267,7 @@ def _join(ids: Iterable[int]) -> str:
 
 def _unique(values: Iterable[int | None]) -> tuple[int, ...]:
     """Distinct non-None ints in order of first appearance."""
-    seen: dict[int, None] = {}
-    for value in values:
-        if value is not None:
-            seen.setdefault(value)
-    return tuple(seen)
+    return tuple(dict.fromkeys(v for v in values if v is not None))
 
 
 def _name_from_email(email: str) -> str:

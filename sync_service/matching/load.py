@@ -6,7 +6,8 @@ One pass per table with plain column selects (no ORM objects), so 100,000 contac
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import select
@@ -36,21 +37,72 @@ def _never_log_key(value: str) -> str:
 
 
 K = TypeVar("K")
+V = TypeVar("V")
 
 
-def _group(pairs: Iterable[tuple[K | None, int]]) -> dict[K, tuple[int, ...]]:
+class _Same:
+    """One object per distinct value: the ids a dict returns are then the very keys of the next dict looked
+    up (``contacts_by_email`` → ``contact_account``), so a lookup compares identities and never reads a second
+    int from memory — it matters for a 100,000-contact index (see ``bench/bench_matching.py``)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[object, object] = {}
+
+    def __call__(self, value: V) -> V:
+        return self.seen.setdefault(value, value)  # type: ignore[return-value]
+
+
+def _group(pairs: Iterable[tuple[K | None, int]], same: _Same) -> dict[K, tuple[int, ...]]:
     grouped: dict[K, list[int]] = defaultdict(list)
     for key, value in pairs:
         if key is not None and value not in grouped[key]:
-            grouped[key].append(value)
-    return {k: tuple(v) for k, v in grouped.items()}
+            grouped[key].append(same(value))
+    return {same(k): tuple(v) for k, v in grouped.items()}
 
 
-def _emails(rows: Iterable[tuple[str | None, int]]) -> dict[str, tuple[int, ...]]:
-    return _group((normalize_email(e) if e else None, i) for e, i in rows)
+def _emails(rows: Iterable[tuple[str | None, int]], same: _Same) -> dict[str, tuple[int, ...]]:
+    return _group(((normalize_email(e) if e else None, i) for e, i in rows), same)
 
 
-def build_index(session: Session, internal_domains: frozenset[str], region: str = "US") -> CandidateIndex:
+def thread_keys(
+    session: Session,
+    *,
+    manual_only: bool = False,
+    sent_before: datetime | None = None,
+    exclude_items: Collection[int] = (),
+) -> dict[str, int]:
+    """Message ids and Outlook conversation ids of items linked to an opportunity → that opportunity (rule a).
+
+    ``manual_only``: only activities whose opportunity a person chose (re-matching replays the rest);
+    ``sent_before`` / ``exclude_items``: the thread as it was before an item, without the item itself — so an
+    item matched again is never held in place by its own link.
+    """
+    conversation = SyncedItem.facts["conversation_id"].as_string()
+    stmt = (
+        select(SyncedItem.message_id, conversation, Activity.opportunity_id)
+        .join(Activity, Activity.item_id == SyncedItem.id)
+        .where(Activity.opportunity_id.is_not(None))
+        .order_by(SyncedItem.sent_at, SyncedItem.id)  # later items win a shared conversation id
+    )
+    if manual_only:
+        stmt = stmt.where(Activity.opportunity_manual.is_(True))
+    if sent_before is not None:
+        stmt = stmt.where(SyncedItem.sent_at < sent_before)
+    if exclude_items:
+        stmt = stmt.where(SyncedItem.id.not_in(list(exclude_items)))
+    threads: dict[str, int] = {}
+    for message_id, conversation_id, opp_id in session.execute(stmt):
+        if message_id:
+            threads[message_id] = opp_id
+        if conversation_id:
+            threads[conversation_id] = opp_id
+    return threads
+
+
+def build_index(
+    session: Session, internal_domains: frozenset[str], region: str = "US", *, threads: bool = True
+) -> CandidateIndex:
+    """The whole index; ``threads=False`` leaves rule a's thread map empty (the caller fills it)."""
     users = {normalize_email(email): uid for uid, email in session.execute(select(User.id, User.email))}
     # A rep registered with a public address makes that address internal, never the whole provider.
     user_domains = {d for d in (e.rpartition("@")[2] for e in users) if not is_public_mail_domain(d)}
@@ -59,35 +111,24 @@ def build_index(session: Session, internal_domains: frozenset[str], region: str 
     participants = session.execute(
         select(OpportunityParticipant.contact_id, OpportunityParticipant.opportunity_id)
     ).all()
-    threads: dict[str, int] = {}
-    rows = session.execute(
-        select(SyncedItem.message_id, SyncedItem.facts, Activity.opportunity_id)
-        .join(Activity, Activity.item_id == SyncedItem.id)
-        .where(Activity.opportunity_id.is_not(None))
-    )
-    for message_id, facts, opp_id in rows:
-        if message_id:
-            threads[message_id] = opp_id
-        conversation = (facts or {}).get("conversation_id")
-        if conversation:
-            threads[conversation] = opp_id
+    same = _Same()
     return CandidateIndex(
         internal_domains=frozenset(internal_domains | user_domains),
         user_emails=users,
         never_log=frozenset(_never_log_key(v) for v in session.scalars(select(NeverLog.value))),
-        contacts_by_email=_emails(session.execute(select(ContactEmail.email, ContactEmail.contact_id)).all()),
-        contacts_by_phone=_group(session.execute(select(ContactPhone.e164, ContactPhone.contact_id)).all()),
-        contact_account=dict(session.execute(select(Contact.id, Contact.account_id)).all()),
-        leads_by_email=_emails(session.execute(select(LeadEmail.email, LeadEmail.lead_id)).all()),
-        leads_by_phone=_group(session.execute(select(LeadPhone.e164, LeadPhone.lead_id)).all()),
+        contacts_by_email=_emails(session.execute(select(ContactEmail.email, ContactEmail.contact_id)).all(), same),
+        contacts_by_phone=_group(session.execute(select(ContactPhone.e164, ContactPhone.contact_id)).all(), same),
+        contact_account={same(c): same(a) for c, a in session.execute(select(Contact.id, Contact.account_id)).all()},
+        leads_by_email=_emails(session.execute(select(LeadEmail.email, LeadEmail.lead_id)).all(), same),
+        leads_by_phone=_group(session.execute(select(LeadPhone.e164, LeadPhone.lead_id)).all(), same),
         account_by_domain={
-            normalize_domain(d): a
+            normalize_domain(d): same(a)
             for d, a in session.execute(select(AccountDomain.domain, AccountDomain.account_id)).all()
         },
-        open_opps_by_contact=_group((c, o) for c, o in participants if o in open_ids),
-        open_opps_by_account=_group((a, o) for o, a, _s in opps if o in open_ids),
-        open_opportunities=open_ids,
-        opportunity_account={oid: aid for oid, aid, _s in opps},
-        thread_opportunity=threads,
+        open_opps_by_contact=_group(((c, o) for c, o in participants if o in open_ids), same),
+        open_opps_by_account=_group(((a, o) for o, a, _s in opps if o in open_ids), same),
+        open_opportunities=frozenset(same(o) for o in open_ids),
+        opportunity_account={same(oid): same(aid) for oid, aid, _s in opps},
+        thread_opportunity=thread_keys(session) if threads else {},
         default_region=region,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from sync_service.values import Address
 
@@ -22,6 +22,8 @@ OPP_THREAD = "thread"
 OPP_TOKEN = "token"
 OPP_PARTICIPANT = "participant"
 OPP_ACCOUNT = "account"
+OPP_KEPT = "kept"  # re-matching kept the opportunity an item was linked to before (``overrides.py``)
+RULE_LETTERS = {OPP_THREAD: "a", OPP_TOKEN: "b", OPP_PARTICIPANT: "c", OPP_ACCOUNT: "d"}  # as SPEC §3.4 names them
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ class ItemFacts:
     kind: ItemType
     sender: Address | None  # From of an email, organizer of an event
     participants: tuple[Address, ...]  # recipients / attendees other than the sender
+    reply_to: tuple[Address, ...] = ()  # Reply-To of an email when it differs from From: also a participant
     subject: str = ""
     message_id: str | None = None
     in_reply_to: tuple[str, ...] = ()
@@ -39,6 +42,16 @@ class ItemFacts:
     automated_reason: str | None = None  # set by the header parser for bulk / auto-submitted / auto-reply
     phones: tuple[str, ...] = ()  # raw phone numbers of a call (location, tel: URIs)
     mailbox_owner: str | None = None  # email of the rep whose mailbox saw the item
+
+
+class DomainFacts(NamedTuple):
+    """What one email domain is to the matcher; cached per index (``resolve.domain_facts``)."""
+
+    internal: bool  # an internal domain or a subdomain of one (and no public provider)
+    never_log: str | None  # the never-log entry covering it (the domain or a parent)
+    public: bool  # a public mail provider
+    account_id: int | None  # the account owning it or its nearest parent
+    matched_domain: str | None  # that owned (parent) domain
 
 
 @dataclass(slots=True)
@@ -64,11 +77,27 @@ class CandidateIndex:
     opportunity_account: dict[int, int | None] = field(default_factory=dict)
     thread_opportunity: dict[str, int] = field(default_factory=dict)  # message id / conversation id → opp
     default_region: str = "US"  # for phone numbers written without a country code
+    # Filled as domains are met (``resolve.domain_facts``): one lookup per address instead of five. Domains,
+    # accounts' domains, internal domains and the never-log list never change inside a run, so entries never
+    # go stale; a new run builds a new index.
+    domain_cache: dict[str, DomainFacts] = field(default_factory=dict, repr=False, compare=False)
 
     def remember_thread(self, key: str | None, opportunity_id: int | None) -> None:
         """Record a just-linked item so that replies later in the same run follow it (rule 4a)."""
         if key and opportunity_id is not None:
             self.thread_opportunity[key] = opportunity_id
+
+
+@dataclass(frozen=True, slots=True)
+class LinkExclusions:
+    """Links a person removed from one activity; matching never adds them back (SPEC §3.7)."""
+
+    contacts: frozenset[int] = frozenset()
+    accounts: frozenset[int] = frozenset()
+    opportunities: frozenset[int] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.contacts or self.accounts or self.opportunities)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from sync_service.matching.domains import (
     is_public_mail_domain,
     normalize_email,
 )
-from sync_service.matching.model import CandidateIndex
+from sync_service.matching.model import CandidateIndex, DomainFacts
 
 ResolvedVia = Literal["contact", "lead", "domain"]
 
@@ -65,13 +65,32 @@ def is_internal(email: str, index: CandidateIndex) -> bool:
     A public provider's domain is never internal as a whole: a rep registered as ``ann@gmail.com`` makes that
     one address internal, not every gmail correspondent.
     """
-    email = normalize_email(email)
+    return is_internal_key(normalize_email(email), index)
+
+
+def is_internal_key(email: str, index: CandidateIndex) -> bool:
+    """``is_internal`` of an address already normalised (``normalize_email``): what ``decide`` holds."""
     if email in index.user_emails:
         return True
-    domain = email_domain(email)
-    if not index.internal_domains or is_public_mail_domain(domain):
-        return False
-    return any(c in index.internal_domains for c in domain_candidates(domain))
+    return domain_facts(email_domain(email), index).internal
+
+
+def domain_facts(domain: str, index: CandidateIndex) -> DomainFacts:
+    """Everything the matcher asks about a (normalised) domain, worked out once per index."""
+    found = index.domain_cache.get(domain)
+    if found is None:
+        found = index.domain_cache[domain] = _domain_facts(domain, index)
+    return found
+
+
+def _domain_facts(domain: str, index: CandidateIndex) -> DomainFacts:
+    candidates = domain_candidates(domain)
+    public = is_public_mail_domain(domain)
+    internal = not public and any(c in index.internal_domains for c in candidates)
+    never_log = next((c for c in candidates if c in index.never_log), None)
+    owned = None if public else next((c for c in candidates if c in index.account_by_domain), None)
+    account = index.account_by_domain[owned] if owned is not None else None
+    return DomainFacts(internal, never_log, public, account, owned)
 
 
 def never_log_entry(key: str, index: CandidateIndex) -> str | None:
@@ -82,25 +101,27 @@ def never_log_entry(key: str, index: CandidateIndex) -> str | None:
         return key
     if "@" not in key:
         return None
-    return next((c for c in domain_candidates(email_domain(key)) if c in index.never_log), None)
+    return domain_facts(email_domain(key), index).never_log
 
 
 def resolve_address(email: str, index: CandidateIndex) -> Resolution:
     """Contact → lead → account by domain (SPEC §3.2)."""
-    email = normalize_email(email)
+    return resolve_key(normalize_email(email), index)
+
+
+def resolve_key(email: str, index: CandidateIndex) -> Resolution:
+    """``resolve_address`` of an address already normalised (``normalize_email``)."""
     contacts = index.contacts_by_email.get(email, ())
     if contacts:
         return Resolution(email, "contact", contact_ids=contacts, account_ids=_accounts_of(contacts, index))
     leads = index.leads_by_email.get(email, ())
     if leads:
         return Resolution(email, "lead", lead_ids=leads)
-    domain = email_domain(email)
-    if is_public_mail_domain(domain):
+    domain = domain_facts(email_domain(email), index)
+    if domain.public:
         return Resolution(email, public_domain=True)
-    for candidate in domain_candidates(domain):
-        account_id = index.account_by_domain.get(candidate)
-        if account_id is not None:
-            return Resolution(email, "domain", account_ids=(account_id,), matched_domain=candidate)
+    if domain.account_id is not None:
+        return Resolution(email, "domain", account_ids=(domain.account_id,), matched_domain=domain.matched_domain)
     return Resolution(email)
 
 

@@ -32,6 +32,8 @@ _PRESENCE_MARKERS = (  # header → reason; the value does not matter
     # Exchange stamps this on messages its inbox rules generate: out-of-office replies and rule forwards.
     ("x-ms-exchange-inbox-rules-loop", "X-MS-Exchange-Inbox-Rules-Loop header (Exchange automatic reply)"),
     ("x-failed-recipients", "X-Failed-Recipients header (bounce)"),
+    ("x-mail-autoreply", "X-Mail-Autoreply header"),  # vacation responders (cPanel, Plesk, Zimbra)
+    ("x-autoreply-from", "X-Autoreply-From header"),
 )
 
 
@@ -45,9 +47,12 @@ def automated_reason(
     for name, reason in _PRESENCE_MARKERS:
         if name in headers:
             return reason
-    precedence = _token(first_header(headers, "precedence"))
-    if precedence in _BULK_PRECEDENCE:
-        return f"Precedence: {precedence}"
+    for name in ("precedence", "x-precedence"):
+        precedence = _token(first_header(headers, name))
+        if precedence in _BULK_PRECEDENCE:
+            return f"{'X-' if name.startswith('x-') else ''}Precedence: {precedence}"
+    if "autoresponder" in first_header(headers, "x-post-messageclass").lower():  # "9; Autoresponder"
+        return "X-POST-MessageClass: Autoresponder"
     auto_submitted = _token(first_header(headers, "auto-submitted"))
     if auto_submitted and auto_submitted != "no":
         return f"Auto-Submitted: {auto_submitted}"

@@ -269,9 +269,12 @@ def _addresses(value: Any) -> tuple[Address, ...]:
     return tuple(found.values())
 
 
+_MAX_SEQUENCE = 2**31 - 1  # SEQUENCE is stored in a 32-bit column; fuzzed calendars carry huge ones
+
+
 def _sequence(value: Any) -> int:
     try:
-        return max(0, int(_text(value).strip()))
+        return min(_MAX_SEQUENCE, max(0, int(_text(value).strip())))
     except ValueError:
         return 0
 

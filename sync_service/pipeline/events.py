@@ -15,11 +15,11 @@ from sqlalchemy import select
 from crm_store.models import Activity, ItemSource, RawItem, SyncedItem
 from crm_store.models.sync import DELETED
 from sync_service.matching.decide import decide
-from sync_service.matching.model import ItemFacts
+from sync_service.matching.model import ItemFacts, MatchDecision
 from sync_service.parsing.classify import event_activity_type, event_phone_numbers
 from sync_service.pipeline.advance import activity_synced
 from sync_service.pipeline.context import ProcessContext
-from sync_service.pipeline.items import event_key, facts_to_json, get_or_create, link_source
+from sync_service.pipeline.items import event_key, facts_to_json, get_or_create, link_source, record_decision
 from sync_service.pipeline.links import apply_decision
 from sync_service.values import Address, CalendarEvent
 
@@ -57,9 +57,24 @@ def _upsert_event(ctx: ProcessContext, raw: RawItem, event: CalendarEvent) -> Sy
     activity = ctx.session.scalar(select(Activity).where(Activity.item_id == item.id))
     decision = decide(facts, ctx.index, policy=ctx.settings.auto_create)
     if decision.skipped and activity is None:
+        record_decision(item, decision, ctx.now)
         item.skip_reason = decision.skip_reason
         ctx.stats.skipped[decision.skip_reason or "?"] += 1
         return item
+    write_event_activity(ctx, item, event, decision, activity)
+    return item
+
+
+def write_event_activity(
+    ctx: ProcessContext,
+    item: SyncedItem,
+    event: CalendarEvent,
+    decision: MatchDecision,
+    activity: Activity | None = None,
+) -> Activity:
+    """Create or update the meeting / call activity of an event and apply the decision: at sync, or when
+    re-matching an event that was skipped as unmatched before. A skipped decision leaves the links of an
+    existing activity as they are."""
     item.skip_reason = None
     if activity is None:
         activity = Activity(item_id=item.id, origin="sync")
@@ -67,19 +82,21 @@ def _upsert_event(ctx: ProcessContext, raw: RawItem, event: CalendarEvent) -> Sy
         ctx.stats.logged += 1
     else:
         ctx.stats.updated += 1
-    organizer_user = ctx.index.user_emails.get(facts.sender.email) if facts.sender else None
-    activity.type, activity.subject = facts.kind, event.summary[:1000]
+    organizer = event.organizer or Address(ctx.owner_email)
+    organizer_user = ctx.index.user_emails.get(organizer.email)
+    activity.type, activity.subject = event_activity_type(event), event.summary[:1000]
     activity.start_at, activity.end_at = event.start, event.end
     activity.status = event_status(event, ctx.now)
     activity.owner_id = organizer_user or activity.owner_id or ctx.owner_id
     activity.body = event.description[:100_000]
     ctx.session.flush()
     if not decision.skipped:
-        apply_decision(ctx, activity, decision)
+        decision = apply_decision(ctx, activity, decision)
+    record_decision(item, decision, ctx.now)
     if activity.status == CANCELLED:
         ctx.stats.cancelled += 1
     activity_synced(ctx, activity)
-    return item
+    return activity
 
 
 def apply_events(ctx: ProcessContext, raw: RawItem, events: Iterable[CalendarEvent], *, full_snapshot: bool) -> None:

@@ -4,6 +4,11 @@ State machine of one folder (persisted in ``FolderState``):
 
     initial ──page stored──▶ initial … ──last page──▶ incremental ──source invalidated──▶ resync ─▶ …
 
+A full resync round (the source invalidated its state: UIDVALIDITY changed, a sync token expired) re-lists
+everything. Items it lists are stamped ``seen_at``; only when the round's LAST page is stored are the items it
+did not list marked deleted. Deciding at the first page would cancel meetings for the length of the round
+(and end process stages early) whenever processing runs between pages.
+
 Network calls happen with no database session open; each page is written in ONE transaction together with
 the cursor that covers it. A crash between pages resumes from the last stored cursor; re-stored items are
 recognised by (mailbox, folder, external id, version) so nothing doubles.
@@ -13,15 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_store.db import transaction
-from crm_store.models import FolderState, QuarantineEntry, RawItem
-from crm_store.models.sync import DELETED, PENDING, QUARANTINED
+from crm_store.models import FolderState, Mailbox, RawItem
+from crm_store.models.sync import DELETED, PENDING
 from sync_service.bootstrap import App
 from sync_service.connectors.base import ChangePage, Connector, ItemRef
+from sync_service.pipeline.quarantine import quarantine
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +53,19 @@ def load_cursor(session: Session, mailbox_id: int, folder: str) -> str | None:
     return state.cursor if state else None
 
 
-def _save_cursor(session: Session, mailbox_id: int, folder: str, cursor: str, final: bool) -> None:
+def _folder_state(session: Session, mailbox_id: int, folder: str) -> FolderState:
     state = session.scalar(
         select(FolderState).where(FolderState.mailbox_id == mailbox_id, FolderState.folder == folder)
     )
     if state is None:
         state = FolderState(mailbox_id=mailbox_id, folder=folder)
         session.add(state)
-    state.cursor = cursor
-    state.stage = "incremental" if final else state.stage
+    return state
 
 
-def _store_items(session: Session, mailbox_id: int, folder: str, items: list[Fetched], limit: int) -> int:
+def _store_items(
+    session: Session, mailbox_id: int, folder: str, items: list[Fetched], limit: int, now: datetime
+) -> int:
     ids = [f.ref.external_id for f in items]
     existing = {
         r.external_id: r
@@ -71,6 +79,7 @@ def _store_items(session: Session, mailbox_id: int, folder: str, items: list[Fet
     for fetched in items:
         row = existing.get(fetched.ref.external_id)
         if row is not None and row.sha256 == fetched.sha256 and row.state != DELETED:
+            row.seen_at = now
             continue  # the same bytes again (a replayed page): nothing to do
         if row is None:
             row = RawItem(mailbox_id=mailbox_id, folder=folder, external_id=fetched.ref.external_id)
@@ -81,34 +90,19 @@ def _store_items(session: Session, mailbox_id: int, folder: str, items: list[Fet
             fetched.sha256,
             fetched.size,
         )
-        row.processed_at = None
+        row.processed_at, row.seen_at = None, now
         row.state = PENDING
         if fetched.sha256 is None:
-            row.state = QUARANTINED
             session.flush()
-            _quarantine_oversize(session, row, limit)
+            reason = f"item is {row.size} bytes, over the limit of {limit} bytes (CRM_MAX_MESSAGE_BYTES)"
+            quarantine(session, row, reason)
         stored += 1
     return stored
 
 
-def _quarantine_oversize(session: Session, row: RawItem, limit: int) -> None:
-    reason = f"item is {row.size} bytes, over the limit of {limit} bytes (CRM_MAX_MESSAGE_BYTES)"
-    entry = session.scalar(select(QuarantineEntry).where(QuarantineEntry.raw_item_id == row.id))
-    if entry is None:
-        session.add(
-            QuarantineEntry(
-                raw_item_id=row.id,
-                mailbox_id=row.mailbox_id,
-                folder=row.folder,
-                external_id=row.external_id,
-                reason=reason,
-            )
-        )
-    else:
-        entry.reason = reason
-
-
-def _mark_deleted(session: Session, mailbox_id: int, folder: str, external_ids: list[str] | None) -> int:
+def _mark_deleted(
+    session: Session, mailbox_id: int, folder: str, external_ids: list[str] | None, unseen_since: datetime | None = None
+) -> int:
     """Deleted at the source: kept, flagged for processing (calendar items get cancelled)."""
     stmt = (
         update(RawItem)
@@ -117,19 +111,29 @@ def _mark_deleted(session: Session, mailbox_id: int, folder: str, external_ids: 
     )
     if external_ids is not None:
         stmt = stmt.where(RawItem.external_id.in_(external_ids))
+    if unseen_since is not None:
+        stmt = stmt.where(or_(RawItem.seen_at.is_(None), RawItem.seen_at < unseen_since))
     return session.execute(stmt).rowcount or 0  # type: ignore[attr-defined]
 
 
 def store_page(
     session: Session, mailbox_id: int, folder: str, page: ChangePage, items: list[Fetched], limit: int
 ) -> tuple[int, int]:
-    deleted = 0
+    now = datetime.now(UTC)
+    state = _folder_state(session, mailbox_id, folder)
     if page.full_resync:
-        deleted += _mark_deleted(session, mailbox_id, folder, None)
-    if page.deletes:
-        deleted += _mark_deleted(session, mailbox_id, folder, list(page.deletes))
-    stored = _store_items(session, mailbox_id, folder, items, limit)
-    _save_cursor(session, mailbox_id, folder, page.next_cursor, final=not page.more)
+        state.stage, state.resync_started_at = "resync", now
+    deleted = _mark_deleted(session, mailbox_id, folder, list(page.deletes)) if page.deletes else 0
+    stored = _store_items(session, mailbox_id, folder, items, limit, now)
+    state.cursor = page.next_cursor
+    if not page.more:
+        if state.stage == "resync" and state.resync_started_at is not None:
+            deleted += _mark_deleted(session, mailbox_id, folder, None, unseen_since=state.resync_started_at)
+        state.stage, state.resync_started_at = "incremental", None
+    if stored:  # counted with the page it covers: exact even when a sync is killed half-way
+        session.execute(
+            update(Mailbox).where(Mailbox.id == mailbox_id).values(items_synced=Mailbox.items_synced + stored)
+        )
     return stored, deleted
 
 

@@ -1,14 +1,19 @@
-"""Canonical synced items: one per Message-ID (or content hash) / per iCalendar UID + recurrence id."""
+"""Canonical synced items: one per Message-ID (or content hash) / per iCalendar UID + recurrence id.
+
+``SyncedItem.facts`` keeps the matching facts of every item (skipped ones too, so they can be matched again)
+and, under ``"decision"``, the last decision taken for it: its rule and explanation (``match explain``).
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_store.models import ItemSource, SyncedItem
-from sync_service.matching.model import ItemFacts
+from sync_service.matching.model import ItemFacts, MatchDecision
 from sync_service.values import Address
 
 
@@ -50,6 +55,7 @@ def facts_to_json(f: ItemFacts) -> dict[str, Any]:
         "kind": f.kind,
         "sender": _addr(f.sender),
         "participants": [_addr(a) for a in f.participants],
+        "reply_to": [_addr(a) for a in f.reply_to],
         "subject": f.subject,
         "message_id": f.message_id,
         "in_reply_to": list(f.in_reply_to),
@@ -69,6 +75,7 @@ def facts_from_json(d: dict[str, Any]) -> ItemFacts:
         kind=d["kind"],
         sender=addr(d.get("sender")),
         participants=tuple(a for a in (addr(p) for p in d.get("participants", [])) if a),
+        reply_to=tuple(a for a in (addr(p) for p in d.get("reply_to", [])) if a),
         subject=d.get("subject", ""),
         message_id=d.get("message_id"),
         in_reply_to=tuple(d.get("in_reply_to", ())),
@@ -78,3 +85,54 @@ def facts_from_json(d: dict[str, Any]) -> ItemFacts:
         phones=tuple(d.get("phones", ())),
         mailbox_owner=d.get("mailbox_owner"),
     )
+
+
+DECISION_KEY = "decision"
+
+
+def decision_to_json(decision: MatchDecision, at: datetime) -> dict[str, Any]:
+    return {
+        "at": at.isoformat(),
+        "skip_reason": decision.skip_reason,
+        "primary_account_id": decision.primary_account_id,
+        "account_ids": list(decision.account_ids),
+        "contact_ids": list(decision.contact_ids),
+        "lead_id": decision.lead_id,
+        "opportunity_id": decision.opportunity_id,
+        "rule": decision.opportunity_rule,
+        "review_candidates": list(decision.review_candidates),
+        "explanation": list(decision.explanation),
+    }
+
+
+_SCALARS = ("skip_reason", "primary_account_id", "lead_id", "opportunity_id", "rule")
+_SETS = ("account_ids", "contact_ids", "review_candidates")
+
+
+def decision_outcome(stored: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """What a (stored) decision concluded, not how it was worded: equal outcomes link the same way."""
+    if stored is None:
+        return None
+    return (
+        *(stored.get(k) for k in _SCALARS),
+        *(tuple(sorted(stored.get(k) or ())) for k in _SETS),
+    )
+
+
+def with_decision(facts: dict[str, Any] | None, decision: MatchDecision, at: datetime) -> dict[str, Any]:
+    """The item's facts with this decision kept under ``"decision"`` (a new dict)."""
+    return {**(facts or {}), DECISION_KEY: decision_to_json(decision, at)}
+
+
+def record_decision(item: SyncedItem, decision: MatchDecision, at: datetime) -> None:
+    """Keep the decision with the item's facts (a new dict, so the ORM sees the JSON change)."""
+    item.facts = with_decision(item.facts, decision, at)
+
+
+def stored_decision(item: SyncedItem) -> dict[str, Any] | None:
+    return decision_in(item.facts)
+
+
+def decision_in(facts: dict[str, Any] | None) -> dict[str, Any] | None:
+    value = (facts or {}).get(DECISION_KEY)
+    return value if isinstance(value, dict) else None

@@ -1,24 +1,35 @@
 """Apply a ``MatchDecision`` to an activity: create what the policy allows, set links, review queue.
 
-Links a person made (``manual``) are never removed or overridden here (SPEC §3.7).
+Links a person made (``manual``) are never removed or overridden here, and links a person removed
+(``ActivityLinkExclusion``) are never added back (SPEC §3.7). The wanted links come from
+``link_state.wanted_state``, the same function re-matching uses to tell whether anything would change.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
+
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from crm_store.models import (
     Activity,
     ActivityAccount,
     ActivityContact,
+    ActivityLinkExclusion,
     Contact,
     ContactEmail,
     Lead,
     LeadEmail,
     ReviewItem,
 )
-from sync_service.matching.model import MatchDecision, NewContact, NewLead
+from crm_store.models.activities import EXCLUDE_ACCOUNT, EXCLUDE_CONTACT, EXCLUDE_OPPORTUNITY
+from sync_service.matching.model import LinkExclusions, MatchDecision, NewContact, NewLead
+from sync_service.matching.overrides import apply_exclusions, keep_earlier_opportunity
 from sync_service.pipeline.context import ProcessContext
+from sync_service.pipeline.link_state import LinkState, wanted_state
 
 REVIEW_REASON = "several open opportunities match; choose one"
 
@@ -42,7 +53,7 @@ def _create_lead(ctx: ProcessContext, new: NewLead) -> int:
     existing = ctx.session.scalar(select(LeadEmail.lead_id).where(LeadEmail.email == new.email))
     if existing is not None:
         return existing
-    lead = Lead(name=new.name or new.email, company=new.company, origin="sync", owner_id=ctx.owner_id)
+    lead = Lead(name=new.name or new.email, company=new.company, origin="sync", owner_id=ctx.owner_id or None)
     lead.emails.append(LeadEmail(email=new.email, position=0))
     ctx.session.add(lead)
     ctx.session.flush()
@@ -51,48 +62,115 @@ def _create_lead(ctx: ProcessContext, new: NewLead) -> int:
     return lead.id
 
 
-def _set_links(activity: Activity, account_ids: list[int], contact_ids: list[int]) -> None:
-    """Make the automatic links equal to the decision's; manual links stay. Existing rows are kept (not
-    deleted and re-inserted), so the unique constraints never see a transient duplicate."""
-    wanted_accounts = list(dict.fromkeys(account_ids))
-    activity.account_links[:] = [
-        link for link in activity.account_links if link.manual or link.account_id in wanted_accounts
-    ]
-    have = {link.account_id for link in activity.account_links}
-    activity.account_links.extend(ActivityAccount(account_id=a) for a in wanted_accounts if a not in have)
-    wanted_contacts = list(dict.fromkeys(contact_ids))
-    activity.contact_links[:] = [
-        link for link in activity.contact_links if link.manual or link.contact_id in wanted_contacts
-    ]
-    have = {link.contact_id for link in activity.contact_links}
-    activity.contact_links.extend(ActivityContact(contact_id=c) for c in wanted_contacts if c not in have)
+def load_exclusions(session: Session, activity_ids: Iterable[int]) -> dict[int, LinkExclusions]:
+    """The exclusions of many activities in one query (activities without any are left out)."""
+    ids = list(activity_ids)
+    found: dict[int, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    if ids:
+        rows = session.execute(
+            select(
+                ActivityLinkExclusion.activity_id, ActivityLinkExclusion.kind, ActivityLinkExclusion.target_id
+            ).where(ActivityLinkExclusion.activity_id.in_(ids))
+        )
+        for activity_id, kind, target in rows:
+            found[activity_id][kind].add(target)
+    return {
+        activity_id: LinkExclusions(
+            contacts=frozenset(kinds[EXCLUDE_CONTACT]),
+            accounts=frozenset(kinds[EXCLUDE_ACCOUNT]),
+            opportunities=frozenset(kinds[EXCLUDE_OPPORTUNITY]),
+        )
+        for activity_id, kinds in found.items()
+    }
 
 
-def _set_review(ctx: ProcessContext, activity: Activity, candidates: tuple[int, ...]) -> None:
-    review = ctx.session.scalar(select(ReviewItem).where(ReviewItem.activity_id == activity.id))
-    if candidates and activity.opportunity_id is None:
-        if review is None:
-            ctx.session.add(ReviewItem(activity_id=activity.id, reason=REVIEW_REASON, candidates=list(candidates)))
-        elif review.resolved_at is None:
-            review.candidates = list(candidates)
-    elif review is not None and review.resolved_at is None:
-        ctx.session.delete(review)
+def state_of(activity: Activity, review: ReviewItem | None) -> LinkState:
+    """The stored links of a loaded activity as plain data."""
+    return LinkState(
+        auto_accounts=frozenset(link.account_id for link in activity.account_links if not link.manual),
+        auto_contacts=frozenset(link.contact_id for link in activity.contact_links if not link.manual),
+        manual_accounts=tuple(link.account_id for link in activity.account_links if link.manual),
+        manual_contacts=frozenset(link.contact_id for link in activity.contact_links if link.manual),
+        primary_account=activity.account_id,
+        lead=activity.lead_id,
+        opportunity=activity.opportunity_id,
+        opportunity_manual=activity.opportunity_manual,
+        review=_open_candidates(review),
+    )
 
 
-def apply_decision(ctx: ProcessContext, activity: Activity, decision: MatchDecision) -> None:
+def _open_candidates(review: ReviewItem | None) -> tuple[int, ...] | None:
+    if review is None or review.resolved_at is not None:
+        return None
+    return tuple(review.candidates)
+
+
+def apply_decision(
+    ctx: ProcessContext,
+    activity: Activity,
+    decision: MatchDecision,
+    exclusions: LinkExclusions | None = None,
+) -> MatchDecision:
+    """Write the decision's links (creating the records the policy allows); returns the decision as written:
+    without the links a person removed, with an earlier opportunity kept where history should stand, with the
+    records it created. ``exclusions``: pass them when already loaded."""
+    if exclusions is None:
+        exclusions = load_exclusions(ctx.session, [activity.id]).get(activity.id, LinkExclusions())
+    decision = apply_exclusions(decision, exclusions)
+    if not activity.opportunity_manual:
+        decision = keep_earlier_opportunity(decision, activity.opportunity_id, ctx.index.open_opportunities)
     contact_ids = list(decision.contact_ids)
     account_ids = list(decision.account_ids)
     for new in decision.new_contacts:
         contact_ids.append(_create_contact(ctx, new))
-        account_ids.append(new.account_id)
+        if new.account_id not in exclusions.accounts:
+            account_ids.append(new.account_id)
     lead_id = decision.lead_id
     for new_lead in decision.new_leads:
         created = _create_lead(ctx, new_lead)
         lead_id = lead_id or created
-    _set_links(activity, account_ids, contact_ids)
-    activity.account_id = decision.primary_account_id or (account_ids[0] if account_ids else None)
-    activity.lead_id = lead_id
-    if not activity.opportunity_manual:
-        activity.opportunity_id = decision.opportunity_id
+    contact_ids, account_ids = list(dict.fromkeys(contact_ids)), list(dict.fromkeys(account_ids))
+    written = replace(decision, contact_ids=tuple(contact_ids), account_ids=tuple(account_ids), lead_id=lead_id)
+    review = ctx.session.scalar(select(ReviewItem).where(ReviewItem.activity_id == activity.id))
+    wanted = wanted_state(state_of(activity, review), written)
+    _set_links(activity, account_ids, wanted.auto_accounts, contact_ids, wanted.auto_contacts)
+    activity.account_id = wanted.primary_account
+    activity.lead_id = wanted.lead
+    activity.opportunity_id = wanted.opportunity
     ctx.session.flush()
-    _set_review(ctx, activity, decision.review_candidates)
+    _set_review(ctx, activity, review, wanted.review)
+    return written
+
+
+def _set_links(
+    activity: Activity,
+    account_order: list[int],
+    accounts: frozenset[int],
+    contact_order: list[int],
+    contacts: frozenset[int],
+) -> None:
+    """Make the automatic links equal to the wanted ones; manual links stay. Existing rows are kept (not
+    deleted and re-inserted), so the unique constraints never see a transient duplicate."""
+    activity.account_links[:] = [link for link in activity.account_links if link.manual or link.account_id in accounts]
+    have = {link.account_id for link in activity.account_links}
+    for account_id in dict.fromkeys(account_order):
+        if account_id in accounts and account_id not in have:
+            activity.account_links.append(ActivityAccount(account_id=account_id))
+    activity.contact_links[:] = [link for link in activity.contact_links if link.manual or link.contact_id in contacts]
+    have = {link.contact_id for link in activity.contact_links}
+    for contact_id in dict.fromkeys(contact_order):
+        if contact_id in contacts and contact_id not in have:
+            activity.contact_links.append(ActivityContact(contact_id=contact_id))
+
+
+def _set_review(
+    ctx: ProcessContext, activity: Activity, review: ReviewItem | None, candidates: tuple[int, ...] | None
+) -> None:
+    """Open (or reopen, after a person undid their choice) the review item, update it, or drop it."""
+    if candidates:
+        if review is None:
+            ctx.session.add(ReviewItem(activity_id=activity.id, reason=REVIEW_REASON, candidates=list(candidates)))
+        elif review.resolved_at is not None or list(review.candidates) != list(candidates):
+            review.candidates, review.resolved_at = list(candidates), None
+    elif review is not None and review.resolved_at is None:
+        ctx.session.delete(review)

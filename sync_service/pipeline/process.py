@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from crm_store.db import transaction
 from crm_store.models import Mailbox, QuarantineEntry, RawItem, User
-from crm_store.models.sync import DELETED, DONE, PENDING, QUARANTINED
+from crm_store.models.sync import DELETED, DONE, PENDING
 from sync_service.bootstrap import App
 from sync_service.errors import ParseError
 from sync_service.matching.load import build_index
@@ -28,6 +28,7 @@ from sync_service.pipeline.contacts import apply_card
 from sync_service.pipeline.context import ProcessContext, ProcessStats
 from sync_service.pipeline.emails import process_email
 from sync_service.pipeline.events import apply_events, cancel_missing
+from sync_service.pipeline.quarantine import quarantine
 
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -42,23 +43,6 @@ def _pending(mailbox_id: int | None, after: int, limit: int) -> object:
         .limit(limit)
     )
     return stmt.where(RawItem.mailbox_id == mailbox_id) if mailbox_id is not None else stmt
-
-
-def quarantine(session: Session, raw: RawItem, reason: str) -> None:
-    raw.state = QUARANTINED
-    entry = session.scalar(select(QuarantineEntry).where(QuarantineEntry.raw_item_id == raw.id))
-    if entry is None:
-        session.add(
-            QuarantineEntry(
-                raw_item_id=raw.id,
-                mailbox_id=raw.mailbox_id,
-                folder=raw.folder,
-                external_id=raw.external_id,
-                reason=reason,
-            )
-        )
-    else:
-        entry.reason, entry.retries = reason, entry.retries + 1
 
 
 def _handle(ctx: ProcessContext, raw: RawItem, data: bytes | None) -> list[str]:
@@ -160,7 +144,7 @@ def _process_one(ctx: ProcessContext, raw: RawItem, data: bytes | None, now: dat
             if stale is not None:
                 session.delete(stale)
         if problems:  # applied, but parts of it were skipped: keep them visible and retryable
-            quarantine(session, raw, ("partly applied; skipped: " + "; ".join(problems))[:2000])
+            quarantine(session, raw, "partly applied; skipped: " + "; ".join(problems))
             raw.state = DONE
             ctx.stats.quarantined += 1
         return ctx.index
@@ -169,7 +153,7 @@ def _process_one(ctx: ProcessContext, raw: RawItem, data: bytes | None, now: dat
     except Exception as error:  # never crash a sync on one bad item
         log.exception("unexpected error processing raw item %s", raw.id)
         reason = f"internal error: {type(error).__name__}: {error}"
-    quarantine(session, raw, reason[:2000])
+    quarantine(session, raw, reason)
     raw.processed_at = now
     ctx.stats.quarantined += 1
     # The savepoint rolled back: rebuild the index so it holds nothing created inside it.

@@ -1,17 +1,25 @@
-"""Run a full sync in the foreground: every mailbox's folders, then processing, then due activities.
+"""The steps of a sync, and ``run_once``: every mailbox's folders, then processing, then due activities.
 
-This is the code path of ``crm-sync sync --once`` and ``crm-sync demo``; the workers (issue 3) call the same
-functions per mailbox / per batch.
+The workers' actors (``workers/actors.py``) call these steps by id: ``sync_mailbox`` per mailbox,
+``process_pending`` for the pending raw items, ``complete_due``. ``run_once`` — the code path of
+``crm-sync sync --once`` and ``crm-sync demo`` — runs those same actors on the embedded in-process queue
+(``workers/embedded.py``): enqueue one sync per mailbox, drain the queue, then processing, then due activities.
+
+Mailbox states: ``idle`` → ``syncing`` (while a worker holds its lock) → ``idle``; a transient error leaves it
+``idle`` with ``last_error`` set, and ``degraded`` after ``DEGRADED_AFTER`` of them in a row; a permanent one
+(bad credentials, missing folder) makes it ``failed`` until ``mailbox resume``. ``paused`` is set by a person
+and never overwritten by a sync.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 
 from crm_store.db import transaction
 from crm_store.models import Activity, Mailbox
@@ -19,12 +27,12 @@ from crm_store.models.sync import DEGRADED, FAILED, IDLE, PAUSED, SYNCING
 from crm_store.secrets import SecretBox
 from sync_service.bootstrap import App
 from sync_service.connectors.registry import open_connector
-from sync_service.errors import ConfigError, PermanentSourceError, SourceError
+from sync_service.errors import ConfigError, PermanentSourceError, SourceError, TransientSourceError
 from sync_service.pipeline.context import ProcessStats
 from sync_service.pipeline.fetch import sync_folder
-from sync_service.pipeline.process import process_pending
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 DEGRADED_AFTER = 3  # consecutive transient failures before a mailbox shows as degraded
 
 
@@ -35,6 +43,8 @@ class MailboxResult:
     deleted: int = 0
     error: str | None = None
     state: str = IDLE
+    transient: bool = False  # the error may go away: the workers retry with backoff
+    retry_after: float | None = None  # seconds the source asked us to wait (throttling), if it said
 
 
 @dataclass
@@ -55,74 +65,102 @@ def _secret(app: App, mailbox: Mailbox) -> str | None:
 
 
 def _set_state(app: App, mailbox_id: int, **values: object) -> None:
+    """Update a mailbox; its state changes only if a person has not paused it meanwhile."""
+    if "state" in values:
+        values["state"] = case((Mailbox.state == PAUSED, PAUSED), else_=values["state"])
     with transaction(app.sessions) as session:
         session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(**values))
 
 
-def sync_mailbox(app: App, mailbox: Mailbox, on_page: Callable[[int], None] | None = None) -> MailboxResult:
-    """Fetch every folder of one mailbox into raw items. Errors are recorded on the mailbox, not raised."""
+def record_failure(app: App, mailbox_id: int, message: str, permanent: bool) -> str:
+    """Note a failed sync on the mailbox and return its new state (``failed``, ``degraded`` or ``idle``)."""
+    with transaction(app.sessions) as session:
+        mailbox = session.get(Mailbox, mailbox_id)
+        if mailbox is None:
+            return FAILED
+        mailbox.consecutive_failures += 1
+        mailbox.last_error, mailbox.last_error_at = message[:2000], datetime.now(UTC)
+        if mailbox.state != PAUSED:
+            if permanent:
+                mailbox.state = FAILED
+            else:
+                mailbox.state = DEGRADED if mailbox.consecutive_failures >= DEGRADED_AFTER else IDLE
+        return mailbox.state
+
+
+def _keep_rotated_secret(app: App, mailbox_id: int, connector: object) -> None:
+    """A source whose secret rotates (a delegated Graph token cache) hands the new one back: store it encrypted."""
+    rotated = getattr(connector, "rotated_secret", None)
+    secret = rotated() if callable(rotated) else None
+    if secret:
+        encrypted = SecretBox(app.settings.secret_keys).encrypt(secret)
+        with transaction(app.sessions) as session:
+            session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(secret=encrypted))
+
+
+def sync_mailbox(
+    app: App,
+    mailbox: Mailbox,
+    on_page: Callable[[int], None] | None = None,
+    folders: Sequence[str] | None = None,
+) -> MailboxResult:
+    """Fetch every folder (or only ``folders``) of one mailbox into raw items.
+
+    Source errors are recorded on the mailbox and returned, not raised. Anything ``on_page`` raises (a lost
+    lock, a pause) propagates and leaves the mailbox ``syncing``: what was stored stays, with its cursor.
+    """
     result = MailboxResult(mailbox.name)
     _set_state(app, mailbox.id, state=SYNCING)
-    now = datetime.now(UTC)
     try:
         connector = open_connector(mailbox.source_url, _secret(app, mailbox))
         try:
-            for folder in connector.folders():
+            for folder in folders if folders is not None else connector.folders():
                 folder_result = sync_folder(app, mailbox.id, connector, folder, on_page)
                 result.stored += folder_result.stored
                 result.deleted += folder_result.deleted
         finally:
+            _keep_rotated_secret(app, mailbox.id, connector)
             connector.close()
     except (PermanentSourceError, ConfigError) as error:
-        result.error, result.state = str(error), FAILED
-        _set_state(
-            app,
-            mailbox.id,
-            state=FAILED,
-            last_error=str(error),
-            last_error_at=now,
-            consecutive_failures=Mailbox.consecutive_failures + 1,
-        )
+        result.error = str(error) or type(error).__name__
+        result.state = record_failure(app, mailbox.id, result.error, permanent=True)
         return result
     except (SourceError, OSError) as error:
         result.error = str(error) or type(error).__name__
-        failures = mailbox.consecutive_failures + 1
-        result.state = DEGRADED if failures >= DEGRADED_AFTER else IDLE
-        _set_state(
-            app,
-            mailbox.id,
-            state=result.state,
-            last_error=result.error,
-            last_error_at=now,
-            consecutive_failures=failures,
-        )
+        result.transient = True
+        result.retry_after = error.retry_after if isinstance(error, TransientSourceError) else None
+        result.state = record_failure(app, mailbox.id, result.error, permanent=False)
         return result
     _set_state(
         app,
         mailbox.id,
         state=IDLE,
-        last_success_at=now,
+        last_success_at=datetime.now(UTC),
         consecutive_failures=0,
-        items_synced=Mailbox.items_synced + result.stored,
     )
     return result
 
 
 def complete_due(app: App, now: datetime | None = None) -> int:
-    """Planned meetings and calls whose end has passed become completed (SPEC §4)."""
+    """Planned meetings and calls whose end has passed become completed (SPEC §4), and the process engine
+    completes the steps they serve — in one transaction."""
+    from sync_service.process.service import complete_and_advance  # the process engine sits on the pipeline
+
     now = now or datetime.now(UTC)
     with transaction(app.sessions) as session:
-        result = session.execute(
-            update(Activity)
-            .where(
-                Activity.status == "planned",
-                Activity.type.in_(("meeting", "call")),
-                Activity.origin == "sync",
-                Activity.end_at <= now,
+        due = list(
+            session.scalars(
+                select(Activity.id)
+                .where(
+                    Activity.status == "planned",
+                    Activity.type.in_(("meeting", "call")),
+                    Activity.origin == "sync",
+                    Activity.end_at <= now,
+                )
+                .order_by(Activity.end_at, Activity.id)
             )
-            .values(status="completed")
         )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return complete_and_advance(session, due, now)
 
 
 def selected_mailboxes(app: App, names: list[str] | None) -> list[Mailbox]:
@@ -145,13 +183,43 @@ def run_once(
     now: datetime | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SyncReport:
-    """Sync the mailboxes (all, or ``names``) to the end, process everything, complete due activities."""
+    """Sync the mailboxes (all, or ``names``) to the end, process everything, complete due activities.
+
+    The work runs on the embedded queue — the same actors the Redis workers run — so this is the one code path.
+    """
+    from workers.embedded import EmbeddedQueue, Hooks  # the workers layer sits on top of the pipeline
+
     report = SyncReport()
-    for mailbox in selected_mailboxes(app, names):
+    boxes = selected_mailboxes(app, names)
+    with EmbeddedQueue(app, Hooks(on_page=on_page, on_progress=on_progress, now=now)) as queue:
+        for mailbox in boxes:
+            if mailbox.state != PAUSED:
+                queue.send("sync_mailbox", mailbox.id)
+        queue.join()
+        queue.send("process_items")
+        queue.join()
+        queue.send("complete_due")
+        queue.join()
+    for mailbox in boxes:
         if mailbox.state == PAUSED:
             report.mailboxes.append(MailboxResult(mailbox.name, state=PAUSED))
-            continue
-        report.mailboxes.append(sync_mailbox(app, mailbox, on_page))
-    report.stats = process_pending(app, now=now, on_progress=on_progress)
-    report.completed = complete_due(app, now)
+        else:
+            report.mailboxes.append(_mailbox_outcome(mailbox.name, queue.outcome("sync_mailbox", mailbox.id)))
+    report.stats = _expect(queue.outcome("process_items"), ProcessStats, "processing")
+    report.completed = _expect(queue.outcome("complete_due"), int, "completing due activities")
     return report
+
+
+def _expect(outcome: object, kind: type[_T], what: str) -> _T:
+    """The result of a step of ``run_once``; its error (after the retries) is raised as it was."""
+    if isinstance(outcome, kind):
+        return outcome
+    raise outcome if isinstance(outcome, Exception) else RuntimeError(f"{what} did not run")
+
+
+def _mailbox_outcome(name: str, outcome: object) -> MailboxResult:
+    if isinstance(outcome, MailboxResult):
+        return outcome
+    if isinstance(outcome, Exception):
+        return MailboxResult(name, error=f"{type(outcome).__name__}: {outcome}", state=FAILED)
+    return MailboxResult(name, error="the sync did not run (the mailbox is locked by another sync)", state=SYNCING)

@@ -98,6 +98,46 @@ class PostgresServer:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+class RedisServer:
+    """A throw-away redis-server on 127.0.0.1: no persistence (``--save ''``), so a restart empties it, like a
+    crash of a cache server would. ``restart()`` keeps the port, so clients reconnect to the same URL."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("redis-server")
+        self.base = Path(tempfile.mkdtemp(prefix="crm-sync-redis-"))
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> str:
+        if self.binary is None:
+            missing("redis-server (Debian package redis-server)")
+        assert self.binary is not None
+        command = [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"]
+        command += ["--dir", str(self.base), "--daemonize", "no", "--loglevel", "warning"]
+        with open(self.base / "log", "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
+        return self.url
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()  # like a crash: nothing is saved (and nothing would be: --save '')
+            self.process.wait(timeout=30)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 def _run(command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:

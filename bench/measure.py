@@ -1,0 +1,249 @@
+"""One measurement per process: ``python -m bench.measure parse|ingest …`` prints one ``RESULT {json}`` line.
+
+The benchmark (``bench/bench_ingest.py``) runs every measurement in a fresh interpreter, so each one starts
+cold and its peak RSS (``VmHWM``) is its own:
+
+- ``parse CORPUS`` — the standard library alone on the same files: read, ``BytesParser(policy=compat32)``,
+  walk, decode every payload, addresses, date (the ARCHITECTURE baseline); and headers only.
+- ``ingest CORPUS URL WORK`` — a fresh database (migrate, seed, import the corpus's CRM CSVs, add the
+  mailbox; not timed), then ``run_once`` timed: the whole of ``crm-sync sync --once``. Then ``--resync N``
+  new messages are delivered and ``run_once`` is timed again. SQL statements are counted with an engine
+  event (about 1 µs each). The Maildir is a hard-linked copy under WORK, so the cached corpus is never
+  touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from email.parser import BytesHeaderParser, BytesParser
+from email.policy import compat32
+from email.utils import getaddresses, parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+from bench.corpus import CRM_DIR, MAILDIR, SYNC_NOW, CorpusSpec, append_messages, message_files, read_manifest
+
+RESULT = "RESULT "
+
+
+# ---------------------------------------------------------------------------------------------- memory
+
+
+def _status(field: str) -> int | None:
+    """A ``/proc/self/status`` figure in KiB (Linux), or None."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_kib() -> int:
+    """The high-water mark of this process's resident memory (VmHWM; ru_maxrss where /proc is missing)."""
+    hwm = _status("VmHWM")
+    if hwm is not None:
+        return hwm
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux ≥ 4.0: ``5`` → ``/proc/self/clear_refs``); False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------- parse
+
+
+def parse_only(maildir: Path) -> dict[str, Any]:
+    """Time the standard library on every message of ``maildir``: full parse, then headers only."""
+    files = message_files(maildir)
+    started, cpu = time.perf_counter(), time.process_time()
+    errors = parts = 0
+    for path in files:
+        try:
+            msg = BytesParser(policy=compat32).parsebytes(path.read_bytes())
+            for part in msg.walk():
+                if not part.is_multipart():
+                    part.get_payload(decode=True)
+                    parts += 1
+            getaddresses([str(v) for name in ("from", "to", "cc") for v in msg.get_all(name, [])])
+            if msg["date"]:
+                parsedate_to_datetime(str(msg["date"]))
+        except Exception:  # a damaged message: the parser's cost is still counted
+            errors += 1
+    full, full_cpu = time.perf_counter() - started, time.process_time() - cpu
+    started = time.perf_counter()
+    for path in files:
+        with contextlib.suppress(Exception):
+            BytesHeaderParser(policy=compat32).parsebytes(path.read_bytes())
+    headers = time.perf_counter() - started
+    return {
+        "messages": len(files),
+        "seconds": full,
+        "cpu_seconds": full_cpu,
+        "headers_seconds": headers,
+        "parts": parts,
+        "errors": errors,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- ingest
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """A copy of a Maildir made of hard links (a real copy across file systems)."""
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link)
+
+
+def _setup(corpus: Path, database_url: str, work: Path) -> tuple[Any, CorpusSpec, Path]:
+    """A migrated, seeded database holding the corpus's CRM and its mailbox (``alice``)."""
+    from crm_store.db import transaction
+    from sync_service import mailboxes
+    from sync_service.bootstrap import bootstrap
+    from sync_service.cli.setup import initialise
+    from sync_service.config import Settings
+    from sync_service.importers import import_accounts, import_contacts, import_leads, import_opportunities
+
+    manifest = read_manifest(corpus)
+    if manifest is None:
+        raise SystemExit(f"{corpus} holds no complete corpus (no manifest.json)")
+    spec = CorpusSpec(**manifest["spec"])  # type: ignore[arg-type]
+    maildir = work / "maildir"
+    link_tree(corpus / MAILDIR, maildir)
+    settings = Settings(
+        database_url=database_url,
+        data_dir=work / "data",
+        internal_domains=frozenset({str(manifest["internal_domain"])}),
+    )
+    app = bootstrap(settings)
+    initialise(app)
+    for importer, name in (
+        (import_accounts, "accounts.csv"),
+        (import_contacts, "contacts.csv"),
+        (import_leads, "leads.csv"),
+        (import_opportunities, "opportunities.csv"),
+    ):
+        with transaction(app.sessions) as session:
+            importer(session, corpus / CRM_DIR / name)
+    with transaction(app.sessions) as session:
+        mailboxes.add_mailbox(session, "alice", str(manifest["owner"]), f"maildir://{maildir}", None, ())
+    return app, spec, maildir
+
+
+class StatementCounter:
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.count = 0
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_args: object) -> None:
+        self.count += 1
+
+
+def _counts(app: Any) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from crm_store.models import Activity, Document, QuarantineEntry, RawItem, SyncedItem
+
+    with app.sessions() as session:
+        return {
+            name: int(session.scalar(select(func.count()).select_from(model)) or 0)
+            for name, model in (
+                ("raw_items", RawItem),
+                ("synced_items", SyncedItem),
+                ("activities", Activity),
+                ("documents", Document),
+                ("quarantined", QuarantineEntry),
+            )
+        }
+
+
+def ingest(corpus: Path, database_url: str, work: Path, resync: int = 10) -> dict[str, Any]:
+    """Initial ``run_once`` on a fresh database, then one after ``resync`` new messages (0: none)."""
+    from sync_service.pipeline.runner import run_once
+
+    app, spec, maildir = _setup(corpus, database_url, work)
+    try:
+        counter = StatementCounter(app.engine)
+        reset = reset_peak_rss()
+        rss_before = _status("VmRSS") or 0
+        counter.count = 0
+        started, cpu = time.perf_counter(), time.process_time()
+        report = run_once(app, now=SYNC_NOW)
+        initial, initial_cpu = time.perf_counter() - started, time.process_time() - cpu
+        result: dict[str, Any] = {
+            "messages": len(message_files(maildir)),
+            "seconds": initial,
+            "cpu_seconds": initial_cpu,
+            "statements": counter.count,
+            "peak_rss_kib": peak_rss_kib(),
+            "rss_before_kib": rss_before,
+            "peak_reset": reset,
+            "failed": [m.error for m in report.failed],
+            "stats": report.stats.as_dict(),
+            "counts": _counts(app),
+        }
+        if resync:
+            append_messages(maildir, spec, resync)
+            counter.count = 0
+            started, cpu = time.perf_counter(), time.process_time()
+            again = run_once(app, now=SYNC_NOW)
+            result.update(
+                resync_messages=resync,
+                resync_seconds=time.perf_counter() - started,
+                resync_cpu_seconds=time.process_time() - cpu,
+                resync_statements=counter.count,
+                resync_logged=again.stats.logged + sum(again.stats.skipped.values()) + again.stats.quarantined,
+                resync_failed=[m.error for m in again.failed],
+            )
+        return result
+    finally:
+        app.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.measure", description="One benchmark measurement.")
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("parse", help="stdlib-only parse of a corpus's Maildir")
+    p.add_argument("corpus", type=Path)
+    i = sub.add_parser("ingest", help="run_once on a fresh database")
+    i.add_argument("corpus", type=Path)
+    i.add_argument("database_url")
+    i.add_argument("work", type=Path, help="an empty folder for the Maildir copy and the blob store")
+    i.add_argument("--resync", type=int, default=10, help="new messages for the re-sync (0: no re-sync)")
+    args = parser.parse_args(argv)
+    if args.what == "parse":
+        result = parse_only(args.corpus / MAILDIR)
+    else:
+        result = ingest(args.corpus, args.database_url, args.work, args.resync)
+    sys.stdout.write(RESULT + json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""`crm-sync process|opportunity|lead …` and `crm-sync activity complete|cancel`: running the sales processes.
+
+Every command runs in one transaction and prints where the process stands afterwards (stage, current step,
+its planned activities with their hints).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crm_store.db import transaction
+from crm_store.models import ProcessDefinition
+from sync_service.cli.common import console, open_app
+from sync_service.process import service, store
+from sync_service.process.definition import PLURALS, parse_process
+from sync_service.process.model import Closing
+from sync_service.process.views import process_view
+
+process_app = typer.Typer(
+    help="Sales processes (Corporate sale, Lead management): list and start them.", no_args_is_help=True
+)
+opportunity_app = typer.Typer(help="Opportunities: show the process, set the stage by hand.", no_args_is_help=True)
+lead_app = typer.Typer(help="Leads: set the status (Awaiting sale starts the corporate sale).", no_args_is_help=True)
+
+
+def _print(lines: list[str]) -> None:
+    for line in lines:
+        console.print(line, markup=False)
+
+
+@process_app.command("list")
+def list_processes() -> None:
+    """List the loaded process definitions and their stages."""
+    with open_app() as app, app.sessions() as session:
+        for row in session.scalars(select(ProcessDefinition).order_by(ProcessDefinition.id)):
+            process = parse_process(row.definition)
+            _print(
+                [f"{process.name} (for {PLURALS[process.applies_to]}): {' → '.join(s.name for s in process.stages)}"]
+            )
+            if process.terminal_stages:
+                _print([f"  closing stages: {', '.join(t.name for t in process.terminal_stages)}"])
+
+
+@process_app.command("start")
+def start(
+    name: str = typer.Argument(..., help='The process, e.g. "Corporate sale" or "Lead management".'),
+    opportunity: int | None = typer.Option(
+        None, "--opportunity", metavar="ID", help="An existing opportunity: the process begins at its current stage."
+    ),
+    lead: int | None = typer.Option(None, "--lead", metavar="ID", help="A lead (for the Lead management process)."),
+    title: str | None = typer.Option(None, "--title", help="A new opportunity's title (with --account)."),
+    account: str | None = typer.Option(None, "--account", metavar="NAME", help="The new opportunity's account."),
+    owner: str | None = typer.Option(
+        None, "--owner", metavar="EMAIL", help="The new opportunity's owner (default: the account's owner)."
+    ),
+) -> None:
+    """Start a process for an opportunity (--opportunity ID, or a new one: --title T --account NAME) or a lead.
+
+    The first steps create planned activities for the owner; synced emails, meetings and calls then complete
+    them by themselves, or complete them by hand with `crm-sync activity complete ID --result R`.
+    """
+    chosen = [o for o in (opportunity, lead, title) if o is not None]
+    if len(chosen) != 1:
+        raise typer.BadParameter("give exactly one of --opportunity ID, --lead ID or --title T --account NAME")
+    if (title is None) != (account is None):
+        raise typer.BadParameter("a new opportunity needs both --title and --account")
+    if owner is not None and title is None:
+        raise typer.BadParameter("--owner is for a new opportunity (with --title and --account)")
+    new = service.NewOpportunity(title, account, owner) if title is not None and account is not None else None
+    with open_app() as app, transaction(app.sessions) as session:
+        subject = service.start_process(
+            session, name, datetime.now(UTC), opportunity_id=opportunity, lead_id=lead, new=new
+        )
+        _print(process_view(session, subject).lines())
+
+
+def activity_complete_command(
+    activity_id: int = typer.Argument(..., metavar="ID", help="The activity's id."),
+    result: str | None = typer.Option(
+        None, "--result", "-r", help="One of the step's results (default: the step's default result)."
+    ),
+) -> None:
+    """Complete a planned activity. A process step's activity completes the step and opens the next one."""
+    with open_app() as app, transaction(app.sessions) as session:
+        subject = service.complete_activity(session, activity_id, result, datetime.now(UTC))
+        _after(session, f"activity {activity_id} completed", subject)
+
+
+def activity_cancel_command(activity_id: int = typer.Argument(..., metavar="ID", help="The activity's id.")) -> None:
+    """Cancel a planned activity. Cancelling a process step's activity ends its stage early."""
+    with open_app() as app, transaction(app.sessions) as session:
+        subject = service.cancel_activity(session, activity_id, datetime.now(UTC))
+        _after(session, f"activity {activity_id} cancelled", subject)
+
+
+def _after(session: Session, message: str, subject: store.Subject | None) -> None:
+    _print([message])
+    if subject is not None:
+        _print(process_view(session, subject).lines())
+
+
+@opportunity_app.command("show")
+def show(opportunity_id: int = typer.Argument(..., metavar="ID", help="The opportunity's id.")) -> None:
+    """Show an opportunity's stage, current step and open step activities with their hints."""
+    with open_app() as app, app.sessions() as session:
+        _print(process_view(session, store.opportunity(session, opportunity_id)).lines())
+
+
+@opportunity_app.command("stage")
+def stage(
+    opportunity_id: int = typer.Argument(..., metavar="ID", help="The opportunity's id."),
+    stage_name: str = typer.Argument(..., metavar="STAGE", help='The stage, e.g. "Negotiations" or "Closed lost".'),
+    lost_reason: str | None = typer.Option(None, "--lost-reason", metavar="R", help="Required for Closed lost."),
+    won_reason: str | None = typer.Option(None, "--won-reason", metavar="R", help="For Closed won."),
+    competitor: str | None = typer.Option(None, "--competitor", metavar="C", help="Closed lost: who won."),
+) -> None:
+    """Set the stage by hand: its steps start again, the left stage's open step activities are cancelled."""
+    closing = Closing(lost_reason=lost_reason, won_reason=won_reason, competitor=competitor)
+    with open_app() as app, transaction(app.sessions) as session:
+        subject = service.choose_stage(session, opportunity_id, stage_name, closing, datetime.now(UTC))
+        _print(process_view(session, subject).lines())
+
+
+@lead_app.command("status")
+def lead_status(
+    lead_id: int = typer.Argument(..., metavar="ID", help="The lead's id."),
+    status: str = typer.Argument(..., help='A lead status, e.g. "Prospect" or "Awaiting sale".'),
+) -> None:
+    """Set a lead's status. `Awaiting sale` creates an opportunity for the lead and starts the corporate sale."""
+    with open_app() as app, transaction(app.sessions) as session:
+        started = service.set_lead_status(session, lead_id, status, datetime.now(UTC))
+        subject = store.lead(session, lead_id)
+        _print([f"{subject.label}: status {subject.row.status}"])
+        for opportunity in started:
+            _print(process_view(session, store.Subject(store.OPPORTUNITY, opportunity)).lines())

@@ -1,0 +1,115 @@
+"""`crm-sync worker`, `crm-sync scheduler`, `crm-sync queue …`: the long-running parts (Redis mode).
+
+In the embedded mode (no ``CRM_BROKER_URL``) there is nothing to run in the background — ``crm-sync sync`` does
+the work in the foreground — so these commands exit 1 with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+import redis
+import typer
+
+from sync_service.cli.common import console, open_app, settings
+from sync_service.config import Settings
+from sync_service.errors import ConfigError, CrmSyncError
+from sync_service.mailboxes import redact_url
+from workers.actors import QUEUES
+from workers.broker import broker_mode, redis_client, setup_broker
+
+queue_app = typer.Typer(help="Inspect and repair the Redis work queues.", no_args_is_help=True)
+
+
+def _redis_settings(command: str) -> Settings:
+    current = settings()
+    if broker_mode(current) != "redis":
+        raise ConfigError(
+            f"crm-sync {command} needs CRM_BROKER_URL=redis://… (without it, crm-sync sync does the work itself)"
+        )
+    assert current.broker_url is not None
+    client = redis_client(current.broker_url)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        raise CrmSyncError(f"cannot reach Redis at {redact_url(current.broker_url)}: {error}") from None
+    finally:
+        client.close()
+    with open_app(app_settings=current):
+        pass  # fail now, with one line, if the database is not initialised
+    return current
+
+
+def worker_command(
+    processes: int = typer.Option(2, "--processes", min=1, help="Worker processes on this machine."),
+    threads: int = typer.Option(4, "--threads", min=1, help="Worker threads per process."),
+    queue: list[str] | None = typer.Option(None, "--queue", help=f"Only these queues ({', '.join(QUEUES)})."),
+) -> None:
+    """Run dramatiq worker processes for the sync, process and maintenance queues (JSON logs on stderr)."""
+    import dramatiq.cli
+
+    _redis_settings("worker")
+    unknown = sorted(set(queue or ()) - set(QUEUES))
+    if unknown:
+        raise ConfigError(f"unknown queue {', '.join(unknown)} (queues: {', '.join(QUEUES)})")
+    argv = ["workers.broker:setup_from_environment", "--processes", str(processes), "--threads", str(threads)]
+    argv += ["--skip-logging", *(["--queues", *queue] if queue else [])]
+    raise typer.Exit(dramatiq.cli.main(dramatiq.cli.make_argument_parser().parse_args(argv)))
+
+
+def scheduler_command(
+    interval: float = typer.Option(300.0, "--interval", min=1, help="Seconds between two syncs of a mailbox."),
+    tick: float = typer.Option(5.0, "--tick", min=0.1, help="Seconds between two looks at the database."),
+    complete_every: float = typer.Option(60.0, "--complete-every", min=1, help="Seconds between due-activity runs."),
+) -> None:
+    """Enqueue each mailbox at its interval, relaunch stuck ones, keep processing and completion going."""
+    from workers.logs import configure_json_logging
+    from workers.scheduler import Scheduler
+
+    current = _redis_settings("scheduler")
+    configure_json_logging()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runtime = setup_broker(current)
+    try:
+        Scheduler(runtime, interval=interval, complete_every=complete_every).run(tick, stop)
+    finally:
+        runtime.close()
+
+
+@queue_app.command("requeue-dead")
+def requeue_dead_command(
+    queue: list[str] | None = typer.Option(None, "--queue", help=f"Only these queues ({', '.join(QUEUES)})."),
+) -> None:
+    """Put dead-lettered messages back on their queues, with a fresh retry budget."""
+    from workers.queues import requeue_dead
+
+    current = _redis_settings("queue requeue-dead")
+    runtime = setup_broker(current)
+    try:
+        count = requeue_dead(runtime, tuple(queue) if queue else QUEUES)
+    finally:
+        runtime.close()
+    console.print(f"requeued {count} dead-lettered message{'s' if count != 1 else ''}")
+
+
+def request_sync(current: Settings, mailbox_id: int) -> bool:
+    """In Redis mode, enqueue a sync of the mailbox now (after resume / resync); False if not possible."""
+    if broker_mode(current) != "redis":
+        return False
+    try:
+        runtime = setup_broker(current)
+        try:
+            runtime.send("sync_mailbox", mailbox_id)
+        finally:
+            runtime.close()
+    except redis.RedisError:
+        return False
+    return True

@@ -1,0 +1,62 @@
+"""IMAP error families and the translation of imaplib / imap-tools / socket errors into them.
+
+A lost connection, a timeout or a ``BYE`` become ``ConnectionLost`` (the connector reconnects with backoff);
+refused credentials ``PermanentSourceError`` (``TransientSourceError`` for ``[UNAVAILABLE]``-like answers); a
+missing folder ``FolderMissing``. Messages name the user, host and what was being done — never the secret.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import ssl
+
+from imap_tools.errors import MailboxLoginError, MailboxStarttlsError
+
+from sync_service.connectors.imap_config import ImapConfig
+from sync_service.errors import PermanentSourceError, TransientSourceError
+
+_TEMPORARY = ("[UNAVAILABLE]", "[INUSE]", "[LIMIT]", "[SERVERBUG]")
+
+
+class ConnectionLost(TransientSourceError):
+    """The connection broke (network error, timeout, server shutdown): reconnect and try again."""
+
+
+class FolderMissing(PermanentSourceError):
+    """The folder does not exist (or cannot be opened) on the server."""
+
+
+class translated:
+    """Map imaplib / imap-tools / socket errors to the source error families, without any secret."""
+
+    def __init__(self, config: ImapConfig, doing: str) -> None:
+        self.config, self.doing = config, doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        if error is None or isinstance(error, PermanentSourceError | TransientSourceError):
+            return
+        where = f"IMAP {self.config.where}"
+        if isinstance(error, MailboxLoginError | MailboxStarttlsError) or (
+            isinstance(error, imaplib.IMAP4.error)
+            and not isinstance(error, imaplib.IMAP4.abort)
+            and self.doing == "logging in"
+        ):
+            reason = _reason(error)
+            if any(code in reason for code in _TEMPORARY):
+                raise TransientSourceError(f"{where}: login refused for now while {self.doing}: {reason}") from None
+            raise PermanentSourceError(f"{where}: login failed (check the user and the secret): {reason}") from None
+        if isinstance(error, ssl.SSLCertVerificationError):
+            raise PermanentSourceError(f"{where}: TLS certificate not trusted: {error.verify_message}") from None
+        if isinstance(error, imaplib.IMAP4.abort | OSError | EOFError):
+            raise ConnectionLost(f"{where}: connection lost while {self.doing}: {_reason(error)}") from None
+        if isinstance(error, imaplib.IMAP4.error):
+            raise ConnectionLost(f"{where}: unexpected answer while {self.doing}: {_reason(error)}") from None
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text.replace("\r", " ").replace("\n", " ")[:300]
+

@@ -1,0 +1,117 @@
+"""What the dashboard's buttons do; each returns the one-line message shown after it.
+
+The same service functions as the CLI (``mailboxes``, ``manual_links``, ``workers.queues``), in short
+transactions; in Redis mode the follow-up work (a sync after resume, processing after a retry) is queued for
+the workers, in the embedded mode it runs here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from crm_store.db import transaction
+from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem
+from crm_store.models.sync import PENDING
+from sync_service import mailboxes
+from sync_service.bootstrap import App
+from sync_service.errors import ConfigError
+from sync_service.matching.load import build_index
+from sync_service.pipeline import manual_links
+from sync_service.pipeline.advance import activity_synced
+from sync_service.pipeline.context import ProcessContext, ProcessStats
+from sync_service.pipeline.process import process_pending
+from sync_service.pipeline.rematch import rematch
+from workers.actors import QUEUES
+from workers.broker import broker_mode, setup_broker
+from workers.queues import requeue_dead
+
+MAILBOX_ACTIONS = ("pause", "resume", "resync")
+
+
+def _queue(app: App, actor: str, *args: object) -> bool:
+    """Send ``actor(*args)`` to the Redis workers; False in the embedded mode."""
+    if broker_mode(app.settings) != "redis":
+        return False
+    runtime = setup_broker(app.settings, app=app)
+    try:
+        runtime.send(actor, *args)
+    finally:
+        runtime.close()
+    return True
+
+
+def mailbox_action(app: App, name: str, action: str) -> str:
+    """Pause, resume or resync a mailbox; after resume / resync a sync is queued at once in Redis mode."""
+    if action not in MAILBOX_ACTIONS:
+        raise ConfigError(f"unknown mailbox action {action!r}")
+    with transaction(app.sessions) as session:
+        getattr(mailboxes, f"{action}_mailbox")(session, name)
+        mailbox_id = session.scalar(select(Mailbox.id).where(Mailbox.name == name))
+    done = {"pause": "paused", "resume": "resumed", "resync": "will be read again from the start"}[action]
+    queued = action != "pause" and mailbox_id is not None and _queue(app, "sync_mailbox", mailbox_id)
+    return f"Mailbox {name} {done}" + ("; a sync is queued." if queued else ".")
+
+
+def requeue_dead_letters(app: App, queue: str | None = None) -> str:
+    """Put the dead letters of ``queue`` (or of every queue) back on their queues (Redis mode only)."""
+    if queue is not None and queue not in QUEUES:
+        raise ConfigError(f"unknown queue {queue!r}")
+    if broker_mode(app.settings) != "redis":
+        raise ConfigError("dead letters exist in Redis mode only (CRM_BROKER_URL=redis://…)")
+    runtime = setup_broker(app.settings, app=app)
+    try:
+        count = requeue_dead(runtime, (queue,) if queue else QUEUES)
+    finally:
+        runtime.close()
+    where = f"the {queue} queue" if queue else "their queues"
+    return f"Requeued {count} dead-lettered message{'' if count == 1 else 's'} on {where}."
+
+
+def retry_quarantined(app: App, entry_id: int) -> str:
+    """Set the quarantined raw item back to pending and process it again (queued in Redis mode)."""
+    with transaction(app.sessions) as session:
+        entry = session.get(QuarantineEntry, entry_id)
+        if entry is None:
+            raise ConfigError(f"no quarantine entry {entry_id}")
+        raw = session.get(RawItem, entry.raw_item_id) if entry.raw_item_id is not None else None
+        if raw is None:
+            raise ConfigError("the item behind this quarantine entry is gone; it cannot be retried")
+        raw.state, raw.processed_at = PENDING, None
+        mailbox_id, external_id = raw.mailbox_id, entry.external_id
+    if _queue(app, "process_items", mailbox_id):
+        return f"Item {external_id} queued for processing again."
+    process_pending(app, mailbox_id=mailbox_id)
+    with app.sessions() as session:
+        again = session.scalar(select(QuarantineEntry).where(QuarantineEntry.id == entry_id))
+        if again is None:
+            return f"Item {external_id} processed: it left the quarantine."
+        return f"Item {external_id} is still quarantined: {again.reason}"
+
+
+def assign_review(app: App, activity_id: int, opportunity_id: int, now: datetime | None = None) -> str:
+    """A person's choice of opportunity for a review item; the item is matched again afterwards."""
+    now = now or datetime.now(UTC)
+    with transaction(app.sessions) as session:
+        activity, _ = manual_links.assign_opportunity(session, activity_id, opportunity_id, now)
+        title = activity.opportunity.title if activity.opportunity else str(opportunity_id)
+        item_id = activity.item_id
+    _rederive(app, activity_id, item_id, now)
+    return f"Activity {activity_id} assigned to opportunity {title}."
+
+
+def _rederive(app: App, activity_id: int, item_id: int | None, now: datetime) -> None:
+    """As ``crm-sync review assign`` does: what no person decided follows the change; the process engine hears."""
+    if item_id is not None:
+        rematch(app, now=now, item_ids=[item_id], notify_all=True)
+        return
+    with transaction(app.sessions) as session:
+        activity = session.get_one(Activity, activity_id)
+        index = build_index(session, app.settings.internal_domains, app.settings.phone_region, threads=False)
+        owner = activity.owner.email if activity.owner else ""
+        ctx = ProcessContext(
+            session, app.settings, app.blobs, index, now, app.window(now), ProcessStats(), owner,
+            activity.owner_id or 0,
+        )  # fmt: skip
+        activity_synced(ctx, activity)

@@ -1,0 +1,85 @@
+"""What earlier outcomes weigh against a fresh decision when an item is matched again (SPEC §3.7). Pure.
+
+- ``apply_exclusions``: a person's word over the matcher's. ``decide()`` knows nothing of people; the pipeline
+  passes its decision through this with the activity's ``LinkExclusions`` before writing links, so
+  re-matching never adds back a link a person took away. Links a person *added* are kept by the writer
+  (``pipeline.links``), not here.
+- ``keep_earlier_opportunity``: history is stable. An item stays with the opportunity it was linked to
+  automatically when that opportunity has closed since (a won deal keeps its correspondence), or when the
+  fresh decision is merely ambiguous and still names it as a candidate (a second opportunity opened for the
+  account does not send its old mail to the review queue). A definite new answer (a participant added to
+  another opportunity, a thread assigned by a person) still moves it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sync_service.matching.model import OPP_KEPT, RULE_LETTERS, LinkExclusions, MatchDecision
+
+_REMOVED = "removed by a person"
+
+
+def apply_exclusions(decision: MatchDecision, exclusions: LinkExclusions) -> MatchDecision:
+    """The decision without the excluded contacts, accounts and opportunity, each removal explained."""
+    if decision.skipped or not exclusions:
+        return decision
+    lines: list[str] = []
+    contacts = _keep(decision.contact_ids, exclusions.contacts, "contact", lines)
+    accounts = _keep(decision.account_ids, exclusions.accounts, "account", lines)
+    primary = decision.primary_account_id
+    if primary is not None and primary in exclusions.accounts:
+        primary = accounts[0] if accounts else None
+        lines.append(f"primary account {_or_none(primary)}: account {decision.primary_account_id} was {_REMOVED}")
+    opportunity, rule = decision.opportunity_id, decision.opportunity_rule
+    if opportunity is not None and opportunity in exclusions.opportunities:
+        letter = RULE_LETTERS.get(rule or "", rule)
+        lines.append(f"no opportunity: opportunity {opportunity} (rule {letter}) was {_REMOVED}")
+        opportunity, rule = None, None
+    candidates = tuple(c for c in decision.review_candidates if c not in exclusions.opportunities)
+    if candidates != decision.review_candidates:
+        removed = sorted(set(decision.review_candidates) - set(candidates))
+        lines.append(f"review candidates without {', '.join(map(str, removed))} ({_REMOVED})")
+    if not lines:
+        return decision
+    return replace(
+        decision,
+        contact_ids=contacts,
+        account_ids=accounts,
+        primary_account_id=primary,
+        opportunity_id=opportunity,
+        opportunity_rule=rule,
+        review_candidates=candidates,
+        explanation=(*decision.explanation, *lines),
+    )
+
+
+def _keep(ids: tuple[int, ...], excluded: frozenset[int], noun: str, lines: list[str]) -> tuple[int, ...]:
+    kept = tuple(i for i in ids if i not in excluded)
+    lines += [f"{noun} {i} left out: the link was {_REMOVED}" for i in ids if i in excluded]
+    return kept
+
+
+def _or_none(value: int | None) -> str:
+    return "none" if value is None else str(value)
+
+
+def keep_earlier_opportunity(
+    decision: MatchDecision, earlier: int | None, open_opportunities: frozenset[int]
+) -> MatchDecision:
+    """The decision, or — when history should stand (see the module docstring) — the earlier opportunity."""
+    if decision.skipped or earlier is None or decision.opportunity_id == earlier:
+        return decision
+    if earlier not in open_opportunities:
+        why = f"opportunity {earlier} kept: it is no longer open, and the item was linked to it before"
+    elif decision.opportunity_id is None and earlier in decision.review_candidates:
+        why = f"opportunity {earlier} kept: linked before and still one of the candidates"
+    else:
+        return decision
+    return replace(
+        decision,
+        opportunity_id=earlier,
+        opportunity_rule=OPP_KEPT,
+        review_candidates=(),
+        explanation=(*decision.explanation, why),
+    )

@@ -1,0 +1,27 @@
+"""Quarantine: a raw item that cannot be used is kept with a one-line reason and can be retried."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crm_store.models import QuarantineEntry, RawItem
+from crm_store.models.sync import QUARANTINED
+
+
+def quarantine(session: Session, raw: RawItem, reason: str) -> None:
+    """Mark ``raw`` quarantined with ``reason`` (created once per raw item; later failures count retries)."""
+    raw.state = QUARANTINED
+    entry = session.scalar(select(QuarantineEntry).where(QuarantineEntry.raw_item_id == raw.id))
+    if entry is None:
+        session.add(
+            QuarantineEntry(
+                raw_item_id=raw.id,
+                mailbox_id=raw.mailbox_id,
+                folder=raw.folder,
+                external_id=raw.external_id,
+                reason=reason[:2000],
+            )
+        )
+    else:
+        entry.reason, entry.retries = reason[:2000], entry.retries + 1

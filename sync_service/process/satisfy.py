@@ -1,0 +1,55 @@
+"""Does a synced activity satisfy a step's ``satisfied_by`` rule? Pure: plain facts in, a yes / no out.
+
+A rule is a conjunction: the activity's type is one of ``types``; its ``direction`` matches when the rule
+names one; one of the ``keywords`` occurs in its subject (case-insensitive) when the rule lists any; it has
+an attachment when ``has_attachment``; one of its contacts is a participant of the opportunity when
+``with_participant``; it is linked to the process's lead when ``with_lead``. The activity's status and time
+are the engine's business, not this module's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sync_service.process.definition import SatisfiedBy
+
+
+@dataclass(frozen=True)
+class ActivityFacts:
+    """What the engine knows about one activity."""
+
+    id: int
+    type: str  # email | meeting | call | task
+    status: str  # planned | completed | cancelled
+    at: datetime | None = None  # when it happened (its end, else its start)
+    direction: str | None = None
+    subject: str = ""
+    has_attachment: bool = False
+    contact_ids: frozenset[int] = frozenset()
+    lead_id: int | None = None
+    process_step: str | None = None  # the step it is linked to, if any
+
+
+@dataclass(frozen=True)
+class Parties:
+    """Who the process is about: the opportunity's participants (contact ids) and its lead."""
+
+    participant_ids: frozenset[int] = frozenset()
+    lead_id: int | None = None
+
+
+def satisfies(rule: SatisfiedBy, activity: ActivityFacts, parties: Parties) -> bool:
+    if activity.type not in rule.types:
+        return False
+    if rule.direction is not None and activity.direction != rule.direction:
+        return False
+    if rule.keywords:
+        subject = activity.subject.casefold()
+        if not any(word.casefold() in subject for word in rule.keywords):
+            return False
+    if rule.has_attachment and not activity.has_attachment:
+        return False
+    if rule.with_participant and not (activity.contact_ids & parties.participant_ids):
+        return False
+    return not (rule.with_lead and (parties.lead_id is None or activity.lead_id != parties.lead_id))

@@ -1,0 +1,336 @@
+"""Process use cases for the CLI and the sync pipeline. Each runs inside the caller's transaction.
+
+Every change goes through the pure engine: load the subject's state, handle one event, apply the effects.
+A lead status that starts a process (``start_on_lead_status``, e.g. ``Awaiting sale``) creates an opportunity
+for the lead and starts that process, whether a person set the status or a lead-process step did.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from crm_store.models import (
+    Account,
+    Activity,
+    ContactEmail,
+    Lead,
+    LeadEmail,
+    Opportunity,
+    OpportunityParticipant,
+    ProcessDefinition,
+)
+from sync_service.importers.lookups import LookupValues
+from sync_service.importers.normalize import name_key
+from sync_service.importers.users import Reps
+from sync_service.process import store
+from sync_service.process.definition import PLURALS, Process
+from sync_service.process.engine import handle, satisfied_step
+from sync_service.process.errors import ProcessError
+from sync_service.process.model import (
+    OPEN,
+    PLANNED,
+    ActivitySynced,
+    CancelByHand,
+    ChooseStage,
+    Closing,
+    CompleteByHand,
+    Event,
+    Start,
+    Transition,
+)
+from sync_service.process.store import LEAD, OPPORTUNITY, Subject
+
+log = logging.getLogger(__name__)
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class NewOpportunity:
+    title: str
+    account: str
+    owner: str | None = None  # a rep's email; default: the account's owner
+
+
+def _run(
+    session: Session,
+    subject: Subject,
+    definition: ProcessDefinition,
+    process: Process,
+    event: Event,
+    now: datetime,
+    *,
+    automatic: bool,
+) -> Transition:
+    store.lock(session, subject)
+    transition = handle(process, store.load_state(session, subject, process), event)
+    for status in store.apply(session, subject, definition, transition, now):
+        assert isinstance(subject.row, Lead)
+        lead_status_changed(session, subject.row, status, now, automatic=automatic)
+    return transition
+
+
+# -- starting ----------------------------------------------------------------------------------------------
+
+
+def start_process(
+    session: Session,
+    name: str,
+    now: datetime,
+    *,
+    opportunity_id: int | None = None,
+    lead_id: int | None = None,
+    new: NewOpportunity | None = None,
+) -> Subject:
+    """Start ``name`` for an existing opportunity (at its current stage), a new one, or a lead."""
+    definition, process = store.process_named(session, name)
+    wanted = LEAD if lead_id is not None else OPPORTUNITY
+    if process.applies_to != wanted:
+        raise ProcessError(f"{process.name} runs for {PLURALS[process.applies_to]}, not for {PLURALS[wanted]}")
+    if lead_id is not None:
+        subject, event = store.lead(session, lead_id), Start(now, count_history=True)
+    elif opportunity_id is not None:
+        subject = store.opportunity(session, opportunity_id)
+        event = Start(now, stage=subject.stage, count_history=True)
+    elif new is not None:
+        subject, event = Subject(OPPORTUNITY, _new_opportunity(session, new, process)), Start(now)
+    else:
+        raise ProcessError("say what to start the process for: an opportunity, a new opportunity or a lead")
+    _run(session, subject, definition, process, event, now, automatic=False)
+    return subject
+
+
+def start_for_open_opportunities(session: Session, name: str, now: datetime) -> list[Subject]:
+    """Start ``name`` for every open opportunity that runs no process and whose stage is one of its stages,
+    each at its current stage (what the demo does after importing opportunities)."""
+    definition, process = store.process_named(session, name)
+    stages = {s.name for s in process.stages}
+    started = []
+    rows = session.scalars(
+        select(Opportunity)
+        .where(Opportunity.process_id.is_(None), Opportunity.status == OPEN, Opportunity.stage.in_(stages))
+        .order_by(Opportunity.id)
+    ).all()
+    for row in rows:
+        subject = Subject(OPPORTUNITY, row)
+        event = Start(now, stage=row.stage, count_history=True)
+        _run(session, subject, definition, process, event, now, automatic=False)
+        started.append(subject)
+    return started
+
+
+def _new_opportunity(session: Session, new: NewOpportunity, process: Process) -> Opportunity:
+    if not new.title.strip():
+        raise ProcessError("the new opportunity's title is empty")
+    account = session.scalars(select(Account).where(Account.name_key == name_key(new.account))).first()
+    if account is None:
+        raise ProcessError(f"no account named {new.account!r}")
+    owner = Reps(session).get(new.owner.strip().lower()) if new.owner else account.owner
+    opportunity = Opportunity(title=new.title.strip(), account_id=account.id, stage=process.start_stage, owner=owner)
+    session.add(opportunity)
+    session.flush()
+    return opportunity
+
+
+# -- leads -------------------------------------------------------------------------------------------------
+
+
+def set_lead_status(session: Session, lead_id: int, status: str, now: datetime) -> list[Opportunity]:
+    """Set a lead's status by hand; returns the opportunities whose sale this started."""
+    subject = store.lead(session, lead_id)
+    try:
+        value = LookupValues(session, "lead_status", "lead status").resolve(status)
+    except ValueError as error:
+        raise ProcessError(str(error)) from None
+    assert isinstance(subject.row, Lead) and value is not None
+    subject.row.status = value
+    return lead_status_changed(session, subject.row, value, now, automatic=False)
+
+
+def lead_status_changed(
+    session: Session, lead: Lead, status: str, now: datetime, *, automatic: bool
+) -> list[Opportunity]:
+    """Start every opportunity process that starts on this lead status, unless the lead already has an open
+    opportunity. The opportunity is the lead's company (its account when one has that name)."""
+    started = []
+    for definition, process in store.processes_for(session, OPPORTUNITY):
+        trigger = process.start_on_lead_status
+        if trigger is None or trigger.casefold() != status.casefold():
+            continue
+        existing = session.scalar(
+            select(Opportunity.id).where(Opportunity.lead_id == lead.id, Opportunity.status == OPEN).limit(1)
+        )
+        if existing is not None:
+            continue
+        opportunity = _lead_opportunity(session, lead, process)
+        subject = Subject(OPPORTUNITY, opportunity)
+        _run(session, subject, definition, process, Start(now, automatic=automatic), now, automatic=automatic)
+        started.append(opportunity)
+    return started
+
+
+def _lead_opportunity(session: Session, lead: Lead, process: Process) -> Opportunity:
+    company = lead.company.strip()
+    account = session.scalars(select(Account).where(Account.name_key == name_key(company))).first() if company else None
+    opportunity = Opportunity(
+        title=company or lead.name,
+        account_id=account.id if account else None,
+        stage=process.start_stage,
+        owner_id=lead.owner_id or (account.owner_id if account else None),
+        lead_id=lead.id,
+    )
+    emails = select(LeadEmail.email).where(LeadEmail.lead_id == lead.id)
+    contacts = session.scalars(select(ContactEmail.contact_id).where(ContactEmail.email.in_(emails)).distinct())
+    opportunity.participants.extend(OpportunityParticipant(contact_id=c) for c in sorted(set(contacts)))
+    session.add(opportunity)
+    session.flush()
+    return opportunity
+
+
+def _auto_start_lead(session: Session, subject: Subject, activity: Activity, now: datetime) -> None:
+    """A lead in an ``auto_start_on_lead_status`` status gets its process when a synced activity would
+    complete (or be linked to) one of its first steps — its first meeting or call, say."""
+    assert isinstance(subject.row, Lead)
+    facts = store.activity_facts(session, activity)
+    for definition, process in store.processes_for(session, LEAD):
+        if subject.row.status.casefold() not in {s.casefold() for s in process.auto_start_on_lead_status}:
+            continue
+        start = Start(now, count_history=True, automatic=True)
+        started = handle(process, store.load_state(session, subject, process), start).state
+        if satisfied_step(process, started, facts) is not None:
+            _run(session, subject, definition, process, start, now, automatic=True)
+            return
+
+
+# -- activities --------------------------------------------------------------------------------------------
+
+
+def activity_synced(session: Session, activity: Activity, now: datetime) -> None:
+    """A synced activity was created or changed: advance the processes of its opportunity and lead."""
+    subjects = []
+    if activity.opportunity_id is not None:
+        subjects.append(store.opportunity(session, activity.opportunity_id))
+    if activity.lead_id is not None:
+        lead_subject = store.lead(session, activity.lead_id)
+        if lead_subject.row.process_id is None:
+            _auto_start_lead(session, lead_subject, activity, now)
+        subjects.append(lead_subject)
+    for subject in subjects:
+        running = store.running_process(session, subject)
+        if running is None:
+            continue
+        definition, process = running
+        if activity.process_step is not None and process.step(activity.process_step) is None:
+            continue  # it serves a step of another process (the opportunity's, not the lead's)
+        event = ActivitySynced(store.activity_facts(session, activity))
+        _run(session, subject, definition, process, event, now, automatic=True)
+
+
+def complete_and_advance(session: Session, activity_ids: list[int], now: datetime) -> int:
+    """Mark these planned activities completed (their end passed) and advance the processes they serve.
+
+    Each activity advances inside its own savepoint: a process that cannot run does not keep the others
+    planned. Returns how many were completed."""
+    completed = 0
+    for start in range(0, len(activity_ids), CHUNK):
+        chunk = activity_ids[start : start + CHUNK]
+        result = session.execute(
+            update(Activity).where(Activity.id.in_(chunk), Activity.status == PLANNED).values(status="completed")
+        )
+        completed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        session.expire_all()
+        activities = {a.id: a for a in session.scalars(select(Activity).where(Activity.id.in_(chunk)))}
+        for activity_id in chunk:
+            activity = activities[activity_id]
+            if activity.status != "completed":
+                continue
+            try:
+                with session.begin_nested():
+                    activity_synced(session, activity, now)
+            except ProcessError as error:
+                log.warning("process not advanced for activity %s: %s", activity_id, error)
+    return completed
+
+
+def _serving(session: Session, activity: Activity) -> tuple[Subject, ProcessDefinition, Process] | None:
+    """The opportunity or lead whose running process this activity's step belongs to."""
+    if activity.process_step is None:
+        return None
+    candidates = []
+    if activity.opportunity_id is not None:
+        candidates.append(store.opportunity(session, activity.opportunity_id))
+    if activity.lead_id is not None:
+        candidates.append(store.lead(session, activity.lead_id))
+    for subject in candidates:
+        running = store.running_process(session, subject)
+        if running is not None and running[1].step(activity.process_step) is not None:
+            return subject, running[0], running[1]
+    return None
+
+
+def _planned_activity(session: Session, activity_id: int) -> Activity:
+    activity = session.get(Activity, activity_id)
+    if activity is None:
+        raise ProcessError(f"no activity with id {activity_id}")
+    if activity.status != PLANNED:
+        raise ProcessError(f"activity {activity_id} is already {activity.status}")
+    return activity
+
+
+def complete_activity(session: Session, activity_id: int, result: str | None, now: datetime) -> Subject | None:
+    """Complete a planned activity by hand; a step activity completes its step (result checked)."""
+    activity = _planned_activity(session, activity_id)
+    serving = _serving(session, activity)
+    if serving is None:
+        activity.status, activity.result = "completed", result
+        return None
+    subject, definition, process = serving
+    _run(session, subject, definition, process, CompleteByHand(activity_id, now, result), now, automatic=False)
+    return subject
+
+
+def cancel_activity(session: Session, activity_id: int, now: datetime) -> Subject | None:
+    """Cancel a planned activity by hand; a required step's activity ends its stage early."""
+    activity = _planned_activity(session, activity_id)
+    serving = _serving(session, activity)
+    if serving is None:
+        activity.status = "cancelled"
+        return None
+    subject, definition, process = serving
+    _run(session, subject, definition, process, CancelByHand(activity_id, now), now, automatic=False)
+    return subject
+
+
+# -- stages ------------------------------------------------------------------------------------------------
+
+
+def choose_stage(session: Session, opportunity_id: int, stage: str, closing: Closing, now: datetime) -> Subject:
+    """Set an opportunity's stage by hand (its process's stages; the default process when none runs)."""
+    subject = store.opportunity(session, opportunity_id)
+    running = store.running_process(session, subject)
+    if running is None:
+        loaded = store.processes_for(session, OPPORTUNITY)
+        if not loaded:
+            raise ProcessError("no opportunity process is loaded; run: crm-sync init")
+        running = loaded[0]
+    definition, process = running
+    closing = Closing(
+        lost_reason=_lookup(session, "lost_reason", "lost reason", closing.lost_reason),
+        won_reason=_lookup(session, "won_reason", "won reason", closing.won_reason),
+        competitor=closing.competitor.strip() if closing.competitor and closing.competitor.strip() else None,
+    )
+    _run(session, subject, definition, process, ChooseStage(stage, now, closing), now, automatic=False)
+    return subject
+
+
+def _lookup(session: Session, kind: str, label: str, value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return LookupValues(session, kind, label).resolve(value.strip())
+    except ValueError as error:
+        raise ProcessError(str(error)) from None

@@ -1,0 +1,268 @@
+"""The process engine's only database code: load a subject's state, apply a transition's effects.
+
+A *subject* is what a process runs for: an opportunity (stage, status, current step on the row) or a lead
+(``process_stage`` and ``current_step``; its status is the lead status). Step activities are ``Activity`` rows
+with ``process_step`` set: placeholders the engine created (``origin = "process"``) and synced activities
+linked to a step. History rows go to ``OpportunityHistory`` / ``LeadHistory``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from crm_store.models import (
+    Activity,
+    ActivityContact,
+    Document,
+    Lead,
+    Opportunity,
+    OpportunityHistory,
+    OpportunityParticipant,
+    ProcessDefinition,
+)
+from crm_store.models.sales import LeadHistory
+from sync_service.process.definition import Process, parse_process
+from sync_service.process.errors import ProcessError
+from sync_service.process.model import (
+    CANCELLED,
+    COMPLETED,
+    OPEN,
+    PLANNED,
+    CancelActivity,
+    CompleteActivity,
+    CreatePlannedActivity,
+    LinkActivity,
+    ProcessState,
+    RecordHistory,
+    SetClosing,
+    SetLeadStatus,
+    SupersedePlaceholder,
+    Transition,
+)
+from sync_service.process.satisfy import ActivityFacts, Parties
+
+OPPORTUNITY, LEAD = "opportunity", "lead"
+ORIGIN_PROCESS = "process"
+
+
+@dataclass
+class Subject:
+    kind: str  # opportunity | lead
+    row: Opportunity | Lead
+
+    @property
+    def id(self) -> int:
+        return self.row.id
+
+    @property
+    def label(self) -> str:
+        name = self.row.title if isinstance(self.row, Opportunity) else self.row.name
+        return f"{self.kind} {self.row.id} {name!r}"
+
+    @property
+    def stage(self) -> str | None:
+        return self.row.stage if isinstance(self.row, Opportunity) else self.row.process_stage
+
+    def activity_link(self) -> InstrumentedAttribute[int | None]:
+        return Activity.opportunity_id if self.kind == OPPORTUNITY else Activity.lead_id
+
+
+def opportunity(session: Session, opportunity_id: int) -> Subject:
+    row = session.get(Opportunity, opportunity_id)
+    if row is None:
+        raise ProcessError(f"no opportunity with id {opportunity_id}")
+    return Subject(OPPORTUNITY, row)
+
+
+def lead(session: Session, lead_id: int) -> Subject:
+    row = session.get(Lead, lead_id)
+    if row is None:
+        raise ProcessError(f"no lead with id {lead_id}")
+    return Subject(LEAD, row)
+
+
+def lock(session: Session, subject: Subject) -> None:
+    """Lock the subject's row until the transaction ends, so that two workers never advance the same process
+    at once (PostgreSQL ``SELECT … FOR UPDATE``; SQLite has a single writer anyway). Pending changes are
+    flushed first: the row is reloaded."""
+    session.flush()
+    session.refresh(subject.row, with_for_update=True)
+
+
+# -- definitions -------------------------------------------------------------------------------------------
+
+
+def running_process(session: Session, subject: Subject) -> tuple[ProcessDefinition, Process] | None:
+    if subject.row.process_id is None:
+        return None
+    row = session.get_one(ProcessDefinition, subject.row.process_id)
+    return row, parse_process(row.definition)
+
+
+def process_named(session: Session, name: str) -> tuple[ProcessDefinition, Process]:
+    row = session.scalars(
+        select(ProcessDefinition).where(func.lower(ProcessDefinition.name) == name.strip().lower())
+    ).first()
+    if row is None:
+        names = ", ".join(session.scalars(select(ProcessDefinition.name).order_by(ProcessDefinition.id)))
+        raise ProcessError(f"no process named {name!r} (known: {names or 'none; run crm-sync init'})")
+    return row, parse_process(row.definition)
+
+
+def processes_for(session: Session, kind: str) -> list[tuple[ProcessDefinition, Process]]:
+    """Every loaded process that applies to ``kind`` (opportunity | lead), oldest first."""
+    out = []
+    for row in session.scalars(select(ProcessDefinition).order_by(ProcessDefinition.id)):
+        if isinstance(row.definition, dict) and row.definition.get("applies_to") == kind:
+            out.append((row, parse_process(row.definition)))
+    return out
+
+
+# -- state -------------------------------------------------------------------------------------------------
+
+
+def load_state(session: Session, subject: Subject, process: Process) -> ProcessState:
+    row = subject.row
+    stage_name = subject.stage or ""
+    stage = process.stage(stage_name)
+    keys = [s.key for s in stage.steps] if stage else []
+    link = subject.activity_link()
+    step_rows = session.execute(
+        select(Activity.id, Activity.process_step, Activity.origin)
+        .where(link == row.id, Activity.status == PLANNED, Activity.process_step.in_(keys))
+        .order_by(Activity.id)
+    ).all()
+    placeholders = {str(key): int(aid) for aid, key, origin in step_rows if origin == ORIGIN_PROCESS}
+    linked = tuple((int(aid), str(key)) for aid, key, origin in step_rows if origin != ORIGIN_PROCESS)
+    return ProcessState(
+        stage=stage_name,
+        status=row.status if isinstance(row, Opportunity) else OPEN,
+        current_step=row.current_step,
+        running=row.process_id is not None,
+        since=row.advanced_at,
+        placeholders=tuple(placeholders.items()),
+        linked=linked,
+        consumed=_consumed(session, subject),
+        parties=_parties(session, subject),
+    )
+
+
+def _consumed(session: Session, subject: Subject) -> frozenset[int]:
+    history = OpportunityHistory if subject.kind == OPPORTUNITY else LeadHistory
+    owner = OpportunityHistory.opportunity_id if subject.kind == OPPORTUNITY else LeadHistory.lead_id
+    ids = session.scalars(
+        select(history.activity_id).where(
+            owner == subject.id, history.step.is_not(None), history.activity_id.is_not(None)
+        )
+    )
+    return frozenset(i for i in ids if i is not None)
+
+
+def _parties(session: Session, subject: Subject) -> Parties:
+    row = subject.row
+    if isinstance(row, Lead):
+        return Parties(frozenset(), row.id)
+    contacts = session.scalars(
+        select(OpportunityParticipant.contact_id).where(OpportunityParticipant.opportunity_id == row.id)
+    )
+    return Parties(frozenset(contacts), row.lead_id)
+
+
+def activity_facts(session: Session, activity: Activity) -> ActivityFacts:
+    contacts = session.scalars(select(ActivityContact.contact_id).where(ActivityContact.activity_id == activity.id))
+    attachment = session.scalar(
+        select(Document.id).where(Document.activity_id == activity.id, Document.kind == "attachment").limit(1)
+    )
+    return ActivityFacts(
+        id=activity.id,
+        type=activity.type,
+        status=activity.status,
+        at=activity.end_at or activity.start_at,
+        direction=activity.direction,
+        subject=activity.subject or "",
+        has_attachment=attachment is not None,
+        contact_ids=frozenset(contacts),
+        lead_id=activity.lead_id,
+        process_step=activity.process_step,
+    )
+
+
+# -- applying a transition ---------------------------------------------------------------------------------
+
+
+def apply(
+    session: Session, subject: Subject, definition: ProcessDefinition, transition: Transition, now: datetime
+) -> list[str]:
+    """Write the new state and the effects; returns the lead statuses set (in order)."""
+    row, state = subject.row, transition.state
+    if isinstance(row, Opportunity):
+        row.stage, row.status = state.stage, state.status
+    else:
+        row.process_stage = state.stage
+    if state.running:
+        row.process_id = definition.id
+        row.current_step, row.advanced_at = state.current_step, state.since
+    statuses: list[str] = []
+    for effect in transition.effects:
+        if isinstance(effect, CreatePlannedActivity):
+            session.add(_placeholder(subject, effect))
+        elif isinstance(effect, CompleteActivity | CancelActivity):
+            activity = session.get_one(Activity, effect.activity_id)
+            activity.status = COMPLETED if isinstance(effect, CompleteActivity) else CANCELLED
+            if effect.result is not None:
+                activity.result = effect.result
+        elif isinstance(effect, SupersedePlaceholder):
+            session.delete(session.get_one(Activity, effect.activity_id))
+        elif isinstance(effect, LinkActivity):
+            session.get_one(Activity, effect.activity_id).process_step = effect.step
+        elif isinstance(effect, RecordHistory):
+            session.add(_history(subject, effect, now))
+        elif isinstance(effect, SetLeadStatus) and isinstance(row, Lead):
+            row.status = effect.status
+            statuses.append(effect.status)
+        elif isinstance(effect, SetClosing) and isinstance(row, Opportunity):
+            closing = effect.closing
+            row.lost_reason, row.won_reason, row.competitor = (
+                closing.lost_reason,
+                closing.won_reason,
+                closing.competitor,
+            )
+    session.flush()
+    return statuses
+
+
+def _placeholder(subject: Subject, effect: CreatePlannedActivity) -> Activity:
+    row = subject.row
+    hints = "\n".join(f"- {hint}" for hint in effect.hints)
+    activity = Activity(
+        type=effect.type,
+        subject=effect.title,
+        status=PLANNED,
+        origin=ORIGIN_PROCESS,
+        process_step=effect.step,
+        owner_id=row.owner_id,
+        body=f"Hints:\n{hints}" if hints else "",
+    )
+    if isinstance(row, Opportunity):
+        activity.opportunity_id, activity.account_id = row.id, row.account_id
+    else:
+        activity.lead_id = row.id
+    return activity
+
+
+def _history(subject: Subject, effect: RecordHistory, now: datetime) -> OpportunityHistory | LeadHistory:
+    values = {
+        "stage": effect.stage,
+        "step": effect.step,
+        "result": effect.result,
+        "activity_id": effect.activity_id,
+        "automatic": effect.automatic,
+        "at": now,
+    }
+    if subject.kind == OPPORTUNITY:
+        return OpportunityHistory(opportunity_id=subject.id, **values)
+    return LeadHistory(lead_id=subject.id, **values)

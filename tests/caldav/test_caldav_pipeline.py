@@ -1,0 +1,146 @@
+"""CalDAV through the whole pipeline (SPEC §4): create, move, cancel, delete, a recurring series with exceptions;
+and a calendar feed over HTTP with ETag / If-None-Match."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+
+from crm_store.db import transaction
+from sync_service import mailboxes
+from sync_service.bootstrap import App
+from sync_service.connectors.icsfeed import IcsFeedConnector
+from sync_service.connectors.registry import needs_secret
+from sync_service.exports import export_activities
+from sync_service.pipeline.runner import run_once
+from tests.caldav.conftest import PASSWORD
+from tests.support.builders import REP, ics, vevent
+from tests.support.radicale import RadicaleServer
+
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+WILE = ("wile@acme.example",)
+FMT = "%Y%m%dT%H%M%SZ"
+
+
+def by_uid(app: App) -> dict[tuple[str, str | None], dict]:
+    with app.sessions() as session:
+        return {(a["ical_uid"], a["recurrence_id"]): a for a in export_activities(session) if a["ical_uid"]}
+
+
+def series() -> str:
+    """Weekly, four times from two weeks ago; the third occurrence moved by two hours, the fourth cancelled."""
+    first = NOW - timedelta(weeks=2)
+    third, fourth = first + timedelta(weeks=2), first + timedelta(weeks=3)
+    return ics(
+        vevent("weekly", "Steering", first, attendees=WILE, extra=("RRULE:FREQ=WEEKLY;COUNT=4",)),
+        vevent("weekly", "Steering (moved)", third + timedelta(hours=2), attendees=WILE,
+               extra=(f"RECURRENCE-ID:{third.strftime(FMT)}",)),
+        vevent("weekly", "Steering", fourth, attendees=WILE,
+               extra=(f"RECURRENCE-ID:{fourth.strftime(FMT)}", "STATUS:CANCELLED")),
+    ).decode()
+
+
+def sync(app: App) -> None:
+    report = run_once(app)
+    assert not report.failed, report.failed
+
+
+@pytest.mark.parametrize("mode", ["auto", "etag"])
+def test_calendar_events_follow_the_caldav_server(keyed_app: App, radicale: RadicaleServer, mode: str) -> None:
+    work = radicale.client("alice").principal().make_calendar(name="Work", cal_id="work")
+    demo = work.save_event(ics(vevent("demo", "Rocket demo", NOW + timedelta(days=3), attendees=WILE)).decode())
+    review = work.save_event(ics(vevent("review", "Review", NOW + timedelta(days=4), attendees=WILE)).decode())
+    visit = work.save_event(ics(vevent("visit", "Site visit", NOW + timedelta(days=5), attendees=WILE)).decode())
+    work.save_event(ics(vevent("past", "Kick-off", NOW - timedelta(days=2), attendees=WILE)).decode())
+    work.save_event(series())
+    with transaction(keyed_app.sessions) as session:
+        url = radicale.url("alice") + f"?sync={mode}"
+        mailboxes.add_mailbox(session, "alice-cal", REP, url, PASSWORD, keyed_app.settings.secret_keys)
+    sync(keyed_app)
+    acts = by_uid(keyed_app)
+    assert acts[("demo", None)]["status"] == "planned" and acts[("demo", None)]["opportunity"] == "Rockets"
+    assert acts[("past", None)]["status"] == "completed" and acts[("demo", None)]["mailboxes"] == ["alice-cal"]
+    weekly = {k[1]: a for k, a in acts.items() if k[0] == "weekly"}
+    assert len(weekly) == 4
+    ordered = [weekly[k] for k in sorted(weekly)]
+    assert [a["status"] for a in ordered] == ["completed", "completed", "planned", "cancelled"]
+    third_start = (NOW + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S")
+    assert ordered[2]["subject"] == "Steering (moved)" and ordered[2]["start"].startswith(third_start)
+
+    demo.data = ics(vevent("demo", "Rocket demo", NOW + timedelta(days=6), attendees=WILE, extra=("SEQUENCE:1",)))
+    demo.save()  # moved three days later
+    review.data = ics(vevent("review", "Review", NOW + timedelta(days=4), attendees=WILE,
+                             extra=("STATUS:CANCELLED", "SEQUENCE:1")))
+    review.save()
+    visit.delete()
+    sync(keyed_app)
+    acts = by_uid(keyed_app)
+    moved = (NOW + timedelta(days=6)).strftime("%Y-%m-%dT%H:%M:%S")
+    assert acts[("demo", None)]["start"].startswith(moved) and acts[("demo", None)]["status"] == "planned"
+    assert acts[("review", None)]["status"] == "cancelled"
+    assert acts[("visit", None)]["status"] == "cancelled"  # deleted at the source
+    assert len([k for k in acts if k[0] == "weekly"]) == 4 and len(acts) == 8  # nothing doubled
+
+
+class _Feed(BaseHTTPRequestHandler):
+    body = b""
+    etag = '"v1"'
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        if self.headers.get("If-None-Match") == type(self).etag:
+            type(self).requests.append("304")
+            self.send_response(304)
+            self.end_headers()
+            return
+        type(self).requests.append("200")
+        self.send_response(200)
+        self.send_header("ETag", type(self).etag)
+        self.send_header("Content-Type", "text/calendar")
+        self.send_header("Content-Length", str(len(type(self).body)))
+        self.end_headers()
+        self.wfile.write(type(self).body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def feed() -> Iterator[tuple[type[_Feed], str]]:
+    handler = type("Feed", (_Feed,), {"requests": [], "body": b"", "etag": '"v1"'})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield handler, f"ics+http://127.0.0.1:{server.server_address[1]}/team/feed.ics"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_calendar_feed_uses_etags_and_cancels_what_disappears(keyed_app: App, feed) -> None:  # type: ignore[no-untyped-def]
+    handler, url = feed
+    handler.body = ics(
+        vevent("f1", "Rocket review", NOW + timedelta(days=2), attendees=WILE),
+        vevent("f2", "Pricing call", NOW + timedelta(days=3), attendees=WILE),
+    )
+    assert not needs_secret(url) and needs_secret(url.replace("://", "://alice@"))
+    with transaction(keyed_app.sessions) as session:
+        mailboxes.add_mailbox(session, "team-feed", REP, url, None, ())
+    sync(keyed_app)
+    assert set(by_uid(keyed_app)) == {("f1", None), ("f2", None)}
+    sync(keyed_app)
+    assert handler.requests == ["200", "304"]  # unchanged feed: If-None-Match answered 304, nothing re-read
+    handler.body, handler.etag = ics(vevent("f1", "Rocket review", NOW + timedelta(days=2), attendees=WILE)), '"v2"'
+    sync(keyed_app)
+    acts = by_uid(keyed_app)
+    assert acts[("f2", None)]["status"] == "cancelled" and acts[("f1", None)]["status"] == "planned"
+    connector = IcsFeedConnector(url)
+    page = connector.list_changes(".", None)
+    assert [r.version for r in page.upserts] == ['"v2"']
+    assert [i.data for i in connector.fetch(".", page.upserts)] == [handler.body]
+    connector.close()

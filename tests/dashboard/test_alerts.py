@@ -1,0 +1,183 @@
+"""Alert rules, the webhook (against a loopback HTTP server), and alerts in `crm-sync status`."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sync_service.dashboard.alerts import Alert, AlertConfig, evaluate, mailbox_alert
+from sync_service.dashboard.app import check_alerts, create_app
+from sync_service.dashboard.webhook import AlertNotifier
+from sync_service.errors import ConfigError
+from tests.dashboard.conftest import Seeded, make_config, wait_for
+from tests.support.builders import REP
+
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+CONFIG = AlertConfig(lag_seconds=3600, failures=3)
+
+
+def box(**values: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "name": "alice",
+        "state": "idle",
+        "consecutive_failures": 0,
+        "last_error": None,
+        "lag_seconds": 60,
+        "added_at": "2026-10-01T00:00:00Z",
+    }
+    return base | values
+
+
+@pytest.mark.parametrize(
+    ("values", "kind", "words"),
+    [
+        ({}, None, None),
+        ({"state": "syncing", "lag_seconds": 3600}, None, None),  # exactly at the threshold: not yet
+        ({"state": "failed", "last_error": "IMAP x: login failed (check the user and the secret): no"}, "failing",
+         "sync stopped: The server refused the login"),
+        ({"state": "degraded", "consecutive_failures": 3, "last_error": "timed out"}, "failing",
+         "3 failed syncs in a row: The server did not answer in time"),
+        ({"consecutive_failures": 4, "last_error": "graph: throttled"}, "failing", "asked us to slow down"),
+        ({"consecutive_failures": 2, "last_error": "timed out"}, None, None),
+        ({"lag_seconds": 7300}, "lagging", "no successful sync for 2 h 1 min"),
+        ({"lag_seconds": None, "added_at": "2026-11-02T10:00:00Z"}, "lagging", "never synced successfully (added 2 h"),
+        ({"lag_seconds": None, "added_at": "2026-11-02T11:30:00Z"}, None, None),  # just added
+        ({"state": "paused", "lag_seconds": 999999, "consecutive_failures": 9}, None, None),  # a person paused it
+    ],
+)  # fmt: skip
+def test_alert_rules(values: dict[str, Any], kind: str | None, words: str | None) -> None:
+    alert = mailbox_alert(box(**values), CONFIG, NOW)
+    assert (alert.kind if alert else None) == kind
+    if words:
+        assert alert is not None and words in alert.message
+
+
+def test_evaluate_keeps_the_mailboxes_order_and_skips_the_healthy() -> None:
+    boxes = [box(name="b", state="failed"), box(name="a"), box(name="c", lag_seconds=10_000)]
+    assert [(a.mailbox, a.kind) for a in evaluate(boxes, CONFIG, NOW)] == [("b", "failing"), ("c", "lagging")]
+
+
+def test_alert_config_from_the_environment() -> None:
+    config = AlertConfig.from_env(
+        {"CRM_ALERT_LAG_SECONDS": "600", "CRM_ALERT_FAILURES": "5", "CRM_ALERT_WEBHOOK_URL": "https://hooks.example/x"}
+    )
+    assert (config.lag_seconds, config.failures, config.webhook_url) == (600, 5, "https://hooks.example/x")
+    assert AlertConfig.from_env({}) == AlertConfig()
+    for bad in ({"CRM_ALERT_LAG_SECONDS": "soon"}, {"CRM_ALERT_FAILURES": "0"}, {"CRM_ALERT_WEBHOOK_URL": "ftp://x"}):
+        with pytest.raises(ConfigError):
+            AlertConfig.from_env(bad)
+
+
+class Hook:
+    """A loopback webhook receiver: records JSON bodies; answers ``status``."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.status = 204
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                hook.received.append(json.loads(self.rfile.read(length)))
+                self.send_response(hook.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/secret-path"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    receiver = Hook()
+    yield receiver
+    receiver.close()
+
+
+def test_the_webhook_is_called_once_per_change(hook: Hook, tmp_path: Path) -> None:
+    config = AlertConfig(webhook_url=hook.url, webhook_timeout=5)
+    state = tmp_path / "alerts-state.json"
+    failing = [Alert("alice", "failing", "sync stopped: bad password", "IMAP: login failed")]
+    notifier = AlertNotifier(config, state)
+
+    assert notifier.notify(["alice", "bob"], [], NOW) == []  # healthy from the start: nothing to say
+    assert len(notifier.notify(["alice", "bob"], failing, NOW)) == 1
+    assert notifier.notify(["alice", "bob"], failing, NOW + timedelta(minutes=1)) == []  # no change
+    assert AlertNotifier(config, state).notify(["alice", "bob"], failing, NOW) == []  # remembered across restarts
+    lagging = [Alert("alice", "lagging", "no successful sync for 2 h")]
+    assert len(notifier.notify(["alice", "bob"], lagging, NOW)) == 1
+    assert len(notifier.notify(["alice", "bob"], [], NOW)) == 1  # recovered
+
+    assert [(m["mailbox"], m["previous"], m["kind"]) for m in hook.received] == [
+        ("alice", "ok", "failing"),
+        ("alice", "failing", "lagging"),
+        ("alice", "lagging", "ok"),
+    ]
+    first = hook.received[0]
+    assert first["event"] == "crm-sync.mailbox.alert" and first["reason"] == "IMAP: login failed"
+    assert first["text"] == "crm-sync: mailbox alice is failing: sync stopped: bad password"
+    assert first["at"] == "2026-11-02T12:00:00Z"
+
+
+def test_a_failed_delivery_is_tried_again(hook: Hook, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    notifier = AlertNotifier(AlertConfig(webhook_url=hook.url), tmp_path / "alerts-state.json")
+    failing = [Alert("alice", "failing", "sync stopped")]
+    hook.status = 500
+    assert notifier.notify(["alice"], failing, NOW) == []
+    assert "secret-path" not in caplog.text  # the URL's path may be its secret: only the host is logged
+    hook.status = 200
+    assert len(notifier.notify(["alice"], failing, NOW)) == 1
+    assert notifier.notify(["alice"], failing, NOW) == []
+    assert len(hook.received) == 2  # the refused one, then the delivered one
+
+
+def test_status_shows_alerts_and_calls_the_webhook_once(cli, hook: Hook, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert cli("init").code == 0
+    source = f"maildir://{tmp_path / 'missing'}"
+    assert cli("mailbox", "add", "broken", "--owner", REP, "--source", source).code == 0
+    cli("sync", "--once")
+    monkeypatch.setenv("CRM_ALERT_WEBHOOK_URL", hook.url)
+
+    data = json.loads(cli("status", "--json").out)
+    assert data["alerts"] == [
+        {
+            "mailbox": "broken",
+            "kind": "failing",
+            "message": "sync stopped: The mailbox, folder or file was not found at the source: check the source "
+            "URL, then resume.",
+            "reason": f"source path does not exist: {tmp_path / 'missing'}",
+        }
+    ]
+    assert data["mailboxes"][0]["alert"] == "failing"
+    table = cli("status")
+    assert "ALERT broken failing: sync stopped" in table.out
+    assert [m["mailbox"] for m in hook.received] == ["broken"]  # two status runs, one change, one call
+
+
+def test_the_running_dashboard_announces_alert_changes(seeded: Seeded, hook: Hook) -> None:
+    alerts = AlertConfig(webhook_url=hook.url)
+    assert check_alerts(seeded.app, make_config(alerts=alerts)) == 1  # "broken" failed: announced…
+    assert check_alerts(seeded.app, make_config(alerts=alerts)) == 0  # …once
+    assert [m["mailbox"] for m in hook.received] == ["broken"]
+    (seeded.app.settings.data_dir / "alerts-state.json").unlink()  # forget, so the server's loop announces again
+    with TestClient(create_app(seeded.app, make_config(alerts=alerts))):
+        wait_for(lambda: len(hook.received) == 2, 30, "the dashboard's alert loop to call the webhook")
+    assert hook.received[1]["mailbox"] == "broken" and hook.received[1]["kind"] == "failing"

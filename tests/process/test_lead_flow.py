@@ -1,0 +1,93 @@
+"""Lead management through the real sync: Initial Lead → a meeting is held → Prospect; the status
+Awaiting sale starts the Corporate sale (set by hand or reached by the lead process itself)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from crm_store.models import Opportunity
+from crm_store.models.sales import LeadHistory
+from sync_service.bootstrap import App
+from tests.support.builders import REP, ics, maildir, message, vevent
+from tests.support.process_helpers import activities, history, lead, opportunity, write_calendar
+
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)  # reset per test (conftest)
+RITA = "rita@initrode.example"
+
+
+def lead_history(app: App, lead_id: int) -> list[tuple[str, str | None, str | None, bool]]:
+    with app.sessions() as session:
+        rows = session.scalars(select(LeadHistory).where(LeadHistory.lead_id == lead_id).order_by(LeadHistory.id))
+        return [(h.stage, h.step, h.result, h.automatic) for h in rows]
+
+
+def test_mail_alone_does_not_start_the_lead_process(app, crm, alice_box: Path, sync) -> None:
+    maildir(alice_box, [message("hello@initrode.example", RITA, [REP], "Hello", at=NOW - timedelta(days=2))])
+    sync()
+    rita = lead(app, "Rita Lead")
+    assert (rita["status"], rita["process_stage"], rita["current_step"]) == ("Initial Lead", None, None)
+    assert activities(app, origin="process") == []
+
+
+def test_the_first_meeting_makes_the_lead_a_prospect(app, crm, alice_box: Path, sync) -> None:
+    write_calendar(alice_box, ics(vevent("intro", "Intro with Rita", NOW - timedelta(days=3), attendees=(RITA,))))
+    sync()
+    rita = lead(app, "Rita Lead")
+    assert (rita["status"], rita["process_stage"], rita["current_step"]) == (
+        "Prospect",
+        "Needs analysis",
+        {"id": "lead.needs", "title": "Analyse needs"},
+    )
+    meeting = activities(app, ical_uid="intro")[0]
+    assert (meeting["lead"], meeting["process_step"], meeting["result"]) == (
+        "Rita Lead",
+        "Initial meeting / phone interview",
+        "Prospect",
+    )
+    assert lead_history(app, crm["lead"]) == [
+        ("Register prospect", None, None, True),
+        ("Initial meeting / phone interview", None, None, True),
+        ("Initial meeting / phone interview", "lead.initial-contact", "Prospect", True),
+        ("Needs analysis", None, None, True),
+    ]
+    planned = activities(app, origin="process", status="planned")
+    assert [(a["subject"], a["lead"]) for a in planned] == [("Analyse needs", "Rita Lead")]
+    sync()  # again: nothing changes
+    assert len(lead_history(app, crm["lead"])) == 4
+
+
+def test_awaiting_sale_set_by_hand_starts_the_corporate_sale(app, crm, cli) -> None:
+    bad = cli("lead", "status", str(crm["lead"]), "Sleeping")
+    assert bad.code == 1 and "unknown lead status 'Sleeping'" in bad.err
+    done = cli("lead", "status", str(crm["lead"]), "awaiting sale")
+    assert done.code == 0, done.err
+    assert "status Awaiting sale" in done.out and "Corporate sale, stage Interest verification, step Call" in done.out
+    opp = opportunity(app, "Initrode")
+    assert (opp["process"], opp["stage"], opp["current_step"]["title"]) == (
+        "Corporate sale",
+        "Interest verification",
+        "Call",
+    )
+    assert history(app, "Initrode") == [("Interest verification", None, None, False)]
+    assert cli("lead", "status", str(crm["lead"]), "Awaiting sale").code == 0  # again: no second opportunity
+    with app.sessions() as session:
+        assert session.scalars(select(Opportunity.id).where(Opportunity.lead_id == crm["lead"])).all() == [opp["id"]]
+
+
+def test_the_lead_process_reaches_awaiting_sale_and_starts_the_sale(app, crm, alice_box: Path, sync) -> None:
+    write_calendar(
+        alice_box,
+        ics(
+            vevent("intro", "Intro with Rita", NOW - timedelta(days=3), attendees=(RITA,)),
+            vevent("needs", "Call Rita: requirements", NOW - timedelta(days=2), 30, attendees=(RITA,)),
+        ),
+    )
+    sync()
+    rita = lead(app, "Rita Lead")
+    assert (rita["status"], rita["process_stage"]) == ("Awaiting sale", "Pre-sales resource request")
+    opp = opportunity(app, "Initrode")
+    assert (opp["stage"], opp["current_step"]["title"]) == ("Interest verification", "Call")
+    assert history(app, "Initrode") == [("Interest verification", None, None, True)]

@@ -1,0 +1,134 @@
+"""The embedded mode: the actors on the in-process queue, as `sync --once` runs them (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import redis
+from sqlalchemy import func, select
+
+from crm_store.db import transaction
+from crm_store.models import Mailbox, RawItem
+from crm_store.models.sync import DEGRADED, FAILED, IDLE, PAUSED
+from sync_service import mailboxes
+from sync_service.bootstrap import App
+from sync_service.pipeline.runner import run_once
+from tests.support.builders import maildir, message
+from tests.support.flaky import flaky_url
+from tests.workers.conftest import generated_mail, prepare, snapshot, wait_for
+from workers.embedded import EmbeddedQueue
+from workers.locks import RedisLocks
+from workers.tasks import mailbox_lock
+
+
+def _mailbox(app: App, name: str) -> Mailbox:
+    with app.sessions() as session:
+        found = session.scalar(select(Mailbox).where(Mailbox.name == name))
+        assert found is not None
+        return found
+
+
+def _raw_count(app: App) -> int:
+    with app.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(RawItem)) or 0)
+
+
+def test_throttling_is_retried_after_the_delay_the_server_asked_for(app: App, flaky: None, tmp_path: Path) -> None:
+    source = generated_mail(tmp_path / "mail", 12)
+    counter = tmp_path / "calls"
+    prepare(app, {"alice": flaky_url(source, throttle=2, retry_after=0.4, counter=counter)})
+    started = time.monotonic()
+    report = run_once(app)
+    assert time.monotonic() - started >= 0.8  # two refusals, each waited out (Retry-After 0.4 s + jitter)
+    assert not report.failed and report.mailboxes[0].stored == 12
+    assert int(counter.read_text()) >= 3
+    alice = _mailbox(app, "alice")
+    assert (alice.state, alice.consecutive_failures, alice.items_synced) == (IDLE, 0, 12)
+    assert alice.last_error is not None and "server busy" in alice.last_error  # the last error stays visible
+
+
+def test_bad_credentials_fail_the_mailbox_at_once_and_are_not_retried(app: App, flaky: None, tmp_path: Path) -> None:
+    counter = tmp_path / "attempts"
+    good = maildir(tmp_path / "good", [message("g1@acme.example", "wile@acme.example", ["alice@x.example"], "Hi")])
+    prepare(app, {"locked-out": flaky_url(good, auth="fail", counter=counter), "fine": f"maildir://{good}"})
+    report = run_once(app)
+    assert [m.name for m in report.failed] == ["locked-out"]
+    assert int(counter.read_text()) == 1  # one attempt: a permanent error is not retried
+    box = _mailbox(app, "locked-out")
+    assert box.state == FAILED and box.last_error is not None and "authentication failed" in box.last_error
+    assert _mailbox(app, "fine").state == IDLE
+
+
+def test_retries_run_out_then_the_message_is_dead_lettered_and_the_mailbox_degraded(
+    app: App, flaky: None, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CRM_MAX_RETRIES", "2")
+    source = generated_mail(tmp_path / "mail", 3)
+    prepare(app, {"alice": flaky_url(source, throttle=100, retry_after=0.05, counter=tmp_path / "calls")})
+    with EmbeddedQueue(app) as queue:
+        queue.send("sync_mailbox", _mailbox(app, "alice").id)
+        queue.join()
+        assert queue.stats()["sync"] == {"ready": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 1}
+        assert [m.actor_name for m in queue.dead_letters()] == ["sync_mailbox"]
+    alice = _mailbox(app, "alice")
+    assert (alice.state, alice.consecutive_failures) == (DEGRADED, 3)  # the first try and two retries
+
+
+def test_pausing_a_mailbox_stops_its_sync_at_a_page_boundary(app: App, flaky: None, tmp_path: Path) -> None:
+    app.settings = replace(app.settings, batch_size=4)
+    source = generated_mail(tmp_path / "mail", 40)
+    prepare(app, {"alice": flaky_url(source, delay=0.15)})
+    runner = threading.Thread(target=run_once, args=(app,))
+    runner.start()
+    wait_for(lambda: _raw_count(app) >= 4, 30, "the first page")
+    with transaction(app.sessions) as session:
+        mailboxes.pause_mailbox(session, "alice")
+    runner.join(60)
+    assert not runner.is_alive()
+    assert _mailbox(app, "alice").state == PAUSED
+    assert 4 <= _raw_count(app) < 40
+    with transaction(app.sessions) as session:
+        mailboxes.resume_mailbox(session, "alice")
+    report = run_once(app)
+    assert not report.failed and _raw_count(app) == 40 and _mailbox(app, "alice").items_synced == 40
+
+
+def test_a_mailbox_locked_by_another_sync_is_not_synced_twice(app: App, redis_url: str, tmp_path: Path) -> None:
+    app.settings = replace(app.settings, broker_url=redis_url)  # sync --once beside Redis workers: shared locks
+    prepare(app, {"alice": f"maildir://{generated_mail(tmp_path / 'mail', 5)}"})
+    locks = RedisLocks(redis.Redis.from_url(redis_url))
+    held = locks.acquire(mailbox_lock(_mailbox(app, "alice").id), 30)
+    assert held is not None
+    report = run_once(app)
+    assert report.failed and "locked by another sync" in (report.mailboxes[0].error or "")
+    assert _raw_count(app) == 0
+    held.release()
+    assert not run_once(app).failed and _raw_count(app) == 5
+
+
+def test_every_message_delivered_twice_changes_nothing(app: App, tmp_path: Path) -> None:
+    prepare(app, {"alice": f"maildir://{generated_mail(tmp_path / 'a', 30)}"})
+    alice = _mailbox(app, "alice").id
+    run_once(app)
+    once = snapshot(app)
+    with EmbeddedQueue(app) as queue:
+        for actor, args in [("sync_mailbox", (alice,)), ("process_items", ()), ("complete_due", ()), ("rematch", ())]:
+            queue.send(actor, *args)
+            queue.send(actor, *args)
+            queue.join()
+        assert not queue.dead_letters()
+    assert snapshot(app) == once
+
+
+def test_one_folder_can_be_synced_alone(app: App, tmp_path: Path) -> None:
+    inbox = [message("i1@acme.example", "wile@acme.example", ["alice@x.example"], "In")]
+    sent = [message("s1@acme.example", "alice@x.example", ["wile@acme.example"], "Out")]
+    prepare(app, {"alice": f"maildir://{maildir(tmp_path / 'm', inbox, sent)}"})
+    with EmbeddedQueue(app) as queue:
+        queue.send("sync_folder", _mailbox(app, "alice").id, "Sent")
+        queue.join()
+    with app.sessions() as session:
+        assert list(session.scalars(select(RawItem.folder))) == ["Sent"]

@@ -1,0 +1,181 @@
+"""Redis mode in one process: a real redis-server, dramatiq's RedisBroker, the scheduler's decisions, the CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dramatiq
+import pytest
+from sqlalchemy import select, update
+
+from crm_store.db import transaction
+from crm_store.models import Mailbox
+from crm_store.models.sync import FAILED, IDLE, PAUSED, SYNCING
+from sync_service.bootstrap import App
+from sync_service.config import load_settings
+from tests.support.flaky import flaky_url
+from tests.workers.conftest import generated_mail, prepare, wait_for
+from workers import tasks
+from workers.broker import Runtime, setup_broker
+from workers.logs import JsonFormatter
+from workers.queues import redis_queue_stats
+from workers.scheduler import Scheduler
+from workers.tasks import mailbox_lock, queued_marker
+
+
+@pytest.fixture
+def runtime(app: App, redis_url: str) -> Iterator[Runtime]:
+    app.settings = replace(app.settings, broker_url=redis_url)
+    built = setup_broker(app.settings, app=app)
+    yield built
+    built.close()
+
+
+def _ids(app: App) -> dict[str, int]:
+    with app.sessions() as session:
+        return {name: i for name, i in session.execute(select(Mailbox.name, Mailbox.id))}
+
+
+def _set_state(app: App, name: str, state: str) -> None:
+    with transaction(app.sessions) as session:
+        session.execute(update(Mailbox).where(Mailbox.name == name).values(state=state))
+
+
+def _mailbox(app: App, name: str) -> Mailbox:
+    with app.sessions() as session:
+        found = session.scalar(select(Mailbox).where(Mailbox.name == name))
+        assert found is not None
+        return found
+
+
+def test_redis_workers_wait_out_throttling_and_stop_on_bad_credentials(
+    app: App, runtime: Runtime, flaky: None, tmp_path: Path
+) -> None:
+    source = generated_mail(tmp_path / "mail", 10)
+    counter = tmp_path / "calls"
+    prepare(
+        app,
+        {
+            "busy": flaky_url(source, throttle=2, retry_after=0.3, counter=counter),
+            "locked-out": flaky_url(source, auth="fail", counter=tmp_path / "attempts"),
+        },
+    )
+    worker = dramatiq.Worker(runtime.broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        for mailbox_id in _ids(app).values():
+            runtime.send("sync_mailbox", mailbox_id)
+        wait_for(lambda: _mailbox(app, "busy").items_synced == 10, 60, "the throttled mailbox to sync")
+        wait_for(lambda: _mailbox(app, "locked-out").state == FAILED, 30, "the locked-out mailbox to fail")
+        assert runtime.redis is not None
+        wait_for(lambda: redis_queue_stats(runtime.redis)["sync"]["in_flight"] == 0, 30, "the queue to drain")  # type: ignore[arg-type]
+    finally:
+        worker.stop()
+    assert _mailbox(app, "busy").state == IDLE and int(counter.read_text()) >= 3
+    assert "authentication failed" in (_mailbox(app, "locked-out").last_error or "")
+    assert (tmp_path / "attempts").read_text() == "1"
+    stats = redis_queue_stats(runtime.redis)  # type: ignore[arg-type]
+    assert stats["sync"] == {"ready": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
+
+
+def test_scheduler_enqueues_due_mailboxes_once_and_relaunches_stuck_ones(
+    app: App, runtime: Runtime, tmp_path: Path
+) -> None:
+    source = f"maildir://{generated_mail(tmp_path / 'mail', 2)}"
+    prepare(app, {"a": source, "b": source, "paused": source, "failed": source})
+    _set_state(app, "paused", PAUSED)
+    _set_state(app, "failed", FAILED)
+    scheduler = Scheduler(runtime, interval=600, complete_every=3600)
+    now = datetime.now(UTC)
+
+    first = scheduler.tick(now)
+    assert sorted(first.enqueued) == ["a", "b"] and first.completion and not first.processing
+    assert scheduler.tick(now).enqueued == []  # already queued: not again every tick
+    assert redis_queue_stats(runtime.redis)["sync"]["ready"] == 2  # type: ignore[arg-type]
+
+    # 'a' was being synced by a worker that died: 'syncing', and its lock expired.
+    ids = _ids(app)
+    runtime.locks.clear(queued_marker("sync_mailbox", ids["a"]))
+    with transaction(app.sessions) as session:
+        session.execute(update(Mailbox).values(last_success_at=now))
+    _set_state(app, "a", SYNCING)
+    assert scheduler.tick(now).relaunched == ["a"]
+    # While a live worker holds the lock, 'syncing' is just busy.
+    runtime.locks.clear(queued_marker("sync_mailbox", ids["a"]))
+    lease = runtime.locks.acquire(mailbox_lock(ids["a"]), 30)
+    assert scheduler.tick(now).relaunched == []
+    assert lease is not None
+    lease.release()
+    # Interval elapsed since the last success: due again.
+    runtime.locks.clear(queued_marker("sync_mailbox", ids["b"]))
+    assert scheduler.tick(now + timedelta(seconds=601)).enqueued == ["b"]
+
+
+def test_scheduler_redrives_processing_of_pending_items(app: App, runtime: Runtime, tmp_path: Path) -> None:
+    prepare(app, {"a": f"maildir://{generated_mail(tmp_path / 'mail', 3)}"})
+    tasks.sync_mailbox(runtime.context, _ids(app)["a"])  # stored, not processed: e.g. the process message was lost
+    scheduler = Scheduler(runtime, interval=600)
+    assert scheduler.tick().processing
+    assert not scheduler.tick().processing  # queued once
+    assert redis_queue_stats(runtime.redis)["process"]["ready"] == 1  # type: ignore[arg-type]
+
+
+def test_status_counts_redis_queues_and_dead_letters_can_be_requeued(cli, redis_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert cli("init").code == 0
+    monkeypatch.setenv("CRM_BROKER_URL", redis_url)
+    runtime = setup_broker(load_settings())
+    runtime.send("sync_mailbox", 1)
+    runtime.send("sync_mailbox", 2)
+    runtime.actors.by_name["process_items"].send_with_options(delay=60_000)
+    broker = runtime.broker
+    fetched = broker.do_fetch("sync", 1)  # type: ignore[attr-defined]  # a worker took one…
+    broker.do_nack("sync", json.loads(fetched[0])["options"]["redis_message_id"])  # type: ignore[attr-defined]  # …and gave up
+    runtime.close()
+
+    status = json.loads(cli("status", "--json").out)["queue"]
+    assert status["mode"] == "redis"
+    assert status["queues"]["sync"] == {"ready": 1, "in_flight": 0, "delayed": 0, "dead_lettered": 1}
+    assert status["queues"]["process"] == {"ready": 0, "in_flight": 0, "delayed": 1, "dead_lettered": 0}
+    assert {"pending", "quarantined", "review"} <= set(status)
+
+    requeued = cli("queue", "requeue-dead")
+    assert requeued.code == 0 and "requeued 1 " in requeued.out
+    status = json.loads(cli("status", "--json").out)["queue"]
+    assert status["queues"]["sync"] == {"ready": 2, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
+
+
+def test_resume_and_resync_queue_a_sync_at_once_in_redis_mode(cli, redis_url: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert cli("init").code == 0
+    source = f"maildir://{generated_mail(tmp_path / 'mail', 1)}"
+    assert cli("mailbox", "add", "alice", "--owner", "alice@northwind-sales.example", "--source", source).code == 0
+    monkeypatch.setenv("CRM_BROKER_URL", redis_url)
+    assert cli("mailbox", "pause", "alice").out.strip() == "mailbox alice: paused"
+    resumed = cli("mailbox", "resume", "alice")
+    assert resumed.code == 0 and "sync queued" in resumed.out
+    assert "sync queued" in cli("mailbox", "resync", "alice").out
+    status = json.loads(cli("status", "--json").out)["queue"]
+    assert status["queues"]["sync"]["ready"] == 2
+
+
+def test_background_commands_need_redis(cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("init").code == 0
+    for command in (["worker"], ["scheduler"], ["queue", "requeue-dead"]):
+        result = cli(*command)
+        assert result.code == 1, command
+        assert result.err.strip().count("\n") == 0 and "CRM_BROKER_URL=redis://" in result.err
+    status = json.loads(cli("status", "--json").out)["queue"]
+    assert status["mode"] == "embedded"
+    assert status["queues"]["sync"] == {"ready": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
+
+
+def test_worker_logs_are_json_lines() -> None:
+    record = logging.LogRecord("workers.tasks", logging.INFO, __file__, 1, "mailbox synced", None, None)
+    record.__dict__.update({"event": "sync", "mailbox": "alice", "stored": 3, "duration": 0.25})
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "mailbox synced" and line["level"] == "info"
+    assert (line["event"], line["mailbox"], line["stored"], line["duration"]) == ("sync", "alice", 3, 0.25)

@@ -1,0 +1,57 @@
+"""Tuning knobs of the workers, read from the environment when a runtime is built (never at import).
+
+| variable                   | embedded default | Redis default | meaning                                        |
+|----------------------------|------------------|---------------|------------------------------------------------|
+| ``CRM_LOCK_TTL``           | 60               | 60            | seconds a mailbox lock lives without a refresh |
+| ``CRM_MAX_RETRIES``        | 3                | 10            | retries of a transient failure, then dead letter |
+| ``CRM_RETRY_MIN_BACKOFF_MS`` | 1000           | 5000          | first backoff; doubles per retry, with jitter  |
+| ``CRM_RETRY_MAX_BACKOFF_MS`` | 30000          | 600000        | backoff cap                                    |
+| ``CRM_WORKER_THREADS``     | 2                | (``--threads``) | embedded worker threads                      |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sync_service.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    lock_ttl: float = 60.0
+    max_retries: int = 10
+    min_backoff_ms: int = 5_000
+    max_backoff_ms: int = 600_000
+    threads: int = 2
+
+
+_EMBEDDED = WorkerOptions(max_retries=3, min_backoff_ms=1_000, max_backoff_ms=30_000)
+_REDIS = WorkerOptions()
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def worker_options(embedded: bool, env: Mapping[str, str] | None = None) -> WorkerOptions:
+    """The options for a runtime in embedded or Redis mode, with ``CRM_*`` overrides from ``env``."""
+    env = os.environ if env is None else env
+    base = _EMBEDDED if embedded else _REDIS
+    return WorkerOptions(
+        lock_ttl=max(1.0, _number(env, "CRM_LOCK_TTL", base.lock_ttl)),
+        max_retries=int(_number(env, "CRM_MAX_RETRIES", base.max_retries)),
+        min_backoff_ms=max(1, int(_number(env, "CRM_RETRY_MIN_BACKOFF_MS", base.min_backoff_ms))),
+        max_backoff_ms=max(1, int(_number(env, "CRM_RETRY_MAX_BACKOFF_MS", base.max_backoff_ms))),
+        threads=max(1, int(_number(env, "CRM_WORKER_THREADS", base.threads))),
+    )

@@ -1,0 +1,109 @@
+"""The scheduler (Redis mode): every tick, decide from the database what work should be queued.
+
+It never trusts the queue to remember work: after a worker crash or a Redis restart the database cursors and
+states say what is left, and the scheduler re-drives it.
+
+Per tick:
+
+1. every mailbox that is not ``paused`` or ``failed`` and whose lock is free is enqueued (``sync_mailbox``)
+   when its interval has elapsed since its last attempt — or at once when it is stuck: ``syncing`` with no
+   live lock means the worker that held it died;
+2. if raw items are pending and no processing run holds the ``process`` lock, ``process_items`` is enqueued;
+3. every ``complete_every`` seconds, ``complete_due``.
+
+A marker per enqueued message (``Locks.claim``, expiring after at most ``MARKER_TTL``) keeps a message that
+waits in a busy queue from being enqueued again every tick; the task clears it when it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from crm_store.models import Mailbox
+from crm_store.models.sync import FAILED, PAUSED, SYNCING
+from sync_service.pipeline.process import count_pending
+from workers.broker import Runtime
+from workers.tasks import PROCESS_LOCK, mailbox_lock, queued_marker
+
+log = logging.getLogger("workers.scheduler")
+MARKER_TTL = 60.0  # seconds: how long a queued message is trusted to be picked up before it is sent again
+
+
+@dataclass
+class TickReport:
+    enqueued: list[str] = field(default_factory=list)  # mailboxes whose interval elapsed
+    relaunched: list[str] = field(default_factory=list)  # mailboxes stuck in 'syncing' with no live lock
+    processing: bool = False
+    completion: bool = False
+
+
+class Scheduler:
+    def __init__(self, runtime: Runtime, interval: float = 300.0, complete_every: float = 60.0) -> None:
+        self.runtime, self.interval, self.complete_every = runtime, interval, complete_every
+        self._marker_ttl = min(interval, MARKER_TTL)
+        self._completed_at: float | None = None
+
+    def tick(self, now: datetime | None = None) -> TickReport:
+        now = now or datetime.now(UTC)
+        report = TickReport()
+        app, locks = self.runtime.context.app, self.runtime.locks
+        with app.sessions() as session:
+            rows = session.execute(
+                select(Mailbox.id, Mailbox.name, Mailbox.state, Mailbox.last_success_at, Mailbox.last_error_at)
+                .where(Mailbox.state.not_in((PAUSED, FAILED)))
+                .order_by(Mailbox.id)
+            ).all()
+            pending = count_pending(session)
+        for mailbox_id, name, state, succeeded, failed in rows:
+            if locks.is_locked(mailbox_lock(mailbox_id)):
+                continue
+            stuck = state == SYNCING
+            last = max((t for t in (succeeded, failed) if t is not None), default=None)
+            due = stuck or last is None or last + timedelta(seconds=self.interval) <= now
+            if due and locks.claim(queued_marker("sync_mailbox", mailbox_id), self._marker_ttl):
+                self.runtime.send("sync_mailbox", mailbox_id)
+                (report.relaunched if stuck else report.enqueued).append(name)
+        if (
+            pending
+            and not locks.is_locked(PROCESS_LOCK)
+            and locks.claim(queued_marker("process_items"), self._marker_ttl)
+        ):
+            self.runtime.send("process_items")
+            report.processing = True
+        clock = time.monotonic()
+        if self._completed_at is None or clock - self._completed_at >= self.complete_every:
+            self._completed_at = clock
+            if locks.claim(queued_marker("complete_due"), self.complete_every):
+                self.runtime.send("complete_due")
+                report.completion = True
+        if report.enqueued or report.relaunched or report.processing:
+            log.info(
+                "work enqueued",
+                extra={
+                    "event": "schedule",
+                    "enqueued": report.enqueued,
+                    "relaunched": report.relaunched,
+                    "processing": report.processing,
+                    "pending": pending,
+                },
+            )
+        return report
+
+    def run(self, tick_seconds: float, stop: threading.Event) -> None:
+        """Tick until ``stop`` is set. A Redis or database outage is logged and the next tick tries again."""
+        log.info("scheduler started", extra={"event": "scheduler_start", "interval": self.interval})
+        while not stop.is_set():
+            try:
+                self.tick()
+            except (redis.RedisError, SQLAlchemyError) as error:
+                log.warning(f"tick failed: {error}", extra={"event": "schedule_error"})
+            stop.wait(tick_seconds)
+        log.info("scheduler stopped", extra={"event": "scheduler_stop"})

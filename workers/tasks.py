@@ -1,0 +1,180 @@
+"""The bodies of the actors: ids in, a lock around the work, the pipeline step, one structured log line.
+
+Each task is idempotent, so at-least-once delivery is safe: a sync resumes from the stored cursors and
+re-stored pages are recognised; processing only picks raw items still pending; completing due activities
+and re-matching converge. Locks keep two copies of the same work from running at once:
+
+- ``mailbox:<id>`` — one sync per mailbox (every worker process and ``sync --once`` share it in Redis mode);
+- ``process`` — one processing run at a time: items of different mailboxes create shared rows (the same
+  email seen by two reps, auto-created contacts), so processing is serialised while syncs scale out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import time
+from collections.abc import Callable
+
+import dramatiq
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from crm_store.models import Mailbox
+from crm_store.models.sync import PAUSED
+from sync_service.pipeline import runner
+from sync_service.pipeline.context import ProcessStats
+from sync_service.pipeline.process import process_pending
+from workers.context import WorkerContext
+from workers.locks import Lease, LockLost
+from workers.retry import TransientFailure
+
+log = logging.getLogger("workers.tasks")
+PROCESS_LOCK = "process"
+REMATCH_MODULE = "sync_service.pipeline.rematch"
+
+
+def mailbox_lock(mailbox_id: int) -> str:
+    return f"mailbox:{mailbox_id}"
+
+
+def queued_marker(actor: str, *ids: object) -> str:
+    """The marker the scheduler sets when it enqueues ``actor(*ids)``; the task clears it when it starts."""
+    return ":".join([actor, *(str(i) for i in ids)])
+
+
+class SyncPaused(Exception):
+    """The mailbox was paused while it synced: stop at the page boundary."""
+
+
+def sync_mailbox(ctx: WorkerContext, mailbox_id: int, folders: list[str] | None = None) -> runner.MailboxResult | None:
+    """Sync one mailbox (or some of its folders) under its lock. ``None``: removed, or another sync runs."""
+    ctx.locks.clear(queued_marker("sync_mailbox", mailbox_id))
+    app = ctx.app
+    with app.sessions() as session:
+        mailbox = session.get(Mailbox, mailbox_id)
+    if mailbox is None:
+        log.info("mailbox is gone", extra={"event": "sync_skipped", "mailbox_id": mailbox_id})
+        return None
+    if mailbox.state == PAUSED:
+        return runner.MailboxResult(mailbox.name, state=PAUSED)
+    lease = ctx.locks.acquire(mailbox_lock(mailbox_id), ctx.options.lock_ttl)
+    if lease is None:
+        log.info("already syncing", extra={"event": "sync_skipped", "mailbox": mailbox.name})
+        return None
+    started = time.monotonic()
+    try:
+        result = runner.sync_mailbox(app, mailbox, _page_hook(ctx, lease, mailbox_id), folders)
+    except SyncPaused:
+        result = runner.MailboxResult(mailbox.name, state=PAUSED)
+    except LockLost as error:
+        raise _retry_later(error, mailbox=mailbox.name) from error
+    except Exception as error:
+        with contextlib.suppress(SQLAlchemyError):  # a bug or a database outage: show it on the mailbox if we can
+            runner.record_failure(app, mailbox_id, f"{type(error).__name__}: {error}", permanent=False)
+        raise
+    finally:
+        lease.release()
+    log.info(
+        "mailbox synced" if not result.error else "mailbox sync failed",
+        extra={
+            "event": "sync",
+            "mailbox": result.name,
+            "folders": folders,
+            "stored": result.stored,
+            "deleted": result.deleted,
+            "state": result.state,
+            "error": result.error,
+            "duration": round(time.monotonic() - started, 3),
+        },
+    )
+    if result.transient:
+        raise TransientFailure(result, ctx.options.max_backoff_ms)
+    return result
+
+
+def _page_hook(ctx: WorkerContext, lease: Lease, mailbox_id: int) -> Callable[[int], None]:
+    """After each stored page: still our lock? still not paused? then report progress."""
+    app, on_page = ctx.app, ctx.hooks.on_page
+
+    def after_page(count: int) -> None:
+        lease.check()
+        with app.sessions() as session:
+            if session.scalar(select(Mailbox.state).where(Mailbox.id == mailbox_id)) == PAUSED:
+                raise SyncPaused()
+        if on_page is not None:
+            on_page(count)
+
+    return after_page
+
+
+def process_items(ctx: WorkerContext, mailbox_id: int | None = None) -> ProcessStats | None:
+    """Process pending raw items (all, or one mailbox's). ``None``: another processing run is under way."""
+    ctx.locks.clear(queued_marker("process_items"))
+    lease = ctx.locks.acquire(PROCESS_LOCK, ctx.options.lock_ttl)
+    if lease is None:
+        log.info("processing already running", extra={"event": "process_skipped"})
+        return None
+    on_progress = ctx.hooks.on_progress
+    started = time.monotonic()
+
+    def after_batch(done: int, total: int) -> None:
+        lease.check()
+        if on_progress is not None:
+            on_progress(done, total)
+
+    try:
+        stats = process_pending(ctx.app, mailbox_id=mailbox_id, now=ctx.hooks.now, on_progress=after_batch)
+    except LockLost as error:
+        raise _retry_later(error) from error
+    finally:
+        lease.release()
+    log.info(
+        "items processed",
+        extra={"event": "process", "mailbox_id": mailbox_id, **stats.as_dict(), "duration": _since(started)},
+    )
+    return stats
+
+
+def complete_due(ctx: WorkerContext) -> int:
+    """Planned meetings and calls whose end has passed become completed."""
+    ctx.locks.clear(queued_marker("complete_due"))
+    started = time.monotonic()
+    count = runner.complete_due(ctx.app, ctx.hooks.now)
+    log.info(
+        "due activities completed", extra={"event": "complete_due", "completed": count, "duration": _since(started)}
+    )
+    return count
+
+
+def rematch(ctx: WorkerContext) -> object:
+    """Match earlier items again after CRM changes (SPEC §3 rule 7), serialised with processing."""
+    try:
+        module = importlib.import_module(REMATCH_MODULE)
+    except ModuleNotFoundError as error:
+        if error.name != REMATCH_MODULE:
+            raise
+        log.warning("re-matching is not available in this version", extra={"event": "rematch_skipped"})
+        return None
+    lease = ctx.locks.acquire(PROCESS_LOCK, ctx.options.lock_ttl)
+    if lease is None:
+        raise dramatiq.Retry("processing is running; re-match after it", delay=5_000)
+    started = time.monotonic()
+    try:
+        outcome = module.rematch(ctx.app)
+    finally:
+        lease.release()
+    counts = outcome.as_dict() if hasattr(outcome, "as_dict") else {}
+    log.info("re-matched", extra={"event": "rematch", **counts, "duration": _since(started)})
+    return outcome
+
+
+def _retry_later(error: LockLost, **fields: object) -> dramatiq.Retry:
+    """Another worker may own the work now; what was done is committed. Retry (with backoff), quietly."""
+    log.warning(str(error), extra={"event": "lock_lost", **fields})
+    return dramatiq.Retry(str(error))
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
