@@ -72,5 +72,5 @@ def test_whole_corpus_syncs_without_escaping_errors(app: App, tmp_path: Path) ->
     again = run_once(app, now=now)
     assert again.stats.logged == 0 and _counts(app) == before
     with app.sessions() as session:
-        for kind, exporter in EXPORTS.items():
+        for exporter in EXPORTS.values():
             json.dumps(exporter(session), default=str)  # every export serialises

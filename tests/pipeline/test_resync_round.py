@@ -11,7 +11,8 @@ from crm_store.db import transaction
 from crm_store.models import FolderState, RawItem
 from sync_service import mailboxes
 from sync_service.bootstrap import App
-from sync_service.connectors.base import ChangePage, ItemRef, RawItem as SourceItem
+from sync_service.connectors.base import ChangePage, ItemRef
+from sync_service.connectors.base import RawItem as SourceItem
 from sync_service.pipeline.fetch import sync_folder
 from tests.support.builders import REP, message
 
@@ -33,7 +34,8 @@ class ScriptedSource:
 
     def fetch(self, folder: str, refs: Sequence[ItemRef]) -> Iterator[SourceItem]:
         for ref in refs:
-            yield SourceItem(ref, message(f"{ref.external_id}@acme.example", "wile@acme.example", [REP], ref.external_id))
+            data = message(f"{ref.external_id}@acme.example", "wile@acme.example", [REP], ref.external_id)
+            yield SourceItem(ref, data)
 
     def close(self) -> None:
         pass
