@@ -1,6 +1,6 @@
 """Matching benchmark (issue 4): does matching stay fast, and flat, as the CRM grows?
 
-Run from the repository root (about 30 s; nothing to set up, the CRMs live in in-memory SQLite):
+Run from the repository root (about 40 s; nothing to set up, the CRMs live in in-memory SQLite):
 
     python -m bench.bench_matching                 # 1,000 vs 100,000 contacts, 20,000 messages each
     python -m bench.bench_matching --messages 5000 --contacts 1000 20000   # quicker

@@ -6,6 +6,8 @@ instead of becoming an email activity (SPEC §4).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from crm_store.models import Activity, RawItem, SyncedItem
 from sync_service.errors import ParseError
 from sync_service.matching.decide import decide
@@ -104,13 +106,21 @@ def log_email(
     return activity
 
 
+def email_owner(headers: MessageHeaders, reps: Mapping[str, int], mailbox_owner: int | None) -> int | None:
+    """The rep who owns an email activity, whichever mailbox copy is processed first (deterministic):
+    the sending rep for outbound mail, else the first rep in To, then Cc; else the mailbox's owner."""
+    sender = headers.sender_address
+    if sender is not None and sender.email in reps:
+        return reps[sender.email]
+    for address in headers.to + headers.cc:
+        if address.email in reps:
+            return reps[address.email]
+    return mailbox_owner
+
+
 def _new_email_activity(
     ctx: ProcessContext, item: SyncedItem, headers: MessageHeaders, body: MessageBody, direction: str | None
 ) -> Activity:
-    sender = headers.sender_address
-    owner: int | None = ctx.owner_id or None  # 0: no mailbox carries the item any more
-    if direction == "outbound" and sender is not None:
-        owner = ctx.index.user_emails.get(sender.email, owner)
     when = headers.date or ctx.now
     activity = Activity(
         type="email",
@@ -119,7 +129,7 @@ def _new_email_activity(
         direction=direction,
         start_at=when,
         end_at=when,
-        owner_id=owner,
+        owner_id=email_owner(headers, ctx.index.user_emails, ctx.owner_id or None),
         item_id=item.id,
         body=body.text[:100_000],
     )

@@ -165,3 +165,11 @@ def test_message_without_sender_or_recipients_is_quarantined(app, crm, add_mailb
     with app.sessions() as session:
         [entry] = export_quarantine(session)
     assert "no sender and no recipient" in entry["reason"]
+
+
+def test_shared_email_owner_does_not_depend_on_which_copy_came_first(app, crm, add_mailbox, sync, tmp_path) -> None:
+    shared = message("own@acme.example", "wile@acme.example", [REP2], "For Bob, cc Alice", cc=[REP])
+    add_mailbox("alice", maildir(tmp_path / "alice", [shared]))  # processed first: Alice's copy
+    add_mailbox("bob", maildir(tmp_path / "bob", [shared]), owner=REP2)
+    sync()
+    assert _activities(app)["own@acme.example"]["owner"] == REP2  # the first rep in To, not the first mailbox
