@@ -56,6 +56,24 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+# Suites whose subject is the database (SQL semantics, transactions, several processes) run on both
+# backends; the others (parsers, matching, connectors against their servers) test the source, not the
+# database, and run on SQLite only, which keeps CI well inside its time budget.
+BOTH_BACKENDS = {"store", "pipeline", "cli", "process", "rematch", "workers", "importers", "dashboard"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, drop = [], []
+    for item in items:
+        suite = Path(str(item.fspath)).relative_to(REPO / "tests").parts[0]
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("database_url") if callspec else None
+        (drop if backend == "postgresql" and suite not in BOTH_BACKENDS else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def _backends() -> list[str]:
     chosen = os.environ.get("CRM_TEST_BACKENDS", "sqlite,postgresql")
     return [b.strip() for b in chosen.split(",") if b.strip()]

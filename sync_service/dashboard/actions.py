@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import redis
 from sqlalchemy import select
 
 from crm_store.db import transaction
@@ -30,15 +31,23 @@ from workers.queues import requeue_dead
 MAILBOX_ACTIONS = ("pause", "resume", "resync")
 
 
+def _redis_mode(app: App) -> bool:
+    return broker_mode(app.settings) == "redis"
+
+
 def _queue(app: App, actor: str, *args: object) -> bool:
-    """Send ``actor(*args)`` to the Redis workers; False in the embedded mode."""
-    if broker_mode(app.settings) != "redis":
+    """Send ``actor(*args)`` to the Redis workers; False in the embedded mode or when Redis cannot be reached
+    (the scheduler re-drives the work from the database later, as after any lost message)."""
+    if not _redis_mode(app):
         return False
-    runtime = setup_broker(app.settings, app=app)
     try:
-        runtime.send(actor, *args)
-    finally:
-        runtime.close()
+        runtime = setup_broker(app.settings, app=app)
+        try:
+            runtime.send(actor, *args)
+        finally:
+            runtime.close()
+    except redis.RedisError:
+        return False
     return True
 
 
@@ -58,7 +67,7 @@ def requeue_dead_letters(app: App, queue: str | None = None) -> str:
     """Put the dead letters of ``queue`` (or of every queue) back on their queues (Redis mode only)."""
     if queue is not None and queue not in QUEUES:
         raise ConfigError(f"unknown queue {queue!r}")
-    if broker_mode(app.settings) != "redis":
+    if not _redis_mode(app):
         raise ConfigError("dead letters exist in Redis mode only (CRM_BROKER_URL=redis://…)")
     runtime = setup_broker(app.settings, app=app)
     try:
@@ -80,8 +89,10 @@ def retry_quarantined(app: App, entry_id: int) -> str:
             raise ConfigError("the item behind this quarantine entry is gone; it cannot be retried")
         raw.state, raw.processed_at = PENDING, None
         mailbox_id, external_id = raw.mailbox_id, entry.external_id
-    if _queue(app, "process_items", mailbox_id):
-        return f"Item {external_id} queued for processing again."
+    if _redis_mode(app):
+        if _queue(app, "process_items", mailbox_id):
+            return f"Item {external_id} queued for processing again."
+        return f"Item {external_id} is pending again; the workers process it on their next round."
     process_pending(app, mailbox_id=mailbox_id)
     with app.sessions() as session:
         again = session.scalar(select(QuarantineEntry).where(QuarantineEntry.id == entry_id))

@@ -183,7 +183,7 @@ def metrics(request: Request) -> Response:
     return Response(render_metrics(status), media_type=CONTENT_TYPE)
 
 
-@router.get("/healthz")
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 def healthz() -> PlainTextResponse:
     """Liveness for a reverse proxy or an orchestrator; tells nothing else."""
     return PlainTextResponse("ok\n")

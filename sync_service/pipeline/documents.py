@@ -38,7 +38,9 @@ def _add(ctx: ProcessContext, activity: Activity, sha: str, name: str, media: st
 def store_email_documents(
     ctx: ProcessContext, activity: Activity, raw_sha: str, raw_size: int, body: MessageBody
 ) -> None:
-    eml_name = safe_filename(f"{activity.subject or 'message'}.eml", default="message.eml")
+    # The subject is text, not a path: a "/" in it must not cut the name down to its last part.
+    subject = (activity.subject or "message").replace("/", "_").replace("\\", "_")
+    eml_name = safe_filename(f"{subject}.eml", default="message.eml")
     _add(ctx, activity, raw_sha, eml_name, "message/rfc822", raw_size, "email")
     for attachment in body.attachments:
         if attachment.inline and attachment.media_type.startswith("image/"):

@@ -120,7 +120,7 @@ def process_pending(
             if not raws:
                 return stats
             after = raws[-1].id
-            blobs = {r.id: app.blobs.get(r.sha256) for r in raws if r.state != DELETED and r.sha256}
+            blobs = _read_blobs(app, raws)
             for raw in _order(raws, blobs):
                 owner_email, owner_id = owners.get(raw.mailbox_id, ("", 0))
                 ctx = ProcessContext(
@@ -130,6 +130,19 @@ def process_pending(
         done += len(raws)
         if on_progress is not None:
             on_progress(done, max(total, done))
+
+
+def _read_blobs(app: App, raws: list[RawItem]) -> dict[int, bytes]:
+    """The stored bytes of a batch. A missing file is left out: ``_handle`` quarantines that item alone."""
+    found: dict[int, bytes] = {}
+    for raw in raws:
+        if raw.state == DELETED or not raw.sha256:
+            continue
+        try:
+            found[raw.id] = app.blobs.get(raw.sha256)
+        except OSError:
+            log.warning("stored bytes of raw item %s (%s) are missing", raw.id, raw.sha256)
+    return found
 
 
 def _process_one(ctx: ProcessContext, raw: RawItem, data: bytes | None, now: datetime) -> CandidateIndex:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from sync_service.dashboard.config import DashboardConfig
 from sync_service.pipeline.process import process_pending
 from sync_service.pipeline.runner import run_once
 from tests.support.builders import REP, REP2, maildir, message, seed_crm
+from workers.broker import setup_broker
 
 PASSWORD = "correct horse battery staple"
 TOKEN = "admin-token-0123456789abcdef"
@@ -100,6 +102,19 @@ def seed_dashboard(app: App, tmp_path: Path) -> Seeded:
         review = session.scalars(select(ReviewItem.activity_id)).one()
         quarantine_id = session.scalars(select(QuarantineEntry.id)).one()
     return Seeded(app, ids, review, quarantine_id)
+
+
+def make_dead_letter(app: App, mailbox: str) -> None:
+    """A sync of ``mailbox`` that a worker fetched and gave up on: dramatiq dead-letters it."""
+    with app.sessions() as session:
+        mailbox_id = session.scalars(select(Mailbox.id).where(Mailbox.name == mailbox)).one()
+    runtime = setup_broker(app.settings, app=app)
+    try:
+        runtime.send("sync_mailbox", mailbox_id)
+        fetched = runtime.broker.do_fetch("sync", 1)  # type: ignore[attr-defined]
+        runtime.broker.do_nack("sync", json.loads(fetched[0])["options"]["redis_message_id"])  # type: ignore[attr-defined]
+    finally:
+        runtime.close()
 
 
 def make_config(**overrides: object) -> DashboardConfig:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from crm_store.models import Activity, Mailbox, ReviewItem
 from sync_service.bootstrap import App
 from sync_service.dashboard.app import create_app
-from tests.dashboard.conftest import MAILBOX_SECRET, PASSWORD, make_config, seed_dashboard
+from tests.dashboard.conftest import MAILBOX_SECRET, PASSWORD, make_config, make_dead_letter, seed_dashboard
 from tests.support.browser import Browser, find_chromium
 from tests.support.servers import free_port, missing, wait_for_port
 from workers.broker import setup_broker
@@ -45,7 +45,7 @@ def served(app: App, database_url: str, tmp_path: Path, redis_url: str) -> Itera
         pytest.skip("the browser test runs once, on SQLite; the unit tests cover both databases")
     seed_dashboard(app, tmp_path)
     app.settings = replace(app.settings, broker_url=redis_url)
-    _dead_letter(app)
+    make_dead_letter(app, "broken")
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(app, make_config()), host="127.0.0.1", port=port, log_level="warning")
@@ -58,19 +58,6 @@ def served(app: App, database_url: str, tmp_path: Path, redis_url: str) -> Itera
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-
-
-def _dead_letter(app: App) -> None:
-    """A sync of the broken mailbox that a worker fetched and gave up on: dramatiq dead-letters it."""
-    with app.sessions() as session:
-        broken = session.scalars(select(Mailbox.id).where(Mailbox.name == "broken")).one()
-    runtime = setup_broker(app.settings, app=app)
-    try:
-        runtime.send("sync_mailbox", broken)
-        fetched = runtime.broker.do_fetch("sync", 1)  # type: ignore[attr-defined]
-        runtime.broker.do_nack("sync", json.loads(fetched[0])["options"]["redis_message_id"])  # type: ignore[attr-defined]
-    finally:
-        runtime.close()
 
 
 def _state(app: App, name: str) -> str:

@@ -4,9 +4,11 @@ the actions themselves, what the page shows and what it never shows."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+import redis
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -26,8 +28,10 @@ from tests.dashboard.conftest import (
     csrf_of,
     log_in,
     make_config,
+    make_dead_letter,
 )
 from tests.support.builders import ics, vevent
+from workers.queues import redis_queue_stats
 
 
 def _post_routes(client: TestClient) -> list[str]:
@@ -276,3 +280,30 @@ def test_an_app_with_an_unprotected_action_is_refused(seeded: Seeded) -> None:
 def test_no_dashboard_without_a_login_configured(seeded: Seeded) -> None:
     with pytest.raises(ConfigError, match="CRM_ADMIN_PASSWORD_HASH"):
         create_app(seeded.app, make_config(password_hash=None, token=None))
+
+
+def test_in_redis_mode_the_workers_get_the_follow_up_work(seeded: Seeded, redis_url: str) -> None:
+    seeded.app.settings = replace(seeded.app.settings, broker_url=redis_url)
+    make_dead_letter(seeded.app, "broken")
+    with TestClient(create_app(seeded.app, make_config()), base_url="http://testserver") as client:
+        token = log_in(client)
+        page = client.get("/").text
+        assert "sync_mailbox</span> · mailbox broken" in page  # the dead letter, named
+        assert (
+            "Mailbox broken resumed; a sync is queued."
+            in client.post("/mailboxes/broken/resume", data={"csrf_token": token}).text
+        )
+        retried = client.post(f"/quarantine/{seeded.quarantine_id}/retry", data={"csrf_token": token}).text
+        assert "queued for processing again" in retried
+        requeued = client.post("/queues/requeue-dead", data={"csrf_token": token}).text
+        assert "Requeued 1 dead-lettered message on their queues." in requeued
+    client_redis = redis.Redis.from_url(redis_url)
+    try:
+        stats = redis_queue_stats(client_redis)
+    finally:
+        client_redis.close()
+    assert stats["sync"] == {"ready": 2, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
+    assert stats["process"]["ready"] == 1
+    with seeded.app.sessions() as session:
+        raw = session.scalars(select(RawItem).where(RawItem.external_id == "team.ics")).one()
+        assert raw.state == "pending"  # the workers will process it

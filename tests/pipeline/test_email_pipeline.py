@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from crm_store.models import Activity, Document, QuarantineEntry, RawItem, ReviewItem, SyncedItem
+from crm_store.models import Activity, Document, Mailbox, QuarantineEntry, RawItem, ReviewItem, SyncedItem
 from sync_service.bootstrap import App
 from sync_service.exports import export_activities, export_documents, export_quarantine, export_review
 from tests.support.builders import REP, REP2, maildir, message
@@ -173,3 +173,25 @@ def test_shared_email_owner_does_not_depend_on_which_copy_came_first(app, crm, a
     add_mailbox("bob", maildir(tmp_path / "bob", [shared]), owner=REP2)
     sync()
     assert _activities(app)["own@acme.example"]["owner"] == REP2  # the first rep in To, not the first mailbox
+
+
+def test_missing_stored_bytes_quarantine_one_item_only(app, crm, add_mailbox, tmp_path: Path) -> None:
+    from sync_service.connectors.registry import open_connector
+    from sync_service.pipeline.fetch import sync_folder
+    from sync_service.pipeline.process import process_pending
+
+    box = maildir(tmp_path / "alice", [message(f"b{i}@acme.example", "wile@acme.example", [REP], f"S/{i}")
+                                       for i in range(3)])
+    add_mailbox("alice", box)
+    with app.sessions() as session:
+        mailbox_id = session.scalars(select(Mailbox.id)).one()
+    sync_folder(app, mailbox_id, open_connector(f"maildir://{box}"), ".")
+    with app.sessions() as session:
+        victim = session.scalars(select(RawItem).order_by(RawItem.id)).first()
+    assert victim is not None and victim.sha256
+    app.blobs.path_of(victim.sha256).unlink()
+    stats = process_pending(app)
+    assert stats.logged == 2 and stats.quarantined == 1
+    with app.sessions() as session:
+        docs = [d["filename"] for d in export_documents(session)]
+    assert sorted(docs) == ["S_1.eml", "S_2.eml"]  # "S/1" keeps its whole subject in the file name
