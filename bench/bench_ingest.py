@@ -6,15 +6,16 @@ In one run, each measurement in a fresh interpreter (``bench/measure.py``):
 
 1. generate the corpus (``bench/corpus.py``), or reuse the cached one (``--cache``, default
    ``~/.cache/crm-sync-bench``), and read every file once so the page cache is warm for everyone;
-2. per backend, parse-only — the standard library on the same files (compat32 full parse, walk, decode,
-   addresses, date), measured right before the ingest it is compared with, since the load of a shared machine
-   drifts — then the ingest: ``run_once`` on a fresh SQLite database, or on a fresh database of a throw-away
-   PostgreSQL (``tests.support.servers.PostgresServer``; the row is skipped with a note when it cannot start),
-   followed by a re-sync after 10 new messages;
+2. per backend: the ingest — ``run_once`` on a fresh SQLite database, or on a fresh database of a
+   throw-away PostgreSQL (``tests.support.servers.PostgresServer``; the row is skipped with a note when it
+   cannot start) — followed by a re-sync after 10 new messages; and its reference, parse-only: the standard
+   library on the same files (compat32 full parse, walk, decode, addresses, date), measured just before and
+   just after that ingest (the faster of the two counts), since the load of a shared machine drifts;
 4. peak memory: ``VmHWM`` of the SQLite ingest at ``messages / 10`` and at ``messages``.
 
-It prints one table with wall and CPU seconds, msg/s, SQL statements per message and the ratios the targets
-are stated in (docs/performance.md). Ratios, not absolute figures, are what holds on a noisy machine.
+It prints one table with wall and CPU seconds (on PostgreSQL: ours plus the server's), msg/s, SQL statements
+per message and the ratios the targets are stated in (docs/performance.md), by wall time and by CPU time.
+Ratios, not absolute figures, are what holds on a noisy machine; the CPU ratio is the steadier of the two.
 The exit code is 0 even when a target is missed; it is 1 only when a measurement fails.
 """
 
@@ -129,9 +130,19 @@ def _met(ratio: float, limit: float) -> str:
     return "yes" if ratio <= limit else "NO"
 
 
-def parse_row(parse: dict[str, Any], before: str) -> Row:
+def reference(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The parse-only reference of one ingest: measured before and after it, the faster of the two in each
+    figure — a short measurement is the one a burst of load on a shared machine distorts most."""
+    best = dict(before)
+    for key in ("seconds", "cpu_seconds", "headers_seconds"):
+        best[key] = min(before[key], after[key])
+    best["runs"] = [before, after]
+    return best
+
+
+def parse_row(parse: dict[str, Any], backend: str) -> Row:
     return Row(
-        f"parse-only: stdlib compat32 full parse (before {before})",
+        f"parse-only: stdlib compat32 full parse (around {backend})",
         parse["messages"],
         parse["seconds"],
         parse["cpu_seconds"],
@@ -271,15 +282,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="crm-sync-bench-", dir=args.workdir))
     try:
         for backend in args.backends:
-            # The reference is measured right before each ingest: the load of a shared machine drifts.
-            _say(f"parse-only (standard library), then ingest on {BACKEND_NAMES[backend]} …")
-            parse = results[f"parse_{backend}"] = measure("parse", str(corpus))
+            _say(f"parse-only, ingest on {BACKEND_NAMES[backend]}, parse-only again …")
+            target = work / backend
+            target.mkdir()
+            before = measure("parse", str(corpus))
+            result = ingest(backend, corpus, target, args.resync)
+            after = measure("parse", str(corpus))
+            parse = results[f"parse_{backend}"] = reference(before, after)
             rows.append(parse_row(parse, BACKEND_NAMES[backend]))
             if len(rows) == 1:
                 rows.append(Row("parse-only: stdlib headers only (info)", parse["messages"], parse["headers_seconds"]))
-            target = work / backend
-            target.mkdir()
-            result = ingest(backend, corpus, target, args.resync)
             if isinstance(result, str):
                 rows.append(
                     Row(f"ingest {BACKEND_NAMES[backend]}: run_once", spec.messages, met="skipped", note=result)
