@@ -30,6 +30,10 @@ class Settings:
     batch_size: int = 500
     phone_region: str = "US"
     extra: Mapping[str, str] = field(default_factory=dict)
+    # dramatiq's Prometheus middleware in the Redis workers (off when None; see docs/workers.md)
+    worker_metrics_dir: Path | None = None
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9191  # 0: no HTTP endpoint of the workers' own
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -49,6 +53,13 @@ def _domains(raw: str | None) -> frozenset[str]:
     if not raw:
         return frozenset()
     return frozenset(d.strip().lower().lstrip("@") for d in raw.replace(";", ",").split(",") if d.strip())
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value > 65535:
+        raise ConfigError(f"{name} must be a port number (0 to 65535), got {value}")
+    return value
 
 
 def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
@@ -73,4 +84,7 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
         max_occurrences=_int(env, "CRM_MAX_OCCURRENCES", 1000),
         batch_size=max(1, _int(env, "CRM_BATCH_SIZE", 500)),
         phone_region=(env.get("CRM_PHONE_REGION") or "US").upper(),
+        worker_metrics_dir=cwd / Path(raw_dir).expanduser() if (raw_dir := env.get("CRM_WORKER_METRICS_DIR")) else None,
+        worker_metrics_host=(env.get("CRM_WORKER_METRICS_HOST") or "127.0.0.1").strip(),
+        worker_metrics_port=_port(env, "CRM_WORKER_METRICS_PORT", 9191),
     )

@@ -11,11 +11,21 @@ It declares the actors on the new broker explicitly (``workers.actors.declare_ac
 which module was imported first, and returns a ``Runtime`` that holds the broker, the actors and the locks.
 Nothing here runs at import; dramatiq's own worker processes call ``setup_from_environment`` once each
 (``dramatiq workers.broker:setup_from_environment``).
+
+With ``CRM_WORKER_METRICS_DIR`` set, those worker processes also run dramatiq's Prometheus middleware
+(``worker_metrics_middleware``): it writes ``prometheus_client`` multiprocess files into that directory, which
+the dashboard's ``/metrics`` merges, and serves them on ``CRM_WORKER_METRICS_HOST:CRM_WORKER_METRICS_PORT``.
+Only the worker processes get it: the scheduler, the dashboard and the CLI never process messages.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import dramatiq
@@ -116,6 +126,66 @@ def setup_broker(
     return Runtime("embedded" if in_process else "redis", broker, actors, locks, context, options, client)
 
 
+# The files prometheus_client writes in multiprocess mode: ``counter_<pid>.db``, ``gauge_livesum_<pid>.db``, …
+_METRIC_FILE = re.compile(r"^(counter|histogram|summary|gauge_[a-z]+)_\d+\.db$")
+
+
+def metrics_environment(settings: Settings) -> dict[str, str]:
+    """The variables dramatiq's Prometheus middleware and ``prometheus_client`` read at import time (so they must
+    be in the environment before either is imported); empty when ``CRM_WORKER_METRICS_DIR`` is unset."""
+    if settings.worker_metrics_dir is None:
+        return {}
+    directory = str(settings.worker_metrics_dir)
+    return {
+        "dramatiq_prom_db": directory,
+        "dramatiq_prom_host": settings.worker_metrics_host,
+        "dramatiq_prom_port": str(settings.worker_metrics_port),
+        "PROMETHEUS_MULTIPROC_DIR": directory,
+    }
+
+
+def prepare_worker_metrics(settings: Settings) -> None:
+    """Before ``crm-sync worker`` starts its processes: create the directory, drop the files of earlier runs
+    (their counters would be summed in forever, their live gauges never drop), export the variables."""
+    directory = settings.worker_metrics_dir
+    if directory is None:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for path in directory.iterdir():
+            if _METRIC_FILE.match(path.name):
+                path.unlink(missing_ok=True)
+    except OSError as error:
+        raise ConfigError(f"CRM_WORKER_METRICS_DIR {directory}: {error.strerror or error}") from None
+    os.environ.update(metrics_environment(settings))
+
+
+def worker_metrics_middleware(settings: Settings) -> Middleware | None:
+    """dramatiq's ``Prometheus`` middleware writing into ``CRM_WORKER_METRICS_DIR`` (None when unset); it starts no
+    HTTP endpoint of its own when ``CRM_WORKER_METRICS_PORT`` is 0."""
+    if settings.worker_metrics_dir is None:
+        return None
+    settings.worker_metrics_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.update(metrics_environment(settings))
+    from dramatiq.middleware import prometheus  # reads dramatiq_prom_* at its first import
+
+    if Path(prometheus.DB_PATH) != settings.worker_metrics_dir:
+        raise ConfigError(
+            f"dramatiq's Prometheus middleware was imported with another directory ({prometheus.DB_PATH}) "
+            "before CRM_WORKER_METRICS_DIR was applied"
+        )
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None and not getattr(values.ValueClass, "_multiprocess", False):
+        raise ConfigError("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set")
+
+    class WithoutServer(prometheus.Prometheus):
+        @property
+        def forks(self) -> list[Callable[[], int]]:
+            return []
+
+    return prometheus.Prometheus() if settings.worker_metrics_port else WithoutServer()
+
+
 _process_runtime: Runtime | None = None
 
 
@@ -131,4 +201,8 @@ def setup_from_environment() -> None:
     settings = load_settings()
     if broker_mode(settings) != "redis":
         raise ConfigError("dramatiq workers need CRM_BROKER_URL=redis://…")
-    _process_runtime = setup_broker(settings)
+    runtime = setup_broker(settings)
+    metrics = worker_metrics_middleware(settings)
+    if metrics is not None:
+        runtime.broker.add_middleware(metrics)
+    _process_runtime = runtime

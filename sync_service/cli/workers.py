@@ -18,7 +18,7 @@ from sync_service.config import Settings
 from sync_service.errors import ConfigError, CrmSyncError
 from sync_service.mailboxes import redact_url
 from workers.actors import QUEUES
-from workers.broker import broker_mode, redis_client, setup_broker
+from workers.broker import broker_mode, prepare_worker_metrics, redis_client, setup_broker
 
 queue_app = typer.Typer(help="Inspect and repair the Redis work queues.", no_args_is_help=True)
 
@@ -50,12 +50,13 @@ def worker_command(
     """Run dramatiq worker processes for the sync, process and maintenance queues (JSON logs on stderr)."""
     import dramatiq.cli
 
-    _redis_settings("worker")
+    current = _redis_settings("worker")
     unknown = sorted(set(queue or ()) - set(QUEUES))
     if unknown:
         raise ConfigError(f"unknown queue {', '.join(unknown)} (queues: {', '.join(QUEUES)})")
     argv = ["workers.broker:setup_from_environment", "--processes", str(processes), "--threads", str(threads)]
     argv += ["--skip-logging", *(["--queues", *queue] if queue else [])]
+    prepare_worker_metrics(current)  # CRM_WORKER_METRICS_DIR: before dramatiq starts the processes
     raise typer.Exit(dramatiq.cli.main(dramatiq.cli.make_argument_parser().parse_args(argv)))
 
 
@@ -84,20 +85,37 @@ def scheduler_command(
         runtime.close()
 
 
+def _mailbox_id(current: Settings, name: str) -> int:
+    from sqlalchemy import select
+
+    from crm_store.models import Mailbox
+
+    with open_app(app_settings=current) as app, app.sessions() as session:
+        found = session.scalar(select(Mailbox.id).where(Mailbox.name == name))
+    if found is None:
+        raise ConfigError(f"no mailbox named {name!r}")
+    return found
+
+
 @queue_app.command("requeue-dead")
 def requeue_dead_command(
     queue: list[str] | None = typer.Option(None, "--queue", help=f"Only these queues ({', '.join(QUEUES)})."),
+    mailbox: str | None = typer.Option(
+        None, "--mailbox", metavar="NAME", help="Only the messages about this mailbox (its syncs, its processing)."
+    ),
 ) -> None:
     """Put dead-lettered messages back on their queues, with a fresh retry budget."""
     from workers.queues import requeue_dead
 
     current = _redis_settings("queue requeue-dead")
+    mailbox_id = _mailbox_id(current, mailbox) if mailbox is not None else None
     runtime = setup_broker(current)
     try:
-        count = requeue_dead(runtime, tuple(queue) if queue else QUEUES)
+        count = requeue_dead(runtime, tuple(queue) if queue else QUEUES, mailbox_id)
     finally:
         runtime.close()
-    console.print(f"requeued {count} dead-lettered message{'s' if count != 1 else ''}")
+    about = f" of mailbox {mailbox}" if mailbox is not None else ""
+    console.print(f"requeued {count} dead-lettered message{'s' if count != 1 else ''}{about}")
 
 
 def request_sync(current: Settings, mailbox_id: int) -> bool:

@@ -63,19 +63,33 @@ def mailbox_action(app: App, name: str, action: str) -> str:
     return f"Mailbox {name} {done}" + ("; a sync is queued." if queued else ".")
 
 
-def requeue_dead_letters(app: App, queue: str | None = None) -> str:
-    """Put the dead letters of ``queue`` (or of every queue) back on their queues (Redis mode only)."""
+def mailbox_id_of(app: App, name: str) -> int:
+    """The id of the mailbox named ``name``; a one-line ``ConfigError`` if there is none."""
+    with app.sessions() as session:
+        found = session.scalar(select(Mailbox.id).where(Mailbox.name == name))
+    if found is None:
+        raise ConfigError(f"no mailbox named {name!r}")
+    return found
+
+
+def requeue_dead_letters(app: App, queue: str | None = None, mailbox: str | None = None) -> str:
+    """Put dead letters back on their queues (Redis mode only): those of ``queue`` (or of every queue); with
+    ``mailbox``, only the messages about that mailbox (its syncs and its processing)."""
     if queue is not None and queue not in QUEUES:
         raise ConfigError(f"unknown queue {queue!r}")
+    mailbox_id = mailbox_id_of(app, mailbox) if mailbox is not None else None
     if not _redis_mode(app):
         raise ConfigError("dead letters exist in Redis mode only (CRM_BROKER_URL=redis://…)")
     runtime = setup_broker(app.settings, app=app)
     try:
-        count = requeue_dead(runtime, (queue,) if queue else QUEUES)
+        count = requeue_dead(runtime, (queue,) if queue else QUEUES, mailbox_id)
     finally:
         runtime.close()
+    plural = "" if count == 1 else "s"
+    if mailbox is not None:
+        return f"Requeued {count} dead-lettered message{plural} of mailbox {mailbox}."
     where = f"the {queue} queue" if queue else "their queues"
-    return f"Requeued {count} dead-lettered message{'' if count == 1 else 's'} on {where}."
+    return f"Requeued {count} dead-lettered message{plural} on {where}."
 
 
 def retry_quarantined(app: App, entry_id: int) -> str:

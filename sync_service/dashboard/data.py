@@ -18,11 +18,11 @@ from crm_store.models import Account, Activity, Mailbox, Opportunity, Quarantine
 from sync_service.config import Settings
 from sync_service.dashboard.alerts import Alert, AlertConfig
 from sync_service.dashboard.chart import Chart, bar_chart, days_back
-from sync_service.dashboard.deadletters import DeadLetter, per_mailbox, read_dead_letters
+from sync_service.dashboard.deadletters import DeadLetter, read_dead_letters
 from sync_service.dashboard.wording import STATE_WORDS, duration, is_throttled, plain_error
 from sync_service.status import collect_status
 from workers.broker import broker_mode, redis_client
-from workers.queues import queue_status
+from workers.queues import queue_status, redis_dead_per_mailbox
 
 CHART_DAYS = 28
 
@@ -30,7 +30,8 @@ CHART_DAYS = 28
 @dataclass(frozen=True)
 class QueueSnapshot:
     status: dict[str, Any]  # ``workers.queues.queue_status``
-    dead_letters: list[DeadLetter] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)  # the latest few, for the list on the page
+    dead_per_mailbox: dict[int, int] = field(default_factory=dict)  # mailbox id → all its dead letters
 
     @property
     def requeue_possible(self) -> bool:
@@ -38,13 +39,14 @@ class QueueSnapshot:
 
 
 def read_queues(settings: Settings) -> QueueSnapshot:
-    """The queue numbers and, in Redis mode, the latest dead letters (an unreachable Redis is reported)."""
+    """The queue numbers and, in Redis mode, the latest dead letters and the dead letters per mailbox (an
+    unreachable Redis is reported)."""
     status = queue_status(settings)
     if broker_mode(settings) != "redis" or not settings.broker_url or status.get("queues") is None:
         return QueueSnapshot(status)
     client = redis_client(settings.broker_url)
     try:
-        return QueueSnapshot(status, read_dead_letters(client))
+        return QueueSnapshot(status, read_dead_letters(client), redis_dead_per_mailbox(client))
     except redis.RedisError:
         return QueueSnapshot(status)
     finally:
@@ -227,8 +229,8 @@ def build_page(
     status = collect_status(session, now=now, queues=queues.status, alert_config=alert_config)
     alerts = [Alert(a["mailbox"], a["kind"], a["message"], a.get("reason")) for a in status["alerts"]]
     by_name = {a.mailbox: a for a in alerts}
-    ids = dict(session.execute(select(Mailbox.id, Mailbox.name)).tuples().all())
-    dead = per_mailbox(queues.dead_letters, ids)
+    ids: dict[int, str] = {i: n for i, n in session.execute(select(Mailbox.id, Mailbox.name))}
+    dead = {ids[i]: n for i, n in queues.dead_per_mailbox.items() if i in ids}
     views = [_mailbox_view(b, by_name.get(b["name"]), dead.get(b["name"], 0)) for b in status["mailboxes"]]
     queue = status["queue"]
     dead_total = sum(n["dead_lettered"] for n in (queue.get("queues") or {}).values())

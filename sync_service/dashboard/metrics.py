@@ -1,13 +1,22 @@
 """``/metrics``: the Prometheus text exposition format (version 0.0.4), written from ``collect_status`` (pure).
 
-Written by hand rather than with ``prometheus_client``: the numbers are read from the database and Redis at
-scrape time (nothing accumulates in this process), so a registry would add nothing but a dependency.
+Our gauges are written by hand rather than with ``prometheus_client``: the numbers are read from the database and
+Redis at scrape time (nothing accumulates in this process), so a registry would add nothing.
+
+dramatiq's own metrics (``dramatiq_messages_total``, ``dramatiq_message_duration_milliseconds``, …) are counted
+inside the worker processes by its Prometheus middleware, when ``CRM_WORKER_METRICS_DIR`` is set
+(``workers.broker.worker_metrics_middleware``). They write ``prometheus_client`` multiprocess files there;
+``worker_metrics`` merges those files with ``prometheus_client``'s ``MultiProcessCollector``, so a dashboard that
+shares the directory with the workers (same machine or a shared volume) serves them too. Workers elsewhere are
+scraped on their own endpoint (``CRM_WORKER_METRICS_PORT``).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -102,3 +111,25 @@ def render_metrics(status: Mapping[str, Any]) -> str:
     skipped = [({"reason": r}, float(n)) for r, n in sorted(status.get("skipped", {}).items())]
     out.family("crm_sync_items_skipped_total", "counter", "Items not logged, by reason.", skipped)
     return out.text()
+
+
+def worker_metrics(directory: Path | None) -> str:
+    """dramatiq's worker metrics merged from the multiprocess files in ``directory``, after the gauge
+    ``crm_sync_worker_metrics_up`` (0 when the directory cannot be read); nothing when ``directory`` is None."""
+    if directory is None:
+        return ""
+    # Imported here: prometheus_client picks its storage when first imported, and only workers need files.
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    up, body = 1.0, ""
+    try:
+        MultiProcessCollector(registry, path=str(directory))
+        body = generate_latest(registry).decode("utf-8")
+    except (OSError, ValueError, struct.error):  # no such directory; a file that cannot be read whole
+        up, body = 0.0, ""
+    out = Exposition()
+    out.family("crm_sync_worker_metrics_up", "gauge", "1 when the workers' metrics directory could be read.",
+               [({}, up)])  # fmt: skip
+    return out.text() + body

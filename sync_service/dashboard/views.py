@@ -18,7 +18,7 @@ from sync_service.dashboard.auth import Session, bearer_matches, check_credentia
 from sync_service.dashboard.content import activity_detail
 from sync_service.dashboard.csrf import Form, csrf_form
 from sync_service.dashboard.data import build_page
-from sync_service.dashboard.metrics import CONTENT_TYPE, render_metrics
+from sync_service.dashboard.metrics import CONTENT_TYPE, render_metrics, worker_metrics
 from sync_service.dashboard.web import (
     client_address,
     current_session,
@@ -141,6 +141,11 @@ def _run(request: Request, session: LoggedIn, anchor: str, action: Any, *args: A
     return _back(request, session, message, anchor=anchor)
 
 
+@router.post("/mailboxes/{name}/requeue-dead")  # before the generic route below, which would take it
+def requeue_mailbox_dead(request: Request, name: str, session: LoggedIn, form: CheckedForm) -> Response:
+    return _run(request, session, f"#mailbox-{quote(name)}", actions.requeue_dead_letters, None, name)
+
+
 @router.post("/mailboxes/{name}/{action}")
 def mailbox_action(request: Request, name: str, action: str, session: LoggedIn, form: CheckedForm) -> Response:
     return _run(request, session, f"#mailbox-{quote(name)}", actions.mailbox_action, name, action)
@@ -180,7 +185,8 @@ def metrics(request: Request) -> Response:
     queues = state.queues()
     with state.app.sessions() as db:
         status = collect_status(db, queues=queues.status, alert_config=state.config.alerts)
-    return Response(render_metrics(status), media_type=CONTENT_TYPE)
+    text = render_metrics(status) + worker_metrics(state.app.settings.worker_metrics_dir)
+    return Response(text, media_type=CONTENT_TYPE)
 
 
 @router.api_route("/healthz", methods=["GET", "HEAD"])

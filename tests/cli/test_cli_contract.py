@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,3 +181,52 @@ def test_secret_is_encrypted_and_never_shown(ready, monkeypatch, tmp_path: Path)
 def test_unknown_export_kind_is_a_failure(ready) -> None:  # type: ignore[no-untyped-def]
     result = ready("export", "widgets", "--format", "json")
     assert result.code == 1 and "unknown export kind" in result.err
+
+
+def _dead_letters(redis_url: str, monkeypatch: pytest.MonkeyPatch, calls: list[tuple[str, tuple[int, ...]]]) -> None:
+    """Send each ``(actor, args)`` to Redis, let a worker fetch it and give up: a dead letter each."""
+    from sync_service.config import load_settings
+    from workers.broker import setup_broker
+
+    monkeypatch.setenv("CRM_BROKER_URL", redis_url)
+    runtime = setup_broker(load_settings())
+    try:
+        for actor, args in calls:
+            queue = runtime.actors.send(actor, *args).queue_name
+            fetched = runtime.broker.do_fetch(queue, 1)  # type: ignore[attr-defined]
+            runtime.broker.do_nack(queue, json.loads(fetched[0])["options"]["redis_message_id"])  # type: ignore[attr-defined]
+    finally:
+        runtime.close()
+
+
+def test_requeue_dead_letters_of_one_mailbox(
+    cli: Any, database_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    assert cli("init").code == 0
+    mail = maildir(tmp_path / "mail", [message("m1@acme.example", "wile@acme.example", [REP], "Hello")])
+    for name in ("alice", "bob"):
+        assert cli("mailbox", "add", name, "--owner", REP, "--source", f"maildir://{mail}").code == 0
+    embedded = cli("queue", "requeue-dead", "--mailbox", "alice")
+    assert embedded.code == 1 and "CRM_BROKER_URL=redis://" in embedded.err and embedded.err.count("\n") == 1
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        ids = {name: id_ for name, id_ in conn.execute(text("SELECT name, id FROM mailboxes"))}
+    engine.dispose()
+    alice, bob = ids["alice"], ids["bob"]
+    _dead_letters(redis_url, monkeypatch, [("sync_mailbox", (alice,)), ("process_items", (alice,)),
+                                           ("sync_mailbox", (bob,)), ("rematch", ())])  # fmt: skip
+
+    result = cli("queue", "requeue-dead", "--mailbox", "alice")
+    assert (result.code, result.out.strip()) == (0, "requeued 2 dead-lettered messages of mailbox alice")
+    queues = json.loads(cli("status", "--json").out)["queue"]["queues"]
+    assert (queues["sync"]["ready"], queues["sync"]["dead_lettered"]) == (1, 1)  # bob's stays dead
+    assert (queues["process"]["ready"], queues["process"]["dead_lettered"]) == (1, 1)  # rematch stays dead
+    again = cli("queue", "requeue-dead", "--mailbox", "bob", "--queue", "process")
+    assert (again.code, again.out.strip()) == (0, "requeued 0 dead-lettered messages of mailbox bob")
+    unknown = cli("queue", "requeue-dead", "--mailbox", "nobody")
+    assert (unknown.code, unknown.out, unknown.err) == (1, "", "crm-sync: error: no mailbox named 'nobody'\n")
+    assert cli("queue", "requeue-dead", "--mailbox").code == 2
+    everything = cli("queue", "requeue-dead")
+    assert (everything.code, everything.out.strip()) == (0, "requeued 2 dead-lettered messages")

@@ -1,7 +1,8 @@
 """End to end: an admin uses the dashboard in headless Chromium, against uvicorn, a database and a real Redis.
 
-Logs in, sees the failing mailbox and why, pauses and resumes a mailbox, requeues a dead letter, assigns a
-review item with one click, reads a sanitised HTML email, and is refused an action without a CSRF token.
+Logs in, sees the failing mailbox and why, pauses and resumes a mailbox, requeues dead letters (one mailbox's,
+then a queue's), assigns a review item with one click, reads a sanitised HTML email, and is refused an action
+without a CSRF token.
 Screenshots go to ``tests/_artifacts/`` (gitignored).
 """
 
@@ -46,6 +47,7 @@ def served(app: App, database_url: str, tmp_path: Path, redis_url: str) -> Itera
     seed_dashboard(app, tmp_path)
     app.settings = replace(app.settings, broker_url=redis_url)
     make_dead_letter(app, "broken")
+    make_dead_letter(app, "alice")
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(app, make_config()), host="127.0.0.1", port=port, log_level="warning")
@@ -100,7 +102,8 @@ def test_an_admin_fixes_things_from_the_dashboard(served: tuple[str, App], brows
     broken = browser.text("#mailbox-broken")
     assert "Failed" in broken and "not found at the source" in broken
     assert "broken" in browser.text("#alerts") and "failing" in browser.text("#alerts")
-    assert "1" in browser.text("#queue-sync td.bad")  # the dead letter
+    assert browser.text("#queue-sync td.bad") == "2"  # the dead letters, one per mailbox
+    assert browser.text("#mailbox-broken td.dead-letters") == "1"
     assert MAILBOX_SECRET not in browser.evaluate("document.documentElement.outerHTML")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.screenshot(ARTIFACTS / "dashboard.png")
@@ -113,8 +116,13 @@ def test_an_admin_fixes_things_from_the_dashboard(served: tuple[str, App], brows
     assert browser.text("#flash") == "Mailbox alice resumed; a sync is queued."
     assert _state(app, "alice") == "idle"
 
-    # Requeue the dead letter.
+    # Requeue broken's dead letter from its row, then the rest from the queue's.
     ready_before = _redis_numbers(app)["ready"]
+    browser.click_and_wait('#mailbox-broken form[action$="/requeue-dead"] button')
+    assert browser.text("#flash") == "Requeued 1 dead-lettered message of mailbox broken."
+    assert browser.text("#mailbox-broken td.dead-letters") == "0"
+    assert _redis_numbers(app)["dead_lettered"] == 1 and _redis_numbers(app)["ready"] == ready_before + 1
+    ready_before += 1
     browser.click_and_wait("#queue-sync form button")
     assert browser.text("#flash") == "Requeued 1 dead-lettered message on the sync queue."
     numbers = _redis_numbers(app)

@@ -3,6 +3,7 @@ the actions themselves, what the page shows and what it never shows."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from tests.dashboard.conftest import (
     make_dead_letter,
 )
 from tests.support.builders import ics, vevent
+from workers.broker import setup_broker
 from workers.queues import redis_queue_stats
 
 
@@ -60,8 +62,8 @@ def test_every_page_needs_a_login(client: TestClient) -> None:
 def test_every_action_is_refused_without_a_login(client: TestClient, seeded: Seeded) -> None:
     anonymous = csrf_of(client.get("/login").text)  # a real token, but of a session that is not logged in
     routes = [p for p in _post_routes(client) if p != "/login"]
-    assert {"/logout", "/mailboxes/alice/pause", "/queues/requeue-dead", "/quarantine/1/retry",
-            "/review/1/assign"} <= set(routes)  # fmt: skip
+    assert {"/logout", "/mailboxes/alice/pause", "/mailboxes/alice/requeue-dead", "/queues/requeue-dead",
+            "/quarantine/1/retry", "/review/1/assign"} <= set(routes)  # fmt: skip
     for path in routes:
         answer = client.post(path, data={"csrf_token": anonymous, "opportunity_id": "1"}, follow_redirects=False)
         assert answer.status_code == 403, path
@@ -307,3 +309,57 @@ def test_in_redis_mode_the_workers_get_the_follow_up_work(seeded: Seeded, redis_
     with seeded.app.sessions() as session:
         raw = session.scalars(select(RawItem).where(RawItem.external_id == "team.ics")).one()
         assert raw.state == "pending"  # the workers will process it
+
+
+def _dead_complete_due(seeded: Seeded) -> None:
+    """A dead letter about no mailbox (``complete_due``)."""
+    runtime = setup_broker(seeded.app.settings, app=seeded.app)
+    try:
+        runtime.send("complete_due")
+        fetched = runtime.broker.do_fetch("maintenance", 1)  # type: ignore[attr-defined]
+        runtime.broker.do_nack("maintenance", json.loads(fetched[0])["options"]["redis_message_id"])  # type: ignore[attr-defined]
+    finally:
+        runtime.close()
+
+
+def _row(html: str, name: str) -> str:
+    found = re.search(rf'<tr id="mailbox-{name}".*?</tr>', html, re.S)
+    assert found, name
+    return found.group(0)
+
+
+def test_a_mailboxs_dead_letters_are_counted_and_requeued_from_its_row(seeded: Seeded, redis_url: str) -> None:
+    seeded.app.settings = replace(seeded.app.settings, broker_url=redis_url)
+    for name in ("broken", "broken", "alice"):
+        make_dead_letter(seeded.app, name)
+    _dead_complete_due(seeded)
+    with TestClient(create_app(seeded.app, make_config()), base_url="http://testserver") as client:
+        token = log_in(client)
+        html = client.get("/").text
+        assert re.search(r'class="num dead-letters bad">2<', _row(html, "broken"))
+        assert re.search(r'class="num dead-letters bad">1<', _row(html, "alice"))
+        assert re.search(r'class="num dead-letters ">0<', _row(html, "bob"))
+        assert 'action="/mailboxes/broken/requeue-dead"' in _row(html, "broken")
+        assert "requeue-dead" not in _row(html, "bob")  # no dead letters, no button
+        for data in ({}, {"csrf_token": "forged-token"}):
+            refused = client.post("/mailboxes/broken/requeue-dead", data=data, follow_redirects=False)
+            assert refused.status_code == 403 and "Action refused" in refused.text
+        with redis.Redis.from_url(redis_url) as r:
+            assert redis_queue_stats(r)["sync"]["dead_lettered"] == 3  # the refused POSTs moved nothing
+        answer = client.post("/mailboxes/broken/requeue-dead", data={"csrf_token": token}, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"] == "/#mailbox-broken"
+        html = client.get("/").text
+        assert "Requeued 2 dead-lettered messages of mailbox broken." in html
+        assert "requeue-dead" not in _row(html, "broken") and "requeue-dead" in _row(html, "alice")
+        unknown = client.post("/mailboxes/nobody/requeue-dead", data={"csrf_token": token}).text
+        assert "no mailbox named &#39;nobody&#39;" in unknown
+    with redis.Redis.from_url(redis_url) as r:
+        stats = redis_queue_stats(r)
+    assert (stats["sync"]["ready"], stats["sync"]["dead_lettered"]) == (2, 1)  # alice's stays dead
+    assert stats["maintenance"]["dead_lettered"] == 1  # about no mailbox: stays
+
+
+def test_a_mailboxs_requeue_needs_redis_mode(client: TestClient) -> None:
+    token = log_in(client)
+    page = client.post("/mailboxes/broken/requeue-dead", data={"csrf_token": token}).text
+    assert "dead letters exist in Redis mode only" in page

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import pytest
@@ -18,7 +24,9 @@ from crm_store.models import Mailbox
 from crm_store.models.sync import FAILED, IDLE, PAUSED, SYNCING
 from sync_service.bootstrap import App
 from sync_service.config import load_settings
+from tests.conftest import REPO
 from tests.support.flaky import flaky_url
+from tests.support.servers import free_port
 from tests.workers.conftest import generated_mail, prepare, wait_for
 from workers import tasks
 from workers.broker import Runtime, setup_broker
@@ -179,3 +187,36 @@ def test_worker_logs_are_json_lines() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["msg"] == "mailbox synced" and line["level"] == "info"
     assert (line["event"], line["mailbox"], line["stored"], line["duration"]) == ("sync", "alice", 3, 0.25)
+
+
+def test_worker_processes_count_dramatiq_metrics_when_configured(
+    cli: Any, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``crm-sync worker`` with CRM_WORKER_METRICS_DIR: dramatiq's Prometheus middleware in its processes, the
+    files in the directory, and the exposition server on CRM_WORKER_METRICS_PORT."""
+    assert cli("init").code == 0
+    port, directory = free_port(), tmp_path / "metrics"
+    monkeypatch.setenv("CRM_BROKER_URL", redis_url)
+    env = {**os.environ, "CRM_WORKER_METRICS_DIR": str(directory), "CRM_WORKER_METRICS_PORT": str(port)}
+    command = [sys.executable, "-m", "sync_service.cli.main", "worker", "--processes", "1", "--threads", "1"]
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=log, start_new_session=True)
+    try:
+        runtime = setup_broker(load_settings())
+        runtime.send("complete_due")
+        runtime.close()
+        sample = 'dramatiq_messages_total{actor_name="complete_due",queue_name="maintenance"} 1.0'
+
+        def scraped() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as answer:
+                    return sample in answer.read().decode()
+            except OSError:
+                return worker.poll() is not None and pytest.fail((tmp_path / "worker.log").read_text())
+
+        wait_for(scraped, 60, "the worker's metrics endpoint to count the message")
+        assert any(directory.glob("counter_*.db"))  # what the dashboard's /metrics merges
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)  # the worker and dramatiq's processes (its own group)
+        worker.wait(timeout=60)
