@@ -27,6 +27,7 @@ from sync_service.cli.sales import (
 )
 from sync_service.cli.setup import init_command, secret_key_command
 from sync_service.cli.sync import sync_command
+from sync_service.cli.watch import watch_command
 from sync_service.cli.workers import queue_app, scheduler_command, worker_command
 from sync_service.errors import CrmSyncError
 
@@ -57,6 +58,7 @@ activity_app.command("complete")(activity_complete_command)
 activity_app.command("cancel")(activity_cancel_command)
 app.command("worker")(worker_command)
 app.command("scheduler")(scheduler_command)
+app.command("watch")(watch_command)
 app.add_typer(queue_app, name="queue")
 app.add_typer(dashboard_app, name="dashboard")
 

@@ -25,7 +25,8 @@ A page's later pages are served from memory when ``list_changes`` is called with
 Connection: DISCONNECTED ──connect+login+ENABLE QRESYNC──▶ READY ──EXAMINE──▶ SELECTED. A lost connection
 (network, timeout, server restart) reconnects with backoff (0.5, 1, 2, 4 s) and repeats the operation; a fetch
 resumes with the UIDs not yet delivered. Still failing → ``TransientSourceError``. Refused credentials or a
-missing folder → ``PermanentSourceError``. No message ever carries the secret.
+missing folder → ``PermanentSourceError``. No message ever carries the secret. ``auth=xoauth2`` takes an access
+token or a refresh grant (``imap_oauth.py``).
 """
 
 from __future__ import annotations
@@ -108,6 +109,10 @@ class ImapConnector:
                 return
             except ConnectionLost as error:
                 self._wait_to_reconnect(error, attempt)
+
+    def rotated_secret(self) -> str | None:
+        """A rotated OAuth2 refresh token (``auth=xoauth2`` with a refresh grant): the runner stores it."""
+        return self.session.rotated_secret()
 
     def close(self) -> None:
         self._plans.clear()

@@ -5,9 +5,10 @@
 - ``folders``: comma-separated folder names; default INBOX plus the folder the server flags ``\\Sent``
   (special-use, RFC 6154). A name ``\\Sent`` / ``\\Archive`` … means "the folder with that special use".
 - ``auth``: ``password`` (default; LOGIN, or AUTHENTICATE PLAIN for non-ASCII credentials) or ``xoauth2`` (the
-  secret is an OAuth2 access token).
+  secret is an OAuth2 access token, or a JSON refresh grant: ``imap_oauth.py``).
 - ``starttls`` (``imap://`` only): ``auto`` (default: upgrade when the server offers STARTTLS), ``require``, ``off``.
-- ``idle``: ``1`` to let the workers keep an IDLE watch on the folders for near-real-time pickup.
+- ``idle``: ``1`` to have ``crm-sync watch`` (``workers/watch.py``) keep an IDLE connection per folder and queue a
+  sync as soon as mail arrives or goes; ``0`` (default): synced on the scheduler's interval only.
 - ``timeout``: seconds for every network operation (default 60); ``batch``: UIDs per FETCH (default 250).
 
 The user name may be an email address (``imap://alice%40example.com@host`` or ``imap://alice@example.com@host``).

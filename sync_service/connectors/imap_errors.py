@@ -18,6 +18,11 @@ from sync_service.errors import PermanentSourceError, TransientSourceError
 _TEMPORARY = ("[UNAVAILABLE]", "[INUSE]", "[LIMIT]", "[SERVERBUG]")
 
 
+def is_temporary(reason: str) -> bool:
+    """Whether a refused login says "try again later" rather than "wrong credentials"."""
+    return any(code in reason for code in _TEMPORARY)
+
+
 class ConnectionLost(TransientSourceError):
     """The connection broke (network error, timeout, server shutdown): reconnect and try again."""
 
@@ -45,7 +50,7 @@ class translated:
             and self.doing == "logging in"
         ):
             reason = _reason(error)
-            if any(code in reason for code in _TEMPORARY):
+            if is_temporary(reason):
                 raise TransientSourceError(f"{where}: login refused for now while {self.doing}: {reason}") from None
             raise PermanentSourceError(f"{where}: login failed (check the user and the secret): {reason}") from None
         if isinstance(error, ssl.SSLCertVerificationError):

@@ -5,6 +5,10 @@ sync never sets ``\\Seen`` nor any other flag. Every socket operation has the co
 
 Errors are translated by ``imap_errors.translated``: ``ConnectionLost`` (reconnect with backoff), refused
 credentials ``PermanentSourceError``, a missing folder ``FolderMissing``; never with the secret in the message.
+
+``auth=xoauth2``: the access token comes from ``imap_oauth`` (the stored token, or one refreshed from a stored
+refresh grant). When the server refuses a refreshed token, it is dropped and the login is tried once more with
+a fresh one (the token may have been revoked before its announced expiry).
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import imap_tools
+from imap_tools.errors import MailboxLoginError
 from imap_tools.utils import encode_folder
 
 from sync_service.connectors.imap_config import ImapConfig
 from sync_service.connectors.imap_cursor import from_ranges, to_ranges
-from sync_service.connectors.imap_errors import ConnectionLost, FolderMissing, translated
+from sync_service.connectors.imap_errors import ConnectionLost, FolderMissing, is_temporary, translated
+from sync_service.connectors.imap_oauth import TokenSource, token_source
 from sync_service.errors import PermanentSourceError
 
 
@@ -43,6 +49,9 @@ class ImapSession:
     def __init__(self, config: ImapConfig, secret: str | None) -> None:
         self.config = config
         self._secret = secret
+        self._tokens: TokenSource | None = None
+        if config.auth == "xoauth2" and secret:
+            self._tokens = token_source(secret, config.where, config.timeout)
         self._box: imap_tools.BaseMailBox | None = None
         self.capabilities: frozenset[str] = frozenset()
         self.selected: str | None = None
@@ -69,7 +78,7 @@ class ImapSession:
             box = self._open()
         try:
             with translated(config, "logging in"):
-                self._login(box)
+                box = self._login(box)  # a refused OAuth2 token is retried on a new connection
             with translated(config, "reading the server's capabilities"):
                 self.capabilities = self._capabilities(box.client)
                 for extension in ("QRESYNC", "CONDSTORE"):  # QRESYNC implies CONDSTORE
@@ -92,11 +101,11 @@ class ImapSession:
             box.client.starttls(context)
         return box
 
-    def _login(self, box: imap_tools.BaseMailBox) -> None:
+    def _login(self, box: imap_tools.BaseMailBox) -> imap_tools.BaseMailBox:
         config, secret = self.config, self._secret or ""
-        if config.auth == "xoauth2":
-            box.xoauth2(config.username, secret, initial_folder=None)
-        elif "LOGINDISABLED" in box.client.capabilities:
+        if self._tokens is not None:
+            return self._login_xoauth2(box, self._tokens)
+        if "LOGINDISABLED" in box.client.capabilities:
             raise PermanentSourceError(
                 f"IMAP server {config.host}:{config.port} refuses a plain-text login: use imaps:// or STARTTLS"
             )
@@ -104,6 +113,30 @@ class ImapSession:
             box.login(config.username, secret, initial_folder=None)
         else:
             box.login_utf8(config.username, secret, initial_folder=None)
+        return box
+
+    def _login_xoauth2(self, box: imap_tools.BaseMailBox, tokens: TokenSource) -> imap_tools.BaseMailBox:
+        user, token = self.config.username, tokens.token()
+        try:
+            box.xoauth2(user, token, initial_folder=None)
+            return box
+        except (MailboxLoginError, imaplib.IMAP4.error) as error:  # imaplib's own error for a refused AUTHENTICATE
+            if isinstance(error, imaplib.IMAP4.abort) or not tokens.refreshable or is_temporary(str(error)):
+                raise
+        tokens.invalidate(token)
+        fresh = tokens.token()
+        _drop(box, logout=True)
+        box = self._open()  # a new connection: servers slow down every further attempt on a refused one
+        try:
+            box.xoauth2(user, fresh, initial_folder=None)
+        except BaseException:
+            _drop(box)
+            raise
+        return box
+
+    def rotated_secret(self) -> str | None:
+        """The new secret when a refresh grant's refresh token rotated (to be stored by the caller)."""
+        return self._tokens.rotated_secret() if self._tokens is not None else None
 
     @staticmethod
     def _capabilities(client: imaplib.IMAP4) -> frozenset[str]:
