@@ -8,7 +8,7 @@ Re-matching keeps the first and never adds the second back (SPEC §3.7).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -16,6 +16,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from crm_store.models.base import Base, utcnow
 from crm_store.models.directory import Account, Contact, Lead, User
 from crm_store.models.sales import Opportunity
+
+if TYPE_CHECKING:
+    from crm_store.models.sync import SyncedItem
 
 
 class Activity(Base):
@@ -44,6 +47,7 @@ class Activity(Base):
     account: Mapped[Account | None] = relationship()
     lead: Mapped[Lead | None] = relationship()
     opportunity: Mapped[Opportunity | None] = relationship()
+    item: Mapped[SyncedItem | None] = relationship("SyncedItem")
     account_links: Mapped[list[ActivityAccount]] = relationship(
         cascade="all, delete-orphan", order_by="ActivityAccount.id"
     )

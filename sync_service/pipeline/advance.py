@@ -5,6 +5,9 @@ the item's savepoint). The process engine decides whether an open step of the ac
 lead) is satisfied by it: a completed activity completes the step, a planned one (a future meeting) is linked
 to it, a cancelled linked one ends the stage early. Calling it again for the same activity changes nothing.
 
+Most synced activities belong to no running process. A processing batch reads once which opportunities and
+leads can advance (``AdvanceScope``); the others skip the engine, its queries and its savepoint.
+
 A process that cannot run (say, an admin's edit broke its definition) must not stop the sync: the error is
 logged and the activity stays logged; the process simply does not advance.
 """
@@ -12,19 +15,81 @@ logged and the activity stays logged; the process simply does not advance.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-from crm_store.models import Activity
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from crm_store.models import Activity, Lead, Opportunity
 from sync_service.pipeline.context import ProcessContext
-from sync_service.process import service
+from sync_service.process import service, store
 from sync_service.process.errors import ProcessError
 
 log = logging.getLogger(__name__)
 
 
-def activity_synced(ctx: ProcessContext, activity: Activity) -> None:
-    """Called for every synced activity that was created or changed."""
+@dataclass(frozen=True)
+class AdvanceScope:
+    """Who can advance, read at the start of a batch. Opportunities and leads created later (ids above the
+    highest seen) are always asked about; only those known to be inert are skipped."""
+
+    opportunities: frozenset[int]  # with a running process
+    max_opportunity: int
+    leads: frozenset[int]  # with a running process, or in a status that starts one
+    max_lead: int
+
+    def may_advance(self, activity: Activity) -> bool:
+        opportunity, lead = activity.opportunity_id, activity.lead_id
+        if opportunity is not None and (opportunity in self.opportunities or opportunity > self.max_opportunity):
+            return True
+        return lead is not None and (lead in self.leads or lead > self.max_lead)
+
+
+def advance_scope(session: Session) -> AdvanceScope:
+    starting = sorted(
+        {status.casefold() for _row, process in store.processes_for(session, store.LEAD)
+         for status in process.auto_start_on_lead_status}
+    )
+    running = session.scalars(select(Opportunity.id).where(Opportunity.process_id.is_not(None)))
+    leads = session.scalars(
+        select(Lead.id).where(or_(Lead.process_id.is_not(None), func.lower(Lead.status).in_(starting)))
+    )
+    return AdvanceScope(
+        frozenset(running),
+        int(session.scalar(select(func.max(Opportunity.id))) or 0),
+        frozenset(leads),
+        int(session.scalar(select(func.max(Lead.id))) or 0),
+    )
+
+
+def activity_synced(ctx: ProcessContext, activity: Activity, *, deferrable: bool = False) -> None:
+    """Called for every synced activity that was created or changed. ``deferrable``: the activity will not
+    change again in this batch (a new email), so in a batch its turn may wait until the next activity that
+    cannot wait, or the batch's end: the engine still sees every activity in the same order, and the batch's
+    rows are written together instead of being flushed for each email."""
+    if ctx.advancing is not None and not ctx.advancing.may_advance(activity):
+        return
+    if deferrable and ctx.deferred is not None:
+        ctx.deferred.append(activity)
+        return
+    advance_deferred(ctx)
+    _advance(ctx, activity)
+
+
+def advance_deferred(ctx: ProcessContext) -> None:
+    """Run the engine for the activities that waited, in their order."""
+    if ctx.deferred:
+        waiting = list(ctx.deferred)
+        ctx.deferred.clear()
+        for activity in waiting:
+            _advance(ctx, activity)
+
+
+def _advance(ctx: ProcessContext, activity: Activity) -> None:
     try:
         with ctx.session.begin_nested():
+            if activity.id is None:  # a new activity not yet flushed: the engine looks it up by id
+                ctx.session.flush()
             service.activity_synced(ctx.session, activity, ctx.now)
     except ProcessError as error:
         log.warning("process not advanced for activity %s: %s", activity.id, error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -12,6 +13,11 @@ from crm_store.blobs import BlobStore
 from sync_service.config import Settings
 from sync_service.matching.model import CandidateIndex
 from sync_service.values import SyncWindow
+
+if TYPE_CHECKING:
+    from crm_store.models import Activity
+    from sync_service.pipeline.advance import AdvanceScope
+    from sync_service.pipeline.batch import BatchCache
 
 
 @dataclass
@@ -62,3 +68,6 @@ class ProcessContext:
     stats: ProcessStats
     owner_email: str  # the rep whose mailbox the current raw item came from
     owner_id: int
+    batch: BatchCache | None = None  # the optimistic pass's prefetched rows (None: ask the database)
+    advancing: AdvanceScope | None = None  # None: every activity goes to the process engine
+    deferred: list[Activity] | None = None  # a batch's new emails waiting for the process engine

@@ -7,6 +7,7 @@ instead of becoming an email activity (SPEC §4).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from crm_store.models import Activity, RawItem, SyncedItem
 from sync_service.errors import ParseError
@@ -16,11 +17,11 @@ from sync_service.parsing.ical import parse_calendar
 from sync_service.parsing.mime import parse_body, parse_headers
 from sync_service.pipeline.advance import activity_synced
 from sync_service.pipeline.context import ProcessContext
-from sync_service.pipeline.documents import relink_documents, store_email_documents
+from sync_service.pipeline.documents import store_email_documents
 from sync_service.pipeline.events import apply_events
-from sync_service.pipeline.items import email_key, facts_to_json, get_or_create, link_source, record_decision
+from sync_service.pipeline.items import email_key, facts_to_json, find_item, link_source, record_decision
 from sync_service.pipeline.links import apply_decision
-from sync_service.values import MessageBody, MessageHeaders
+from sync_service.values import MessageBody, MessageHeaders, ParsedCalendar
 
 ITIP_UPDATES = {"REQUEST", "CANCEL", "ADD"}
 
@@ -49,60 +50,116 @@ def facts_of(headers: MessageHeaders, owner_email: str) -> ItemFacts:
     )
 
 
-def _invitation(ctx: ProcessContext, raw: RawItem, data: bytes) -> bool:
-    """Apply calendar parts of an invitation email; True when the email was an iTIP update."""
-    body = parse_body(data, max_attachment_bytes=ctx.settings.max_attachment_bytes)
-    handled = False
-    for part in body.calendar_parts:
-        calendar = parse_calendar(part, ctx.window, max_occurrences=ctx.settings.max_occurrences)
-        if (calendar.method or "").upper() in ITIP_UPDATES:
-            apply_events(ctx, raw, calendar.events, full_snapshot=False)
-            handled = True
-    return handled
+@dataclass(frozen=True)
+class EmailPlan:
+    """What one email will write, decided before anything is written (so a bad email fails cleanly)."""
+
+    raw: RawItem
+    headers: MessageHeaders
+    key: str
+    size: int
+    existing: SyncedItem | None = None  # already known: only the new source is recorded
+    invitations: tuple[ParsedCalendar, ...] = ()  # iTIP updates: they update meetings instead
+    decision: MatchDecision | None = None
+    body: MessageBody | None = None  # decoded only when the email is logged
 
 
-def process_email(ctx: ProcessContext, raw: RawItem, data: bytes) -> None:
-    headers = parse_headers(data)
+def plan_email(ctx: ProcessContext, raw: RawItem, data: bytes, headers: MessageHeaders | None = None) -> EmailPlan:
+    """Parse and decide without writing: every ``ParseError`` of an email is raised here."""
+    headers = headers or parse_headers(data)
     if headers.sender_address is None and not headers.recipients:
         # Nothing to match on: a damaged message, not private mail. Quarantine it so an admin sees it.
         raise ParseError("no sender and no recipient could be read from the headers (damaged message?)")
-    if b"text/calendar" in data and _invitation(ctx, raw, data):
-        return
     assert raw.sha256 is not None
-    item, created = get_or_create(ctx.session, email_key(headers.message_id, raw.sha256), "email")
-    link_source(ctx.session, item, raw.id)
-    if not created:
+    key = email_key(headers.message_id, raw.sha256)
+    if b"text/calendar" in data:
+        invitations = _invitations(ctx, data)
+        if invitations:
+            return EmailPlan(raw, headers, key, len(data), invitations=invitations)
+    existing = find_item(ctx.session, key, ctx.batch)
+    if existing is not None:
+        return EmailPlan(raw, headers, key, len(data), existing=existing)
+    decision = decide(facts_of(headers, ctx.owner_email), ctx.index, policy=ctx.settings.auto_create)
+    body = None if decision.skipped else parse_body(data, max_attachment_bytes=ctx.settings.max_attachment_bytes)
+    return EmailPlan(raw, headers, key, len(data), decision=decision, body=body)
+
+
+def _invitations(ctx: ProcessContext, data: bytes) -> tuple[ParsedCalendar, ...]:
+    """The calendar parts of an invitation email that update a meeting (METHOD REQUEST / CANCEL / ADD)."""
+    body = parse_body(data, max_attachment_bytes=ctx.settings.max_attachment_bytes)
+    limit = ctx.settings.max_occurrences
+    calendars = (parse_calendar(part, ctx.window, max_occurrences=limit) for part in body.calendar_parts)
+    return tuple(c for c in calendars if (c.method or "").upper() in ITIP_UPDATES)
+
+
+def apply_email(ctx: ProcessContext, plan: EmailPlan) -> None:
+    """Write what ``plan_email`` decided."""
+    raw, headers = plan.raw, plan.headers
+    for calendar in plan.invitations:
+        apply_events(ctx, raw, calendar.events, full_snapshot=False)
+    if plan.invitations:
+        return
+    if plan.existing is not None:
+        link_source(ctx.session, plan.existing, raw.id, ctx.batch)
         ctx.stats.duplicates += 1
         return
+    assert plan.decision is not None
     facts = facts_of(headers, ctx.owner_email)
-    item.message_id, item.subject, item.sent_at = headers.message_id, headers.subject[:1000], headers.date
-    item.sha256, item.facts = raw.sha256, facts_to_json(facts)
-    decision = decide(facts, ctx.index, policy=ctx.settings.auto_create)
-    if decision.skipped:
-        record_decision(item, decision, ctx.now)
-        item.skip_reason = decision.skip_reason
-        ctx.stats.skipped[decision.skip_reason or "?"] += 1
+    item = SyncedItem(
+        dedupe_key=plan.key,
+        kind="email",
+        message_id=headers.message_id,
+        subject=headers.subject[:1000],
+        sent_at=headers.date,
+        sha256=raw.sha256,
+        facts=facts_to_json(facts),
+    )
+    ctx.session.add(item)
+    if ctx.batch is not None:
+        ctx.batch.items[plan.key] = item
+    link_source(ctx.session, item, raw.id, ctx.batch)
+    if plan.decision.skipped:
+        record_decision(item, plan.decision, ctx.now)
+        item.skip_reason = plan.decision.skip_reason
+        ctx.stats.skipped[plan.decision.skip_reason or "?"] += 1
         return
-    log_email(ctx, item, data, headers, decision)
+    assert plan.body is not None
+    _log(ctx, item, plan.size, headers, plan.body, plan.decision, new_item=True)
+
+
+def process_email(ctx: ProcessContext, raw: RawItem, data: bytes, headers: MessageHeaders | None = None) -> None:
+    apply_email(ctx, plan_email(ctx, raw, data, headers))
 
 
 def log_email(
     ctx: ProcessContext, item: SyncedItem, data: bytes, headers: MessageHeaders, decision: MatchDecision
 ) -> Activity:
-    """A matched email becomes an activity with its documents: at sync, or when re-matching an item that was
-    skipped as unmatched before. Only here is the body decoded."""
-    assert item.sha256 is not None
+    """A matched email becomes an activity with its documents: re-matching an item that was skipped as
+    unmatched before. Only when an email is logged is its body decoded."""
     body = parse_body(data, max_attachment_bytes=ctx.settings.max_attachment_bytes)
+    return _log(ctx, item, len(data), headers, body, decision, new_item=False)
+
+
+def _log(
+    ctx: ProcessContext,
+    item: SyncedItem,
+    size: int,
+    headers: MessageHeaders,
+    body: MessageBody,
+    decision: MatchDecision,
+    *,
+    new_item: bool,
+) -> Activity:
+    assert item.sha256 is not None
     activity = _new_email_activity(ctx, item, headers, body, decision.direction)
-    applied = apply_decision(ctx, activity, decision, LinkExclusions())  # a new activity has no exclusions
+    applied = apply_decision(ctx, activity, decision, LinkExclusions(), new=True)  # a new activity: no exclusions
     record_decision(item, applied, ctx.now)
     item.skip_reason = None
-    store_email_documents(ctx, activity, item.sha256, len(data), body)
-    relink_documents(activity)
+    store_email_documents(ctx, activity, item.sha256, size, body)
     ctx.index.remember_thread(headers.message_id, activity.opportunity_id)
     ctx.index.remember_thread(headers.conversation_id, activity.opportunity_id)
     ctx.stats.logged += 1
-    activity_synced(ctx, activity)
+    activity_synced(ctx, activity, deferrable=True)
     return activity
 
 
@@ -121,6 +178,8 @@ def email_owner(headers: MessageHeaders, reps: Mapping[str, int], mailbox_owner:
 def _new_email_activity(
     ctx: ProcessContext, item: SyncedItem, headers: MessageHeaders, body: MessageBody, direction: str | None
 ) -> Activity:
+    """A new activity, not flushed: its links and documents go in with it at the next flush. Its collections
+    start empty (known, so reading them never queries)."""
     when = headers.date or ctx.now
     activity = Activity(
         type="email",
@@ -130,9 +189,11 @@ def _new_email_activity(
         start_at=when,
         end_at=when,
         owner_id=email_owner(headers, ctx.index.user_emails, ctx.owner_id or None),
-        item_id=item.id,
+        item=item,
         body=body.text[:100_000],
+        account_links=[],
+        contact_links=[],
+        documents=[],
     )
     ctx.session.add(activity)
-    ctx.session.flush()
     return activity

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from crm_store.models import ItemSource, SyncedItem
 from sync_service.matching.model import ItemFacts, MatchDecision
+from sync_service.pipeline.batch import BatchCache
 from sync_service.values import Address
 
 
@@ -35,8 +36,20 @@ def get_or_create(session: Session, key: str, kind: str) -> tuple[SyncedItem, bo
     return item, True
 
 
-def link_source(session: Session, item: SyncedItem, raw_item_id: int) -> bool:
+def find_item(session: Session, key: str, cache: BatchCache | None = None) -> SyncedItem | None:
+    """The canonical item with this dedupe key: from the batch's cache when there is one, else the database."""
+    if cache is not None:
+        return cache.items.get(key)
+    return session.scalar(select(SyncedItem).where(SyncedItem.dedupe_key == key))
+
+
+def link_source(session: Session, item: SyncedItem, raw_item_id: int, cache: BatchCache | None = None) -> bool:
     """Record that a mailbox object carries the item; True when the link is new."""
+    if cache is not None:
+        if cache.carries(item, raw_item_id):
+            return False
+        session.add(ItemSource(item=item, raw_item_id=raw_item_id))  # no flush: the item may be new
+        return True
     exists = session.scalar(
         select(ItemSource.id).where(ItemSource.item_id == item.id, ItemSource.raw_item_id == raw_item_id)
     )

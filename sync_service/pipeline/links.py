@@ -110,10 +110,13 @@ def apply_decision(
     activity: Activity,
     decision: MatchDecision,
     exclusions: LinkExclusions | None = None,
+    *,
+    new: bool = False,
 ) -> MatchDecision:
     """Write the decision's links (creating the records the policy allows); returns the decision as written:
     without the links a person removed, with an earlier opportunity kept where history should stand, with the
-    records it created. ``exclusions``: pass them when already loaded."""
+    records it created. ``exclusions``: pass them when already loaded. ``new``: the activity was just made
+    (not flushed, no review item yet): its links are saved with it at the next flush."""
     if exclusions is None:
         exclusions = load_exclusions(ctx.session, [activity.id]).get(activity.id, LinkExclusions())
     decision = apply_exclusions(decision, exclusions)
@@ -121,23 +124,24 @@ def apply_decision(
         decision = keep_earlier_opportunity(decision, activity.opportunity_id, ctx.index.open_opportunities)
     contact_ids = list(decision.contact_ids)
     account_ids = list(decision.account_ids)
-    for new in decision.new_contacts:
-        contact_ids.append(_create_contact(ctx, new))
-        if new.account_id not in exclusions.accounts:
-            account_ids.append(new.account_id)
+    for new_contact in decision.new_contacts:
+        contact_ids.append(_create_contact(ctx, new_contact))
+        if new_contact.account_id not in exclusions.accounts:
+            account_ids.append(new_contact.account_id)
     lead_id = decision.lead_id
     for new_lead in decision.new_leads:
         created = _create_lead(ctx, new_lead)
         lead_id = lead_id or created
     contact_ids, account_ids = list(dict.fromkeys(contact_ids)), list(dict.fromkeys(account_ids))
     written = replace(decision, contact_ids=tuple(contact_ids), account_ids=tuple(account_ids), lead_id=lead_id)
-    review = ctx.session.scalar(select(ReviewItem).where(ReviewItem.activity_id == activity.id))
+    review = None if new else ctx.session.scalar(select(ReviewItem).where(ReviewItem.activity_id == activity.id))
     wanted = wanted_state(state_of(activity, review), written)
     _set_links(activity, account_ids, wanted.auto_accounts, contact_ids, wanted.auto_contacts)
     activity.account_id = wanted.primary_account
     activity.lead_id = wanted.lead
     activity.opportunity_id = wanted.opportunity
-    ctx.session.flush()
+    if not new:
+        ctx.session.flush()
     _set_review(ctx, activity, review, wanted.review)
     return written
 
@@ -169,7 +173,7 @@ def _set_review(
     """Open (or reopen, after a person undid their choice) the review item, update it, or drop it."""
     if candidates:
         if review is None:
-            ctx.session.add(ReviewItem(activity_id=activity.id, reason=REVIEW_REASON, candidates=list(candidates)))
+            ctx.session.add(ReviewItem(activity=activity, reason=REVIEW_REASON, candidates=list(candidates)))
         elif review.resolved_at is not None or list(review.candidates) != list(candidates):
             review.candidates, review.resolved_at = list(candidates), None
     elif review is not None and review.resolved_at is None:

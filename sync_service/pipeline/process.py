@@ -1,21 +1,25 @@
 """Processing stage: pending raw items → canonical items → matching → activities and documents.
 
-Each raw item runs inside its own savepoint: a parser error (or any unexpected error) quarantines that item
-with a one-line reason and the batch goes on. A batch is one transaction. Emails of a batch are processed in
-date order so that a reply finds the message it answers (opportunity rule a).
+A batch is one transaction. It first runs optimistically inside ONE savepoint: the rows it needs are read
+up front (``BatchCache``), each item is parsed and decided before it writes anything (a parse error then
+quarantines it in place), and the writes of all its items are flushed together. If an item fails while
+writing, the savepoint is rolled back and the batch runs again item by item, each in its own savepoint, so
+that only the failing item is quarantined (with a one-line reason). Emails of a batch are processed in date
+order so that a reply finds the message it answers (opportunity rule a).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from crm_store.db import transaction
-from crm_store.models import Mailbox, QuarantineEntry, RawItem, User
+from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem, User
 from crm_store.models.sync import DELETED, DONE, PENDING
 from sync_service.bootstrap import App
 from sync_service.errors import ParseError
@@ -24,11 +28,15 @@ from sync_service.matching.model import CandidateIndex
 from sync_service.parsing.ical import parse_calendar
 from sync_service.parsing.mime import parse_headers
 from sync_service.parsing.vcard import parse_vcards
+from sync_service.pipeline.advance import AdvanceScope, advance_deferred, advance_scope
+from sync_service.pipeline.batch import BatchCache
 from sync_service.pipeline.contacts import apply_card
 from sync_service.pipeline.context import ProcessContext, ProcessStats
-from sync_service.pipeline.emails import process_email
+from sync_service.pipeline.emails import apply_email, plan_email
 from sync_service.pipeline.events import apply_events, cancel_missing
+from sync_service.pipeline.items import email_key
 from sync_service.pipeline.quarantine import quarantine
+from sync_service.values import MessageHeaders
 
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -45,41 +53,69 @@ def _pending(mailbox_id: int | None, after: int, limit: int) -> object:
     return stmt.where(RawItem.mailbox_id == mailbox_id) if mailbox_id is not None else stmt
 
 
-def _handle(ctx: ProcessContext, raw: RawItem, data: bytes | None) -> list[str]:
-    """Apply one raw item; returns the parts that were skipped (a calendar's broken events…)."""
+Step = Callable[[], list[str]]  # an item's writes; returns the parts that were skipped
+
+
+def _prepare(ctx: ProcessContext, raw: RawItem, data: bytes | None, headers: MessageHeaders | None) -> Step:
+    """Parse (and, for an email, decide) one raw item WITHOUT writing; returns the step that writes it.
+
+    A ``ParseError`` raised here leaves the session untouched, so the item is quarantined in place and the
+    batch goes on. Calendars and address books are applied from what was parsed here."""
     if raw.state == DELETED:
-        if raw.kind == "calendar":
-            cancel_missing(ctx, raw, keep=set())
-        return []
+
+        def cancel() -> list[str]:
+            if raw.kind == "calendar":
+                cancel_missing(ctx, raw, keep=set())
+            return []
+
+        return cancel
     if data is None:
         raise ParseError("the stored bytes of this item are missing")
     if raw.kind == "message":
-        process_email(ctx, raw, data)
-        return []
+        plan = plan_email(ctx, raw, data, headers)
+
+        def write_email() -> list[str]:
+            apply_email(ctx, plan)
+            return []
+
+        return write_email
     if raw.kind == "calendar":
         calendar = parse_calendar(data, ctx.window, max_occurrences=ctx.settings.max_occurrences)
-        # A series that failed to parse or was capped is missing from the snapshot: never cancel by absence then.
-        apply_events(ctx, raw, calendar.events, full_snapshot=not calendar.problems)
-        return list(calendar.problems)
+
+        def apply_calendar() -> list[str]:
+            # A series that failed to parse or was capped is missing from the snapshot: never cancel by absence.
+            apply_events(ctx, raw, calendar.events, full_snapshot=not calendar.problems)
+            return list(calendar.problems)
+
+        return apply_calendar
     if raw.kind == "contacts":
         cards, problems = parse_vcards(data)
-        for card in cards:
-            apply_card(ctx, card)
-        return problems
+
+        def apply_cards() -> list[str]:
+            for card in cards:
+                apply_card(ctx, card)
+            return problems
+
+        return apply_cards
     raise ParseError(f"unknown item kind {raw.kind!r}")
 
 
-def _order(raws: list[RawItem], blobs: dict[int, bytes]) -> list[RawItem]:
+def _order(raws: list[RawItem], blobs: dict[int, bytes]) -> tuple[list[RawItem], dict[int, MessageHeaders]]:
+    """The batch in processing order (emails by date, so a reply finds what it answers) and the headers of
+    its messages, parsed once here. A message whose headers do not parse is left out of the headers: its
+    own processing raises the error."""
+    headers: dict[int, MessageHeaders] = {}
+
     def when(raw: RawItem) -> tuple[int, datetime, int]:
         if raw.kind != "message" or raw.id not in blobs:
             return (0, _EPOCH, raw.id)
         try:
-            date = parse_headers(blobs[raw.id]).date or _EPOCH
+            parsed = headers[raw.id] = parse_headers(blobs[raw.id])
         except ParseError:
-            date = _EPOCH
-        return (1, date, raw.id)
+            return (1, _EPOCH, raw.id)
+        return (1, parsed.date or _EPOCH, raw.id)
 
-    return sorted(raws, key=when)
+    return sorted(raws, key=when), headers
 
 
 def count_pending(session: Session, mailbox_id: int | None = None) -> int:
@@ -103,10 +139,9 @@ def process_pending(
     """Process every pending raw item; ``on_progress(done, total)`` after each batch."""
     now = now or datetime.now(UTC)
     stats = ProcessStats()
-    settings = app.settings
     with app.sessions() as session:
-        index = build_index(session, settings.internal_domains, settings.phone_region)
-        owners = {
+        run = _Run(app, now, stats, build_index(session, app.settings.internal_domains, app.settings.phone_region))
+        run.owners = {
             m: (e, u)
             for m, e, u in session.execute(
                 select(Mailbox.id, User.email, User.id).join(User, User.id == Mailbox.owner_id)
@@ -116,24 +151,18 @@ def process_pending(
     after, done = 0, 0
     while True:
         with transaction(app.sessions) as session:
-            raws = list(session.scalars(_pending(mailbox_id, after, settings.batch_size)))  # type: ignore[call-overload]
+            raws = list(session.scalars(_pending(mailbox_id, after, app.settings.batch_size)))  # type: ignore[call-overload]
             if not raws:
                 return stats
             after = raws[-1].id
-            blobs = _read_blobs(app, raws)
-            for raw in _order(raws, blobs):
-                owner_email, owner_id = owners.get(raw.mailbox_id, ("", 0))
-                ctx = ProcessContext(
-                    session, settings, app.blobs, index, now, app.window(now), stats, owner_email, owner_id
-                )
-                index = _process_one(ctx, raw, blobs.get(raw.id), now)
+            run.batch(session, raws)
         done += len(raws)
         if on_progress is not None:
             on_progress(done, max(total, done))
 
 
 def _read_blobs(app: App, raws: list[RawItem]) -> dict[int, bytes]:
-    """The stored bytes of a batch. A missing file is left out: ``_handle`` quarantines that item alone."""
+    """The stored bytes of a batch. A missing file is left out: ``_prepare`` quarantines that item alone."""
     found: dict[int, bytes] = {}
     for raw in raws:
         if raw.state == DELETED or not raw.sha256:
@@ -145,29 +174,112 @@ def _read_blobs(app: App, raws: list[RawItem]) -> dict[int, bytes]:
     return found
 
 
-def _process_one(ctx: ProcessContext, raw: RawItem, data: bytes | None, now: datetime) -> CandidateIndex:
+@dataclass
+class _Run:
+    """One processing run: the candidate index carried from batch to batch, the owners, the counters."""
+
+    app: App
+    now: datetime
+    stats: ProcessStats
+    index: CandidateIndex
+    owners: dict[int, tuple[str, int]] = field(default_factory=dict)
+
+    def batch(self, session: Session, raws: list[RawItem]) -> None:
+        """Optimistic pass: the whole batch in ONE savepoint, rows prefetched, writes flushed together. If an
+        item fails while writing, the batch is rolled back and done again item by item, each in its own
+        savepoint (the way every item used to run), so only that item is quarantined."""
+        blobs = _read_blobs(self.app, raws)
+        ordered, headers = _order(raws, blobs)
+        keys = [email_key(h.message_id, r.sha256) for r in ordered if (h := headers.get(r.id)) and r.sha256]
+        cache = BatchCache.load(session, raws, keys)
+        scope = advance_scope(session)
+        counters = ProcessStats()
+        deferred: list[Activity] = []
+        try:
+            with session.begin_nested():
+                for raw in ordered:
+                    ctx = self._context(session, raw, counters, cache, scope, deferred)
+                    _process_in_batch(ctx, raw, blobs.get(raw.id), headers.get(raw.id), cache)
+                if deferred:
+                    advance_deferred(ctx)
+                session.flush()
+        except Exception:  # any failure while writing: redo item by item, below
+            log.info("batch of %d items redone item by item after an error", len(raws), exc_info=True)
+        else:
+            self.stats.merge(counters)
+            return
+        # The savepoint rolled back: rows and index entries made inside it are gone.
+        self.index = build_index(session, self.app.settings.internal_domains, self.app.settings.phone_region)
+        for raw in ordered:
+            ctx = self._context(session, raw, self.stats, None, scope, None)
+            self.index = _process_alone(ctx, raw, blobs.get(raw.id), headers.get(raw.id))
+
+    def _context(
+        self,
+        session: Session,
+        raw: RawItem,
+        stats: ProcessStats,
+        cache: BatchCache | None,
+        scope: AdvanceScope,
+        deferred: list[Activity] | None,
+    ) -> ProcessContext:
+        owner_email, owner_id = self.owners.get(raw.mailbox_id, ("", 0))
+        settings = self.app.settings
+        return ProcessContext(
+            session, settings, self.app.blobs, self.index, self.now, self.app.window(self.now), stats,
+            owner_email, owner_id, batch=cache, advancing=scope, deferred=deferred,
+        )
+
+
+def _process_in_batch(
+    ctx: ProcessContext, raw: RawItem, data: bytes | None, headers: MessageHeaders | None, cache: BatchCache
+) -> None:
+    """One item inside the batch's savepoint. A parse error (raised before any write) quarantines it here;
+    an error while writing propagates and sends the whole batch to the item-by-item fallback."""
+    entry = cache.quarantined.get(raw.id)
+    try:
+        step = _prepare(ctx, raw, data, headers)
+    except ParseError as error:
+        _quarantined(ctx, raw, str(error) or "unparsable item", entry, known=True)
+        return
+    _finish(ctx, raw, step(), entry, known=True)
+
+
+def _process_alone(
+    ctx: ProcessContext, raw: RawItem, data: bytes | None, headers: MessageHeaders | None
+) -> CandidateIndex:
+    """One item in its own savepoint: whatever fails is quarantined with a one-line reason."""
     session = ctx.session
     try:
         with session.begin_nested():
-            problems = _handle(ctx, raw, data)
-            raw.processed_at = now
-            if raw.state != DELETED:
-                raw.state = DONE
-            stale = session.scalar(select(QuarantineEntry).where(QuarantineEntry.raw_item_id == raw.id))
-            if stale is not None:
-                session.delete(stale)
-        if problems:  # applied, but parts of it were skipped: keep them visible and retryable
-            quarantine(session, raw, "partly applied; skipped: " + "; ".join(problems))
-            raw.state = DONE
-            ctx.stats.quarantined += 1
+            problems = _prepare(ctx, raw, data, headers)()
+            entry = session.scalar(select(QuarantineEntry).where(QuarantineEntry.raw_item_id == raw.id))
+            _finish(ctx, raw, problems, entry, known=True)
         return ctx.index
     except ParseError as error:
         reason = str(error) or "unparsable item"
     except Exception as error:  # never crash a sync on one bad item
         log.exception("unexpected error processing raw item %s", raw.id)
         reason = f"internal error: {type(error).__name__}: {error}"
-    quarantine(session, raw, reason)
-    raw.processed_at = now
-    ctx.stats.quarantined += 1
+    _quarantined(ctx, raw, reason, None, known=False)
     # The savepoint rolled back: rebuild the index so it holds nothing created inside it.
     return build_index(session, ctx.settings.internal_domains, ctx.settings.phone_region)
+
+
+def _finish(ctx: ProcessContext, raw: RawItem, problems: list[str], entry: QuarantineEntry | None, known: bool) -> None:
+    """Applied: the item is done. Parts that were skipped stay visible (and retryable) in the quarantine;
+    without any, an earlier quarantine of the item is over."""
+    raw.processed_at = ctx.now
+    if problems:
+        quarantine(ctx.session, raw, "partly applied; skipped: " + "; ".join(problems), entry=entry, known=known)
+        ctx.stats.quarantined += 1
+    elif entry is not None:
+        ctx.session.delete(entry)
+    if raw.state != DELETED:
+        raw.state = DONE
+
+
+def _quarantined(ctx: ProcessContext, raw: RawItem, reason: str, entry: QuarantineEntry | None, known: bool) -> None:
+    quarantine(ctx.session, raw, reason, entry=entry, known=known)
+    raw.processed_at = ctx.now
+    ctx.stats.quarantined += 1

@@ -9,10 +9,14 @@ from crm_store.models import QuarantineEntry, RawItem
 from crm_store.models.sync import QUARANTINED
 
 
-def quarantine(session: Session, raw: RawItem, reason: str) -> None:
-    """Mark ``raw`` quarantined with ``reason`` (created once per raw item; later failures count retries)."""
+def quarantine(
+    session: Session, raw: RawItem, reason: str, *, entry: QuarantineEntry | None = None, known: bool = False
+) -> None:
+    """Mark ``raw`` quarantined with ``reason`` (created once per raw item; later failures count retries).
+    ``known``: the caller passes the item's existing entry (or None: it has none), so nothing is looked up."""
     raw.state = QUARANTINED
-    entry = session.scalar(select(QuarantineEntry).where(QuarantineEntry.raw_item_id == raw.id))
+    if not known:
+        entry = session.scalar(select(QuarantineEntry).where(QuarantineEntry.raw_item_id == raw.id))
     if entry is None:
         session.add(
             QuarantineEntry(

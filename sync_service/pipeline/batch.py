@@ -1,0 +1,54 @@
+"""What a processing batch knows up front, read in three queries instead of several per item.
+
+Before the batch runs: the canonical emails its messages name (by dedupe key), which of those each raw item
+already carries, and the quarantine entries of its raw items. Emails created while the batch runs are added,
+so a second copy of a message in the same batch is recognised without a query (and without a flush).
+
+Only the optimistic pass (the whole batch in one savepoint) uses it. The item-by-item fallback runs without
+it: after a per-item rollback the cache could name rows that no longer exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crm_store.models import ItemSource, QuarantineEntry, RawItem, SyncedItem
+
+CHUNK = 500  # ids per IN (...) list
+
+
+@dataclass
+class BatchCache:
+    items: dict[str, SyncedItem] = field(default_factory=dict)  # email dedupe key → item (stored or new)
+    sources: set[tuple[int, int]] = field(default_factory=set)  # (item id, raw item id) already stored
+    quarantined: dict[int, QuarantineEntry] = field(default_factory=dict)  # raw item id → its entry
+
+    @classmethod
+    def load(cls, session: Session, raws: Sequence[RawItem], email_keys: Iterable[str]) -> BatchCache:
+        raw_ids = [raw.id for raw in raws]
+        cache = cls()
+        for chunk in _chunks(sorted(set(email_keys))):
+            for item in session.scalars(select(SyncedItem).where(SyncedItem.dedupe_key.in_(chunk))):
+                cache.items[item.dedupe_key] = item
+        for chunk in _chunks(raw_ids):
+            rows = session.execute(
+                select(ItemSource.item_id, ItemSource.raw_item_id).where(ItemSource.raw_item_id.in_(chunk))
+            )
+            cache.sources.update((item_id, raw_id) for item_id, raw_id in rows)
+            for entry in session.scalars(select(QuarantineEntry).where(QuarantineEntry.raw_item_id.in_(chunk))):
+                if entry.raw_item_id is not None:
+                    cache.quarantined[entry.raw_item_id] = entry
+        return cache
+
+    def carries(self, item: SyncedItem, raw_id: int) -> bool:
+        """True when this raw item is already recorded as a source of ``item`` (a new item has none)."""
+        return item.id is not None and (item.id, raw_id) in self.sources
+
+
+def _chunks(values: list[str] | list[int]) -> Iterable[list[str] | list[int]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]

@@ -1,0 +1,117 @@
+"""The processing stage's batches: one savepoint per batch, few statements per item, and the item-by-item
+fallback when an item fails while writing (only that item is quarantined)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, select
+
+from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem
+from sync_service.bootstrap import App
+from sync_service.connectors.registry import open_connector
+from sync_service.exports import export_activities, export_quarantine
+from sync_service.pipeline import emails
+from sync_service.pipeline.fetch import sync_folder
+from sync_service.pipeline.process import process_pending
+from tests.support.builders import REP, maildir, message
+
+
+def _fetch_only(app: App, add_mailbox, box: Path) -> None:
+    add_mailbox("alice", box)
+    with app.sessions() as session:
+        mailbox_id = session.scalars(select(Mailbox.id)).one()
+    sync_folder(app, mailbox_id, open_connector(f"maildir://{box}"), ".")
+
+
+def _statements(app: App) -> Counter[str]:
+    shapes: Counter[str] = Counter()
+
+    def seen(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        shapes[re.sub(r"\s+", " ", statement).split(" (")[0][:60]] += 1
+
+    event.listen(app.engine, "before_cursor_execute", seen)
+    return shapes
+
+
+def test_a_batch_of_new_emails_needs_few_statements_per_item(app, crm, add_mailbox, tmp_path: Path) -> None:
+    inbox = [
+        message(f"n{i}@acme.example", "wile@acme.example", [REP], f"Specs {i}", attachment=(f"s{i}.pdf", b"%", "x/pdf"))
+        for i in range(60)
+    ]
+    _fetch_only(app, add_mailbox, maildir(tmp_path / "alice", inbox))
+    shapes = _statements(app)
+    stats = process_pending(app)
+    assert stats.logged == 60 and stats.quarantined == 0
+    # Per item: a synced item, its source, an activity, its account and contact links, two documents. They are
+    # INSERTs (one multi-row statement per table on PostgreSQL; SQLite cannot return many ids in order, so
+    # there it is one per row). Everything else is a fixed number of statements per batch, not per item.
+    others = {shape: n for shape, n in shapes.items() if not shape.startswith("INSERT")}
+    assert sum(others.values()) < 40, others
+    assert max(others.values()) <= 2, others
+    assert shapes["SAVEPOINT sa_savepoint_1"] <= 2, shapes
+    with app.sessions() as session:
+        acts = export_activities(session)
+    assert len(acts) == 60 and all(sorted(a["documents"]) == sorted([f"Specs {a['subject'][6:]}.eml",
+                                                                       f"s{a['subject'][6:]}.pdf"]) for a in acts)
+    assert {a["opportunity"] for a in acts} == {"Rockets"} and {a["account"] for a in acts} == {"ACME"}
+
+
+def test_a_copy_of_a_message_in_the_same_batch_is_a_duplicate(app, crm, add_mailbox, tmp_path: Path) -> None:
+    same = message("dup@acme.example", "wile@acme.example", [REP], "Twice")
+    _fetch_only(app, add_mailbox, maildir(tmp_path / "alice", [same, same.replace(b"Twice", b"Twice!")]))
+    stats = process_pending(app)
+    assert (stats.logged, stats.duplicates) == (1, 1)
+    with app.sessions() as session:
+        assert len(session.scalars(select(Activity)).all()) == 1
+
+
+def test_a_parse_error_is_quarantined_without_redoing_the_batch(
+    app, crm, add_mailbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = maildir(tmp_path / "alice", [message(f"p{i}@acme.example", "wile@acme.example", [REP], "") for i in range(5)])
+    (box / "new" / "2.broken").write_bytes(b"Subject: nothing else\r\n\r\n")
+    _fetch_only(app, add_mailbox, box)
+    caplog.set_level("INFO", logger="sync_service.pipeline.process")
+    stats = process_pending(app)
+    assert (stats.logged, stats.quarantined) == (5, 1)
+    assert "redone item by item" not in caplog.text
+
+
+def test_an_item_failing_while_writing_sends_the_batch_item_by_item(
+    app, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = maildir(tmp_path / "alice", [message(f"w{i}@acme.example", "wile@acme.example", [REP], f"Mail {i}")
+                                       for i in range(6)])
+    _fetch_only(app, add_mailbox, box)
+    real = emails.store_email_documents
+
+    def failing(ctx, activity, raw_sha, raw_size, body) -> None:  # type: ignore[no-untyped-def]
+        real(ctx, activity, raw_sha, raw_size, body)
+        if activity.subject == "Mail 3":
+            ctx.session.flush()  # its rows reached the database inside the savepoint: they must roll back
+            raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(emails, "store_email_documents", failing)
+    stats = process_pending(app)
+    assert (stats.logged, stats.quarantined) == (5, 1)
+    with app.sessions() as session:
+        subjects = sorted(session.scalars(select(Activity.subject)))
+        [entry] = session.scalars(select(QuarantineEntry)).all()
+        states = Counter(session.scalars(select(RawItem.state)))
+    assert subjects == ["Mail 0", "Mail 1", "Mail 2", "Mail 4", "Mail 5"]
+    assert entry.reason == "internal error: RuntimeError: disk on fire"
+    assert states == {"done": 5, "quarantined": 1}
+    monkeypatch.setattr(emails, "store_email_documents", real)
+    # Retried once the cause is gone: logged, and the quarantine entry is over.
+    with app.sessions() as session:
+        session.execute(RawItem.__table__.update().values(state="pending", processed_at=None).where(
+            RawItem.state == "quarantined"))
+        session.commit()
+    again = process_pending(app)
+    assert (again.logged, again.quarantined) == (1, 0)
+    with app.sessions() as session:
+        assert export_quarantine(session) == []
