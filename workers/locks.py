@@ -55,6 +55,10 @@ class Locks(Protocol):
 
     def is_locked(self, key: str) -> bool: ...
 
+    def any_locked(self, prefix: str) -> bool:
+        """True while some lease whose key starts with ``prefix`` is held."""
+        ...
+
     def claim(self, key: str, ttl: float) -> bool:
         """Set marker ``key`` for ``ttl`` seconds; False if it is already set."""
         ...
@@ -101,6 +105,10 @@ class LocalLocks:
 
     def is_locked(self, key: str) -> bool:
         return self.holder(key) is not None
+
+    def any_locked(self, prefix: str) -> bool:
+        with self._mutex:
+            return any(key.startswith(prefix) for key in self._held)
 
     def claim(self, key: str, ttl: float) -> bool:
         now = time.monotonic()
@@ -163,6 +171,10 @@ class RedisLocks:
 
     def is_locked(self, key: str) -> bool:
         return bool(self.client.exists(PREFIX + "lock:" + key))
+
+    def any_locked(self, prefix: str) -> bool:
+        pattern = PREFIX + "lock:" + prefix.replace("*", r"\*") + "*"
+        return next(iter(self.client.scan_iter(match=pattern, count=1000)), None) is not None
 
     def claim(self, key: str, ttl: float) -> bool:
         return bool(self.client.set(PREFIX + "queued:" + key, "1", nx=True, px=max(1, int(ttl * 1000))))

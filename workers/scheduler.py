@@ -8,7 +8,8 @@ Per tick:
 1. every mailbox that is not ``paused`` or ``failed`` and whose lock is free is enqueued (``sync_mailbox``)
    when its interval has elapsed since its last attempt — or at once when it is stuck: ``syncing`` with no
    live lock means the worker that held it died;
-2. if raw items are pending and no processing run holds the ``process`` lock, ``process_items`` is enqueued;
+2. for each mailbox with pending raw items and no processing run of its own (and no exclusive run holding
+   the ``process`` lock), ``process_items(mailbox)`` is enqueued;
 3. every ``complete_every`` seconds, ``complete_due``.
 
 A marker per enqueued message (``Locks.claim``, expiring after at most ``MARKER_TTL``) keeps a message that
@@ -29,9 +30,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crm_store.models import Mailbox
 from crm_store.models.sync import FAILED, PAUSED, SYNCING
-from sync_service.pipeline.process import count_pending
+from sync_service.pipeline.process import pending_by_mailbox
 from workers.broker import Runtime
-from workers.tasks import PROCESS_LOCK, mailbox_lock, queued_marker
+from workers.tasks import PROCESS_LOCK, mailbox_lock, process_lock, queued_marker
 
 log = logging.getLogger("workers.scheduler")
 MARKER_TTL = 60.0  # seconds: how long a queued message is trusted to be picked up before it is sent again
@@ -61,7 +62,8 @@ class Scheduler:
                 .where(Mailbox.state.not_in((PAUSED, FAILED)))
                 .order_by(Mailbox.id)
             ).all()
-            pending = count_pending(session)
+            waiting = pending_by_mailbox(session)
+            pending = sum(waiting.values())
         for mailbox_id, name, state, succeeded, failed in rows:
             if locks.is_locked(mailbox_lock(mailbox_id)):
                 continue
@@ -71,13 +73,13 @@ class Scheduler:
             if due and locks.claim(queued_marker("sync_mailbox", mailbox_id), self._marker_ttl):
                 self.runtime.send("sync_mailbox", mailbox_id)
                 (report.relaunched if stuck else report.enqueued).append(name)
-        if (
-            pending
-            and not locks.is_locked(PROCESS_LOCK)
-            and locks.claim(queued_marker("process_items"), self._marker_ttl)
-        ):
-            self.runtime.send("process_items")
-            report.processing = True
+        if pending and not locks.is_locked(PROCESS_LOCK):
+            for mailbox_id in waiting:  # one run per mailbox: several workers process in parallel
+                if not locks.is_locked(process_lock(mailbox_id)) and locks.claim(
+                    queued_marker("process_items", mailbox_id), self._marker_ttl
+                ):
+                    self.runtime.send("process_items", mailbox_id)
+                    report.processing = True
         clock = time.monotonic()
         if self._completed_at is None or clock - self._completed_at >= self.complete_every:
             self._completed_at = clock

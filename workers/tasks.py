@@ -5,8 +5,12 @@ re-stored pages are recognised; processing only picks raw items still pending; c
 and re-matching converge. Locks keep two copies of the same work from running at once:
 
 - ``mailbox:<id>`` — one sync per mailbox (every worker process and ``sync --once`` share it in Redis mode);
-- ``process`` — one processing run at a time: items of different mailboxes create shared rows (the same
-  email seen by two reps, auto-created contacts), so processing is serialised while syncs scale out.
+- ``process:<id>`` — one processing run per mailbox. Runs of different mailboxes go in parallel on several
+  workers; rows they share (the same email seen by two reps, an auto-created contact) are protected by unique
+  constraints, and a batch that collides with another run's commit is redone item by item, where the
+  committed row is found and used;
+- ``process`` — exclusive: a run over every mailbox, and re-matching. It waits until no ``process:<id>``
+  lease is held, and mailbox runs do not start while it is held.
 """
 
 from __future__ import annotations
@@ -31,7 +35,13 @@ from workers.locks import Lease, LockLost
 from workers.retry import TransientFailure
 
 log = logging.getLogger("workers.tasks")
-PROCESS_LOCK = "process"
+PROCESS_LOCK = "process"  # exclusive (every mailbox, re-matching)
+MAILBOX_PROCESS_PREFIX = "process:"  # + mailbox id: one mailbox's processing
+EXCLUSIVE_WAIT = 0.2  # seconds between checks while an exclusive run waits for mailbox runs to end
+
+
+def process_lock(mailbox_id: int) -> str:
+    return f"{MAILBOX_PROCESS_PREFIX}{mailbox_id}"
 REMATCH_MODULE = "sync_service.pipeline.rematch"
 
 
@@ -110,11 +120,12 @@ def _page_hook(ctx: WorkerContext, lease: Lease, mailbox_id: int) -> Callable[[i
 
 
 def process_items(ctx: WorkerContext, mailbox_id: int | None = None) -> ProcessStats | None:
-    """Process pending raw items (all, or one mailbox's). ``None``: another processing run is under way."""
-    ctx.locks.clear(queued_marker("process_items"))
-    lease = ctx.locks.acquire(PROCESS_LOCK, ctx.options.lock_ttl)
+    """Process pending raw items (all, or one mailbox's). ``None``: the same work (or an exclusive run) is
+    under way; whatever stays pending is enqueued again by the scheduler's next tick."""
+    ctx.locks.clear(queued_marker("process_items", *(() if mailbox_id is None else (mailbox_id,))))
+    lease = _exclusive_lease(ctx) if mailbox_id is None else _mailbox_lease(ctx, mailbox_id)
     if lease is None:
-        log.info("processing already running", extra={"event": "process_skipped"})
+        log.info("processing already running", extra={"event": "process_skipped", "mailbox_id": mailbox_id})
         return None
     on_progress = ctx.hooks.on_progress
     started = time.monotonic()
@@ -137,6 +148,32 @@ def process_items(ctx: WorkerContext, mailbox_id: int | None = None) -> ProcessS
     return stats
 
 
+def _mailbox_lease(ctx: WorkerContext, mailbox_id: int) -> Lease | None:
+    """This mailbox's processing lease, unless an exclusive run holds (or is waiting for) the ``process`` lock."""
+    if ctx.locks.is_locked(PROCESS_LOCK):
+        return None
+    lease = ctx.locks.acquire(process_lock(mailbox_id), ctx.options.lock_ttl)
+    if lease is not None and ctx.locks.is_locked(PROCESS_LOCK):  # it came between the check and our lease
+        lease.release()
+        return None
+    return lease
+
+
+def _exclusive_lease(ctx: WorkerContext) -> Lease | None:
+    """The ``process`` lock once no mailbox run holds its lease (they stop starting as soon as we hold it)."""
+    lease = ctx.locks.acquire(PROCESS_LOCK, ctx.options.lock_ttl)
+    if lease is None:
+        return None
+    deadline = time.monotonic() + ctx.options.lock_ttl
+    while ctx.locks.any_locked(MAILBOX_PROCESS_PREFIX):
+        if time.monotonic() > deadline:
+            lease.release()
+            return None
+        lease.check()
+        time.sleep(EXCLUSIVE_WAIT)
+    return lease
+
+
 def complete_due(ctx: WorkerContext) -> int:
     """Planned meetings and calls whose end has passed become completed."""
     ctx.locks.clear(queued_marker("complete_due"))
@@ -157,7 +194,7 @@ def rematch(ctx: WorkerContext) -> object:
             raise
         log.warning("re-matching is not available in this version", extra={"event": "rematch_skipped"})
         return None
-    lease = ctx.locks.acquire(PROCESS_LOCK, ctx.options.lock_ttl)
+    lease = _exclusive_lease(ctx)
     if lease is None:
         raise dramatiq.Retry("processing is running; re-match after it", delay=5_000)
     started = time.monotonic()

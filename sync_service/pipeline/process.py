@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from crm_store.db import transaction
@@ -127,6 +128,17 @@ def count_pending(session: Session, mailbox_id: int | None = None) -> int:
     if mailbox_id is not None:
         stmt = stmt.where(RawItem.mailbox_id == mailbox_id)
     return int(session.scalar(stmt) or 0)
+
+
+def pending_by_mailbox(session: Session) -> dict[int, int]:
+    """Pending raw items per mailbox (only mailboxes that have some)."""
+    rows = session.execute(
+        select(RawItem.mailbox_id, func.count())
+        .where(or_(RawItem.state == PENDING, and_(RawItem.state == DELETED, RawItem.processed_at.is_(None))))
+        .group_by(RawItem.mailbox_id)
+        .order_by(RawItem.mailbox_id)
+    )
+    return {mailbox_id: int(count) for mailbox_id, count in rows}
 
 
 def process_pending(
@@ -248,19 +260,29 @@ def _process_in_batch(
 def _process_alone(
     ctx: ProcessContext, raw: RawItem, data: bytes | None, headers: MessageHeaders | None
 ) -> CandidateIndex:
-    """One item in its own savepoint: whatever fails is quarantined with a one-line reason."""
+    """One item in its own savepoint: whatever fails is quarantined with a one-line reason. A database
+    conflict (another worker committed the same email or contact first; a deadlock) is tried once more: by
+    then the other run's row is committed and is found and used."""
     session = ctx.session
-    try:
-        with session.begin_nested():
-            problems = _prepare(ctx, raw, data, headers)()
-            entry = session.scalar(select(QuarantineEntry).where(QuarantineEntry.raw_item_id == raw.id))
-            _finish(ctx, raw, problems, entry, known=True)
-        return ctx.index
-    except ParseError as error:
-        reason = str(error) or "unparsable item"
-    except Exception as error:  # never crash a sync on one bad item
-        log.exception("unexpected error processing raw item %s", raw.id)
-        reason = f"internal error: {type(error).__name__}: {error}"
+    for attempt in (1, 2):
+        try:
+            with session.begin_nested():
+                problems = _prepare(ctx, raw, data, headers)()
+                entry = session.scalar(select(QuarantineEntry).where(QuarantineEntry.raw_item_id == raw.id))
+                _finish(ctx, raw, problems, entry, known=True)
+            return ctx.index
+        except ParseError as error:
+            reason = str(error) or "unparsable item"
+        except (IntegrityError, OperationalError) as error:
+            log.info("database conflict on raw item %s (attempt %d): %s", raw.id, attempt, error.orig)
+            reason = f"internal error: {type(error).__name__}: {error.orig}"
+            ctx.index = build_index(session, ctx.settings.internal_domains, ctx.settings.phone_region)
+            if attempt == 1:
+                continue
+        except Exception as error:  # never crash a sync on one bad item
+            log.exception("unexpected error processing raw item %s", raw.id)
+            reason = f"internal error: {type(error).__name__}: {error}"
+        break
     _quarantined(ctx, raw, reason, None, known=False)
     # The savepoint rolled back: rebuild the index so it holds nothing created inside it.
     return build_index(session, ctx.settings.internal_domains, ctx.settings.phone_region)
