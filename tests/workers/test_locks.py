@@ -75,3 +75,16 @@ def test_redis_markers(redis_url: str) -> None:
     assert locks.claim("sync_mailbox:1", 30) and not locks.claim("sync_mailbox:1", 30)
     locks.clear("sync_mailbox:1")
     assert locks.claim("sync_mailbox:1", 30)
+
+
+@pytest.mark.parametrize("kind", ["local", "redis"])
+def test_any_locked_sees_leases_by_prefix(kind: str, request: pytest.FixtureRequest) -> None:
+    locks = LocalLocks() if kind == "local" else RedisLocks(redis.Redis.from_url(request.getfixturevalue("redis_url")))
+    assert not locks.any_locked("process:")
+    exclusive = locks.acquire("process", 5)
+    assert exclusive is not None and not locks.any_locked("process:")  # "process" is not a mailbox lease
+    lease = locks.acquire("process:7", 5)
+    assert lease is not None and locks.any_locked("process:") and not locks.any_locked("process:8")
+    lease.release()
+    exclusive.release()
+    assert not locks.any_locked("process:")
