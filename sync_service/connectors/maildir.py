@@ -49,6 +49,10 @@ class MaildirConnector:
     def __init__(self, url: str, secret: str | None = None) -> None:
         self.root = require_path(url_to_path(url), "dir")
         self._located: dict[str, dict[str, str]] = {}
+        # The listing of a pass that has more pages, kept with the cursor of its next page: listing a folder
+        # scans and stats every file, so doing it once per pass instead of once per page keeps a large
+        # initial sync linear. Files that arrive meanwhile are listed by the next pass.
+        self._listing: dict[str, tuple[str, dict[str, FileEntry]]] = {}
 
     def folders(self) -> Sequence[str]:
         require_path(self.root, "dir")
@@ -58,11 +62,18 @@ class MaildirConnector:
 
     def list_changes(self, folder: str, cursor: str | None, limit: int = 500) -> ChangePage:
         previous = decode_cursor(cursor)
-        entries = self._scan(folder)
-        if any(k not in entries for k in previous):
-            entries = {**entries, **self._scan(folder)}
-        self._located[folder] = {k: e.path for k, e in entries.items()}
-        return entries_page(entries, previous, limit)
+        listed = self._listing.pop(folder, None)
+        if listed is not None and listed[0] == cursor:  # the next page of the same pass
+            entries = listed[1]
+        else:
+            entries = self._scan(folder)
+            if any(k not in entries for k in previous):
+                entries = {**entries, **self._scan(folder)}
+            self._located[folder] = {k: e.path for k, e in entries.items()}
+        page = entries_page(entries, previous, limit)
+        if page.more:
+            self._listing[folder] = (page.next_cursor, entries)
+        return page
 
     def fetch(self, folder: str, refs: Sequence[ItemRef]) -> Iterator[RawItem]:
         located = self._located.get(folder, {})
@@ -78,6 +89,7 @@ class MaildirConnector:
 
     def close(self) -> None:
         self._located.clear()
+        self._listing.clear()
 
     def _folder_dir(self, folder: str) -> Path:
         require_path(self.root, "dir")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_store.db import transaction
@@ -76,11 +76,29 @@ def _store_items(
         )
     }
     stored = 0
+    fresh: list[dict[str, object]] = []  # new items: one multi-row INSERT for the page (no ids needed back)
     for fetched in items:
         row = existing.get(fetched.ref.external_id)
         if row is not None and row.sha256 == fetched.sha256 and row.state != DELETED:
             row.seen_at = now
             continue  # the same bytes again (a replayed page): nothing to do
+        if row is None and fetched.sha256 is not None:
+            fresh.append(
+                {
+                    "mailbox_id": mailbox_id,
+                    "folder": folder,
+                    "external_id": fetched.ref.external_id,
+                    "kind": fetched.ref.kind,
+                    "version": fetched.ref.version,
+                    "sha256": fetched.sha256,
+                    "size": fetched.size,
+                    "state": PENDING,
+                    "processed_at": None,
+                    "seen_at": now,
+                }
+            )
+            stored += 1
+            continue
         if row is None:
             row = RawItem(mailbox_id=mailbox_id, folder=folder, external_id=fetched.ref.external_id)
             session.add(row)
@@ -97,6 +115,8 @@ def _store_items(
             reason = f"item is {row.size} bytes, over the limit of {limit} bytes (CRM_MAX_MESSAGE_BYTES)"
             quarantine(session, row, reason)
         stored += 1
+    if fresh:
+        session.execute(insert(RawItem), fresh)
     return stored
 
 

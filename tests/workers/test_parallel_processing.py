@@ -68,7 +68,7 @@ def test_two_mailboxes_processed_at_once_equal_one_after_the_other(
         try:
             start.wait()
             process_pending(app, mailbox_id=mailbox_id)
-        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as error:  # reported by the assertion below
             errors.append(error)
 
     threads = [threading.Thread(target=run, args=(mailbox_id,)) for mailbox_id in ids]
