@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from sync_service.errors import ImportFileError, ParseError
 from sync_service.importers.contact_store import ContactEntry, store_contacts
-from sync_service.importers.csvfile import Row, at_line, decode, iter_rows
+from sync_service.importers.csvfile import Row, at_line, decode, iter_rows, one_line
 from sync_service.importers.normalize import (
     Phone,
     clean_text,
@@ -109,10 +109,10 @@ def _vcard_entries(path: Path, region: str) -> list[ContactEntry]:
     try:
         cards, problems = parse_vcards(_vcard_bytes(path))
     except ParseError as exc:
-        raise ImportFileError(f"not a usable vCard file: {exc}") from exc
+        raise ImportFileError(one_line(f"not a usable vCard file: {exc}")) from exc
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ImportFileError(f"broken vCard, nothing imported: {problems[0]}{more}")
+        raise ImportFileError(one_line(f"broken vCard, nothing imported: {problems[0]}{more}"))
     entries = []
     for number, card in enumerate(cards, start=1):
         where = f"card {number} ({card.full_name})"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Protocol
 from sync_service.errors import ImportFileError
 
 Row = dict[str, str]
+# Characters that break a line (str.splitlines) or a terminal: escaped in rejection reasons.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class _Reader(Protocol):
@@ -130,10 +133,18 @@ def _column_positions(header: list[str], line: int, columns: Sequence[str]) -> d
     return positions
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (``\\n``, ``\\x1b``).
+
+    Rejection reasons quote cells, and a quoted cell may span lines: the reason must stay one line (the CLI
+    prints the first line only, SPEC §5)."""
+    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def _check_columns(
     positions: dict[str, int], header: list[str], line: int, required: Sequence[str], any_of: Sequence[str]
 ) -> None:
-    shown = ", ".join(cell for cell in header if cell) or "nothing"
+    shown = one_line(", ".join(cell for cell in header if cell)) or "nothing"
     for name in required:
         if name not in positions:
             raise ImportFileError(f"missing column '{name}' (the header has: {shown})", line)
@@ -177,7 +188,7 @@ def at_line(line: int | None, where: str = "") -> Iterator[None]:
         yield
     except ValueError as exc:
         message = f"{where}: {exc}" if where and line is None else str(exc)
-        raise ImportFileError(message, line) from exc
+        raise ImportFileError(one_line(message), line) from exc
 
 
 class SeenRows:

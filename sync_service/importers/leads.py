@@ -6,7 +6,8 @@
   ``Initial Lead`` for a new lead. ``Source`` is a ``source`` lookup value or empty.
 - ``Owner``: a rep's email; the rep becomes a user when new.
 - Identity: the lead having the email; else the lead of the same name and company — for a row with an email
-  only a lead that has no email yet. Two rows for the same lead reject the file.
+  only a lead that has no email yet, for a row without one preferably a lead without one. Two rows for the
+  same lead reject the file.
 - Updates only add or overwrite with non-empty cells; a status change does not run the lead process here.
 """
 
@@ -107,10 +108,12 @@ class _Existing:
             ).first()
             if lead_id is not None:
                 return self._session.get(Lead, lead_id)
-        for lead_id, has_email in self._by_name.get(_name_company(row.name, row.company), []):
-            if not (row.email and has_email):
-                return self._session.get(Lead, lead_id)
-        return None
+        named = self._by_name.get(_name_company(row.name, row.company), [])
+        bare = [lead_id for lead_id, has_email in named if not has_email]
+        # A row without an email prefers a lead without one too: that is the lead such a row creates, so the same
+        # file imported again finds it again (even when another row renamed a lead with an email to this name).
+        chosen = bare if row.email else bare or [lead_id for lead_id, _ in named]
+        return self._session.get(Lead, chosen[0]) if chosen else None
 
 
 def _name_company(name: str, company: str) -> str:

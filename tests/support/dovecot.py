@@ -13,9 +13,7 @@ import grp
 import json
 import os
 import pwd
-import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import imap_tools
 
-from tests.support.servers import free_port, missing, wait_for_port
+from tests.support.servers import ServerProcess, missing
 
 CONFIG_TEMPLATE = Path(__file__).with_name("dovecot.conf.in")
 DOVECOT_BINARIES = ("/usr/sbin/dovecot", "/usr/bin/doveadm")
@@ -67,67 +65,45 @@ def _system_user(name: str) -> str:
     return name
 
 
-class DovecotServer:
+class DovecotServer(ServerProcess):
     """``start()`` / ``stop()`` / ``restart()`` (same port, same Maildirs) / ``close()`` (removes the temp dir)."""
 
+    name = "dovecot"
+    log_files = ("dovecot.log", "dovecot.stdout")
+    start_timeout = 20.0
+
     def __init__(self, users: Mapping[str, str], oauth_tokens: Mapping[str, str] | None = None) -> None:
+        super().__init__()
         self.users = dict(users)
         self.oauth_tokens = dict(oauth_tokens or {})
-        self.base = Path(tempfile.mkdtemp(prefix="crm-sync-dovecot-"))
         self.mail = self.base / "mail"
         self.config = self.base / "dovecot.conf"
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
         self._tokeninfo: ThreadingHTTPServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> DovecotServer:
-        if not all(os.access(b, os.X_OK) for b in DOVECOT_BINARIES):
-            missing("Dovecot (Debian package dovecot-imapd)")
+        self.boot()
+        return self
+
+    def unavailable(self) -> str | None:
+        if all(os.access(b, os.X_OK) for b in DOVECOT_BINARIES):
+            return None
+        return "Dovecot (Debian package dovecot-imapd)"
+
+    def prepare(self) -> None:
         if not self.config.exists():
             self._write_config()
         (self.base / "run").mkdir(exist_ok=True)
-        log = open(self.base / "dovecot.stdout", "ab")  # noqa: SIM115 - handed to the child process
-        self.process = subprocess.Popen(
-            ["/usr/sbin/dovecot", "-F", "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        try:
-            wait_for_port(self.port, timeout=20)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"Dovecot did not start: {self.log_tail()}") from None
-        return self
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
-            self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+    def command(self) -> list[str]:
+        return ["/usr/sbin/dovecot", "-F", "-c", str(self.config)]
 
     def close(self) -> None:
-        self.stop()
+        super().close()
         if self._tokeninfo is not None:
             self._tokeninfo.shutdown()
             self._tokeninfo.server_close()
             self._tokeninfo = None
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def log_tail(self, lines: int = 20) -> str:
-        text = ""
-        for name in ("dovecot.log", "dovecot.stdout"):
-            path = self.base / name
-            if path.exists():
-                text += path.read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
 
     @property
     def mail_owner(self) -> tuple[int, int]:

@@ -8,14 +8,10 @@ events); the connector under test talks to the server on its own.
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 
-from tests.support.servers import free_port, missing, wait_for_port
+from tests.support.servers import ServerProcess
 
 _CONFIG = """[server]
 hosts = 127.0.0.1:{port}
@@ -32,47 +28,28 @@ level = warning
 """
 
 
-class RadicaleServer:
+class RadicaleServer(ServerProcess):
+    name = "radicale"
+    log_files = ("radicale.log",)
+
     def __init__(self, users: Mapping[str, str]) -> None:
+        super().__init__()
         self.users = dict(users)
-        self.base = Path(tempfile.mkdtemp(prefix="crm-sync-radicale-"))
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RadicaleServer:
-        if importlib.util.find_spec("radicale") is None:
-            missing("Radicale (pip package radicale, in the test extras)")
-        (self.base / "users").write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
-        config = self.base / "config"
-        config.write_text(_CONFIG.format(port=self.port, base=self.base))
-        with open(self.base / "radicale.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "radicale", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
-            )
-        try:
-            wait_for_port(self.port, timeout=30)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError("Radicale did not start: " + (self.base / "radicale.log").read_text()[-2000:]) from None
+        self.boot()
         return self
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
-            self.process = None
+    def unavailable(self) -> str | None:
+        found = importlib.util.find_spec("radicale") is not None
+        return None if found else "Radicale (pip package radicale, in the test extras)"
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+    def prepare(self) -> None:
+        (self.base / "users").write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
+        (self.base / "config").write_text(_CONFIG.format(port=self.port, base=self.base))
 
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "radicale", "--config", str(self.base / "config")]
 
     def url(self, user: str, path: str = "", scheme: str = "caldav") -> str:
         """The source URL of ``user``'s account (or of one of its collections, ``path``)."""
