@@ -7,14 +7,12 @@ Without ``CRM_BROKER_URL`` it exits 1 with a one-line reason, like ``worker`` an
 
 from __future__ import annotations
 
-import signal
 import threading
-from types import FrameType
 
 import typer
 
-from sync_service.cli.workers import _redis_settings
-from workers.broker import setup_broker
+from sync_service.cli.workers import run_until_stopped
+from workers.broker import Runtime
 
 
 def watch_command(
@@ -27,20 +25,9 @@ def watch_command(
 ) -> None:
     """Keep an IMAP IDLE connection per folder of each mailbox with idle=1; queue a sync when mail arrives."""
     from workers.idle_watch import WatchTiming
-    from workers.logs import configure_json_logging
     from workers.watch import Watcher
 
-    current = _redis_settings("watch")
-    configure_json_logging()
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    runtime = setup_broker(current)
-    try:
+    def work(runtime: Runtime, stop: threading.Event) -> None:
         Watcher(runtime, refresh_every=refresh, timing=WatchTiming(reidle=reidle)).run(stop)
-    finally:
-        runtime.close()
+
+    run_until_stopped("watch", work)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import redis
@@ -18,7 +19,7 @@ from sync_service.config import Settings
 from sync_service.errors import ConfigError, CrmSyncError
 from sync_service.mailboxes import redact_url
 from workers.actors import QUEUES
-from workers.broker import broker_mode, prepare_worker_metrics, redis_client, setup_broker
+from workers.broker import Runtime, broker_mode, prepare_worker_metrics, redis_client, setup_broker
 
 queue_app = typer.Typer(help="Inspect and repair the Redis work queues.", no_args_is_help=True)
 
@@ -66,10 +67,20 @@ def scheduler_command(
     complete_every: float = typer.Option(60.0, "--complete-every", min=1, help="Seconds between due-activity runs."),
 ) -> None:
     """Enqueue each mailbox at its interval, relaunch stuck ones, keep processing and completion going."""
-    from workers.logs import configure_json_logging
+
     from workers.scheduler import Scheduler
 
-    current = _redis_settings("scheduler")
+    def work(runtime: Runtime, stop: threading.Event) -> None:
+        Scheduler(runtime, interval=interval, complete_every=complete_every).run(tick, stop)
+
+    run_until_stopped("scheduler", work)
+
+
+def run_until_stopped(command: str, work: Callable[[Runtime, threading.Event], None]) -> None:
+    """A long-running part in Redis mode (scheduler, watcher): JSON logs, ``work`` until SIGTERM or SIGINT."""
+    from workers.logs import configure_json_logging
+
+    current = _redis_settings(command)
     configure_json_logging()
     stop = threading.Event()
 
@@ -80,7 +91,7 @@ def scheduler_command(
     signal.signal(signal.SIGINT, on_signal)
     runtime = setup_broker(current)
     try:
-        Scheduler(runtime, interval=interval, complete_every=complete_every).run(tick, stop)
+        work(runtime, stop)
     finally:
         runtime.close()
 

@@ -40,7 +40,8 @@ from tests.workers.conftest import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.reliability, pytest.mark.timeout(600)]  # ~1 min each on an idle 2-core machine
+# ~1 min each on an idle 2-core machine
+pytestmark = [pytest.mark.slow, pytest.mark.reliability, pytest.mark.timeout(600)]
 BATCH = 25
 
 
