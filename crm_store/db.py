@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -46,3 +47,15 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error, always close."""
     with factory() as session, session.begin():
         yield session
+
+
+def lock_name(session: Session, name: str) -> None:
+    """Hold a lock on ``name`` until the transaction ends (PostgreSQL: a transaction-level advisory lock).
+
+    For "look up, else create" of rows whose key has no unique constraint (an auto-created contact's email):
+    a second transaction doing the same for the same name waits here until the first commits, and its lookup
+    then sees the committed row. SQLite serialises writers by itself: nothing to do there."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

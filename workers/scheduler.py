@@ -67,7 +67,9 @@ class Scheduler:
         for mailbox_id, name, state, succeeded, failed in rows:
             if locks.is_locked(mailbox_lock(mailbox_id)):
                 continue
-            stuck = state == SYNCING
+            stuck = state == SYNCING and self._still_syncing(mailbox_id)
+            if state == SYNCING and not stuck:
+                continue  # its sync ended between our read and the lock check: not stuck, just done
             last = max((t for t in (succeeded, failed) if t is not None), default=None)
             due = stuck or last is None or last + timedelta(seconds=self.interval) <= now
             if due and locks.claim(queued_marker("sync_mailbox", mailbox_id), self._marker_ttl):
@@ -98,6 +100,11 @@ class Scheduler:
                 },
             )
         return report
+
+    def _still_syncing(self, mailbox_id: int) -> bool:
+        """Read again now that its lock is seen free: a sync that just finished is not a stuck one."""
+        with self.runtime.context.app.sessions() as session:
+            return session.scalar(select(Mailbox.state).where(Mailbox.id == mailbox_id)) == SYNCING
 
     def run(self, tick_seconds: float, stop: threading.Event) -> None:
         """Tick until ``stop`` is set. A Redis or database outage is logged and the next tick tries again."""

@@ -6,9 +6,9 @@ and re-matching converge. Locks keep two copies of the same work from running at
 
 - ``mailbox:<id>`` — one sync per mailbox (every worker process and ``sync --once`` share it in Redis mode);
 - ``process:<id>`` — one processing run per mailbox. Runs of different mailboxes go in parallel on several
-  workers; rows they share (the same email seen by two reps, an auto-created contact) are protected by unique
-  constraints, and a batch that collides with another run's commit is redone item by item, where the
-  committed row is found and used;
+  workers. Rows they share are protected: the same email seen by two reps by the unique dedupe key (a batch
+  that collides with another run's commit is redone item by item, where the committed row is found and
+  used), an auto-created contact or lead by a lock on its address (``crm_store.db.lock_name``);
 - ``process`` — exclusive: a run over every mailbox, and re-matching. It waits until no ``process:<id>``
   lease is held, and mailbox runs do not start while it is held.
 """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from crm_store.db import lock_name
 from crm_store.models import Contact, ContactEmail, ContactPhone
 from sync_service.matching.domains import domain_candidates, is_public_mail_domain
 from sync_service.matching.phones import to_e164
@@ -50,6 +51,8 @@ def _fill(contact: Contact, card: ContactCard, region: str) -> bool:
 def apply_card(ctx: ProcessContext, card: ContactCard) -> str:
     """Returns what happened: ``updated``, ``unchanged``, ``created`` or ``skipped``."""
     emails = [e.lower() for e in card.emails]
+    for email in sorted(set(emails)):  # another worker importing the same card waits (sorted: no deadlock)
+        lock_name(ctx.session, f"contact-email:{email}")
     contact_id = (
         ctx.session.scalar(select(ContactEmail.contact_id).where(ContactEmail.email.in_(emails)).limit(1))
         if emails

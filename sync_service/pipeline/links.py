@@ -14,6 +14,7 @@ from dataclasses import replace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from crm_store.db import lock_name
 from crm_store.models import (
     Activity,
     ActivityAccount,
@@ -35,9 +36,17 @@ REVIEW_REASON = "several open opportunities match; choose one"
 
 
 def _create_contact(ctx: ProcessContext, new: NewContact) -> int:
-    existing = ctx.session.scalar(select(ContactEmail.contact_id).where(ContactEmail.email == new.email))
-    if existing is not None:
-        return existing
+    lock_name(ctx.session, f"contact-email:{new.email}")  # another worker creating the same contact waits
+    existing = ctx.session.execute(
+        select(ContactEmail.contact_id, Contact.account_id)
+        .join(Contact, Contact.id == ContactEmail.contact_id)
+        .where(ContactEmail.email == new.email)
+        .limit(1)
+    ).first()
+    if existing is not None:  # made since the index was built (by another worker, or an import)
+        ctx.index.contacts_by_email[new.email] = (existing.contact_id,)
+        ctx.index.contact_account[existing.contact_id] = existing.account_id
+        return existing.contact_id
     name = new.name or new.email.partition("@")[0]
     contact = Contact(name=name, account_id=new.account_id, source="sync")
     contact.emails.append(ContactEmail(email=new.email, position=0))
@@ -50,6 +59,7 @@ def _create_contact(ctx: ProcessContext, new: NewContact) -> int:
 
 
 def _create_lead(ctx: ProcessContext, new: NewLead) -> int:
+    lock_name(ctx.session, f"lead-email:{new.email}")
     existing = ctx.session.scalar(select(LeadEmail.lead_id).where(LeadEmail.email == new.email))
     if existing is not None:
         return existing

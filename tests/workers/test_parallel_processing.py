@@ -35,11 +35,16 @@ def _shared_mail(count: int) -> list[bytes]:
     ]
 
 
-def _fetched(app: App, tmp_path: Path, mails: list[bytes]) -> list[int]:
+def _own_mail(count: int, tag: str) -> list[bytes]:
+    """Mail of one rep only, but from the same new people as the other rep's (auto-created contacts)."""
+    return [message(f"{tag}{i}@acme.example", f"new{i % 7}@acme.example", [REP], f"{tag} {i}") for i in range(count)]
+
+
+def _fetched(app: App, tmp_path: Path, mails: list[bytes], other: list[bytes] | None = None) -> list[int]:
     with transaction(app.sessions) as session:
         seed_crm(session)
-        for name, owner in (("alice", REP), ("bob", REP2)):
-            mailboxes.add_mailbox(session, name, owner, f"maildir://{maildir(tmp_path / name, mails)}", None, ())
+        for (name, owner), box in zip((("alice", REP), ("bob", REP2)), (mails, other or mails), strict=True):
+            mailboxes.add_mailbox(session, name, owner, f"maildir://{maildir(tmp_path / name, box)}", None, ())
     with app.sessions() as session:
         ids = list(session.scalars(select(Mailbox.id).order_by(Mailbox.id)))
     for mailbox_id, name in zip(ids, ("alice", "bob"), strict=True):
@@ -55,12 +60,7 @@ def _counts(app: App) -> dict[str, int]:
         } | {"pending": int(session.scalar(select(func.count()).where(RawItem.state == "pending")) or 0)}
 
 
-def test_two_mailboxes_processed_at_once_equal_one_after_the_other(
-    app: App, database_url: str, tmp_path: Path
-) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("concurrent writers: PostgreSQL (SQLite serialises writers; embedded mode runs one at a time)")
-    ids = _fetched(app, tmp_path, _shared_mail(120))
+def _in_parallel(app: App, ids: list[int]) -> None:
     start = threading.Barrier(2)
     errors: list[BaseException] = []
 
@@ -77,16 +77,37 @@ def test_two_mailboxes_processed_at_once_equal_one_after_the_other(
     for thread in threads:
         thread.join(120)
     assert not errors
+
+
+def _new_contacts(app: App) -> list[str]:
+    with app.sessions() as session:
+        return sorted(
+            session.scalars(select(ContactEmail.email).where(ContactEmail.email.like("new%@acme.example")))
+        )
+
+
+def test_two_mailboxes_processed_at_once_equal_one_after_the_other(
+    app: App, database_url: str, tmp_path: Path
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("concurrent writers: PostgreSQL (SQLite serialises writers; embedded mode runs one at a time)")
+    _in_parallel(app, _fetched(app, tmp_path, _shared_mail(120)))
     counts = _counts(app)
     # 120 emails, each one canonical item with a source in each mailbox, one activity; 7 new contacts.
     assert counts["SyncedItem"] == 120 and counts["ItemSource"] == 240 and counts["Activity"] == 120
     assert counts["pending"] == 0
     with app.sessions() as session:
-        created = session.scalar(
-            select(func.count()).select_from(ContactEmail).where(ContactEmail.email.like("new%@acme.example"))
-        )
         quarantined = session.scalar(select(func.count()).where(RawItem.state == "quarantined"))
-    assert created == 7 and quarantined == 0
+    assert _new_contacts(app) == [f"new{i}@acme.example" for i in range(7)] and quarantined == 0
+
+
+def test_a_new_person_writing_to_two_reps_becomes_one_contact(app: App, database_url: str, tmp_path: Path) -> None:
+    """Different mail, the same unknown senders: no shared email row collides, only the contacts could."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("concurrent writers: PostgreSQL (SQLite serialises writers; embedded mode runs one at a time)")
+    _in_parallel(app, _fetched(app, tmp_path, _own_mail(60, "a"), _own_mail(60, "b")))
+    assert _new_contacts(app) == [f"new{i}@acme.example" for i in range(7)]
+    assert _counts(app)["Activity"] == 120
 
 
 class _Ctx:
