@@ -76,8 +76,10 @@ def decide(
     """Match one email, meeting or call to CRM records, or say why it is not logged."""
     if policy not in _POLICIES:
         raise ValueError(f"unknown auto-create policy {policy!r}; expected one of {', '.join(_POLICIES)}")
-    direction, lines = _direction(facts, index)
-    parties = _external_parties(facts, index)
+    sender = normalize_email(facts.sender.email) if facts.sender is not None and facts.sender.email else ""
+    sender_internal = bool(sender) and is_internal_key(sender, index)
+    direction, lines = _direction(sender, sender_internal)
+    parties = _external_parties(facts, index, sender, sender_internal)
     skip = _early_skip(facts, index, parties)
     if skip:
         return MatchDecision(skip_reason=skip[0], direction=direction, explanation=(*lines, skip[1]))
@@ -128,25 +130,29 @@ def _link(
     )
 
 
-def _direction(facts: ItemFacts, index: CandidateIndex) -> tuple[Direction | None, list[str]]:
-    if facts.sender is None or not facts.sender.email:
+def _direction(sender: str, internal: bool) -> tuple[Direction | None, list[str]]:
+    """``sender``: the normalised From address ("" when there is none); ``internal``: whether it is internal."""
+    if not sender:
         return None, ["direction unknown: no sender"]
-    sender = normalize_email(facts.sender.email)
-    if is_internal_key(sender, index):
+    if internal:
         return "outbound", [f"outbound: sender {sender} is internal"]
     return "inbound", [f"inbound: sender {sender} is external"]
 
 
-def _external_parties(facts: ItemFacts, index: CandidateIndex) -> list[_Party]:
-    """Sender first, then Reply-To, then participants as given; internal ones left out; then phone numbers."""
+def _external_parties(facts: ItemFacts, index: CandidateIndex, sender: str, sender_internal: bool) -> list[_Party]:
+    """Sender first, then Reply-To, then participants as given; internal ones left out; then phone numbers.
+
+    ``sender`` / ``sender_internal``: the sender's address, normalised and classified once by ``decide``.
+    """
     sender_role, other_role = ("sender", "recipient") if facts.kind == "email" else ("organizer", "attendee")
-    addresses: list[tuple[str, Address]] = [(sender_role, facts.sender)] if facts.sender else []
-    addresses += [(REPLY_TO, a) for a in facts.reply_to]
-    addresses += [(other_role, a) for a in facts.participants]
     parties: dict[str, _Party] = {}
+    if facts.sender is not None and "@" in sender and not sender_internal:
+        parties[sender] = _Party(sender_role, sender, facts.sender.name.strip())
+    addresses: list[tuple[str, Address]] = [(REPLY_TO, a) for a in facts.reply_to]
+    addresses += [(other_role, a) for a in facts.participants]
     for role, address in addresses:
         email = normalize_email(address.email)
-        if "@" in email and email not in parties and not is_internal_key(email, index):
+        if "@" in email and email not in parties and email != sender and not is_internal_key(email, index):
             parties[email] = _Party(role, email, address.name.strip())
     for raw in facts.phones:
         e164 = to_e164(raw, index.default_region)
@@ -218,28 +224,36 @@ def _primary_account(
 def _opportunity(
     facts: ItemFacts, index: CandidateIndex, contact_ids: tuple[int, ...], primary: int | None
 ) -> tuple[int | None, str | None, tuple[int, ...], list[str]]:
-    """SPEC §3.4: the first rule that gives exactly one opportunity; else review candidates of c or d."""
-    by_contact = _unique(o for c in contact_ids for o in index.open_opps_by_contact.get(c, ()))
-    by_account = _unique(index.open_opps_by_account.get(primary, ())) if primary is not None else ()
-    rules = (
+    """SPEC §3.4: the first rule that gives exactly one opportunity; else review candidates of c or d.
+
+    Rules are tried lazily, in order: a rule after the one that decided costs no lookup (the participant and
+    account tables are as large as the CRM).
+    """
+    lines: list[str] = []
+    for rule, letter, found, why in (
         (OPP_THREAD, "a", _by_thread(facts, index), "the item continues a thread linked to it"),
         (OPP_TOKEN, "b", _by_token(facts, index), "tracking token [OPP-{id}] in the subject"),
-        (OPP_PARTICIPANT, "c", by_contact, "the only open opportunity with contact {contact}"),
-        (OPP_ACCOUNT, "d", by_account, f"the only open opportunity of account {primary}"),
-    )
-    lines: list[str] = []
-    for rule, letter, found, why in rules:
+    ):
         if len(found) == 1:
-            opp = found[0]
-            contact = next((c for c in contact_ids if opp in index.open_opps_by_contact.get(c, ())), None)
-            return (
-                opp,
-                rule,
-                (),
-                [*lines, f"opportunity {opp} by rule {letter}: " + why.format(id=opp, contact=contact)],
-            )
+            return found[0], rule, (), [*lines, f"opportunity {found[0]} by rule {letter}: " + why.format(id=found[0])]
         if found:
             lines.append(f"rule {letter} ambiguous: opportunities {_join(sorted(found))}")
+    per_contact = [(c, index.open_opps_by_contact.get(c, ())) for c in contact_ids]
+    by_contact = _unique(o for _, opps in per_contact for o in opps)
+    if len(by_contact) == 1:
+        opp = by_contact[0]
+        contact = next(c for c, opps in per_contact if opp in opps)
+        why = f"the only open opportunity with contact {contact}"
+        return opp, OPP_PARTICIPANT, (), [*lines, f"opportunity {opp} by rule c: {why}"]
+    if by_contact:
+        lines.append(f"rule c ambiguous: opportunities {_join(sorted(by_contact))}")
+    by_account = _unique(index.open_opps_by_account.get(primary, ())) if primary is not None else ()
+    if len(by_account) == 1:
+        opp = by_account[0]
+        why = f"the only open opportunity of account {primary}"
+        return opp, OPP_ACCOUNT, (), [*lines, f"opportunity {opp} by rule d: {why}"]
+    if by_account:
+        lines.append(f"rule d ambiguous: opportunities {_join(sorted(by_account))}")
     review = next((tuple(sorted(found)) for found in (by_contact, by_account) if len(found) > 1), ())
     return (
         None,

@@ -154,3 +154,40 @@ def test_international_formats(raw, region, expected):
 @pytest.mark.parametrize("raw", ["", "Room 312", "Building 2, Room 4", "12", "call me", "tel:", "+1 2"])
 def test_not_phone_numbers(raw):
     assert to_e164(raw) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "bob@acme.com",
+        "uwe@bücher.de",
+        "@acme.com",
+        "bob@",
+        "",
+        "bob@.acme.com",
+        "bob@acme.com.",
+        ".bob@acme.com",
+        "bob@\u3000acme.com",
+        "bob@acme.com\u00a0",
+        "\tbob@acme.com",
+        "<bob@acme.com>",
+        "mailto:bob@acme.com",
+        "bob@xn--bcher-kva.de",
+        "a@b@acme.com",
+        "bob @acme.com",
+        "bob@acme.\u0130o",
+    ],
+)
+def test_the_fast_path_of_normalize_email_agrees_with_the_full_normalisation(raw):
+    """Already-normal addresses skip the work; anything else gets it — the result is the same either way."""
+    from sync_service.matching.domains import _normalize_email
+
+    assert normalize_email(raw) == _normalize_email(raw)
+
+
+def test_the_edge_characters_are_every_whitespace_and_the_stripped_ones():
+    import sys
+
+    from sync_service.matching.domains import _EDGE
+
+    assert {chr(i) for i in range(sys.maxunicode + 1) if chr(i).isspace()} | set("<>.") == _EDGE

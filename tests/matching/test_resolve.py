@@ -181,3 +181,18 @@ def test_never_log_entry(index):
     assert never_log_entry("x@a.b.hr-partner.com", index) == "hr-partner.com"
     assert never_log_entry("bob@acme.com", index) is None
     assert never_log_entry("+12025550123", index) is None
+
+
+def test_internal_and_never_log_prefilter_agree_with_the_domain_facts(index):
+    """``under_any`` only saves the domain-facts lookup: subdomains and parents still count."""
+    from sync_service.matching.resolve import domain_facts, under_any
+
+    assert under_any("eu.sales.ourco.com", index.internal_domains)
+    assert not under_any("notourco.com", index.internal_domains)
+    assert is_internal("x@eu.ourco.com", index) and not is_internal("x@notourco.com", index)
+    assert never_log_entry("x@mail.hr-partner.com", index) == "hr-partner.com"
+    assert never_log_entry("x@nothr-partner.com", index) is None
+    for domain in ("acme.com", "eu.ourco.com", "gmail.com", "mail.hr-partner.com", "nothr-partner.com"):
+        facts = domain_facts(domain, index)
+        assert facts.internal <= under_any(domain, index.internal_domains)
+        assert (facts.never_log is None) or under_any(domain, index.never_log)
