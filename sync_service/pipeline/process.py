@@ -197,34 +197,56 @@ class _Run:
     owners: dict[int, tuple[str, int]] = field(default_factory=dict)
 
     def batch(self, session: Session, raws: list[RawItem]) -> None:
-        """Optimistic pass: the whole batch in ONE savepoint, rows prefetched, writes flushed together. If an
-        item fails while writing, the batch is rolled back and done again item by item, each in its own
-        savepoint (the way every item used to run), so only that item is quarantined."""
+        """Optimistic pass: the whole batch in ONE savepoint, rows prefetched, writes flushed together. A
+        collision with another worker's rows (a unique key it committed first, a deadlock) rolls the batch
+        back and runs it optimistically once more: by then the other run has committed. Any other failure
+        while writing, or a second collision, sends the batch item by item, each in its own savepoint (the way
+        every item used to run), so only the failing item is quarantined."""
         blobs = _read_blobs(self.app, raws)
         ordered, headers = _order(raws, blobs)
-        keys = [email_key(h.message_id, r.sha256) for r in ordered if (h := headers.get(r.id)) and r.sha256]
-        cache = BatchCache.load(session, raws, keys)
         scope = advance_scope(session)
-        counters = ProcessStats()
-        deferred: list[Activity] = []
-        try:
-            with session.begin_nested():
-                for raw in ordered:
-                    ctx = self._context(session, raw, counters, cache, scope, deferred)
-                    _process_in_batch(ctx, raw, blobs.get(raw.id), headers.get(raw.id), cache)
-                if deferred:
-                    advance_deferred(ctx)
-                session.flush()
-        except Exception:  # any failure while writing: redo item by item, below
-            log.info("batch of %d items redone item by item after an error", len(raws), exc_info=True)
-        else:
-            self.stats.merge(counters)
-            return
-        # The savepoint rolled back: rows and index entries made inside it are gone.
-        self.index = build_index(session, self.app.settings.internal_domains, self.app.settings.phone_region)
+        settings = self.app.settings
+        for attempt in (1, 2):
+            try:
+                self._optimistic(session, raws, ordered, blobs, headers, scope)
+                return
+            except (IntegrityError, OperationalError) as error:
+                log.info("batch of %d items collided with another run (attempt %d): %s", len(raws), attempt,
+                         _one_line(error.orig))
+                # The savepoint rolled back: rows and index entries made inside it are gone.
+                self.index = build_index(session, settings.internal_domains, settings.phone_region)
+                if attempt == 1:
+                    continue
+            except Exception as error:  # any other failure while writing: redo item by item, below
+                log.info("batch of %d items redone item by item after %s: %s", len(raws), type(error).__name__,
+                         _one_line(error), exc_info=True)
+                self.index = build_index(session, settings.internal_domains, settings.phone_region)
+            break
         for raw in ordered:
             ctx = self._context(session, raw, self.stats, None, scope, None)
             self.index = _process_alone(ctx, raw, blobs.get(raw.id), headers.get(raw.id))
+
+    def _optimistic(
+        self,
+        session: Session,
+        raws: list[RawItem],
+        ordered: list[RawItem],
+        blobs: dict[int, bytes],
+        headers: dict[int, MessageHeaders],
+        scope: AdvanceScope,
+    ) -> None:
+        keys = [email_key(h.message_id, r.sha256) for r in ordered if (h := headers.get(r.id)) and r.sha256]
+        cache = BatchCache.load(session, raws, keys)
+        counters = ProcessStats()
+        deferred: list[Activity] = []
+        with session.begin_nested():
+            for raw in ordered:
+                ctx = self._context(session, raw, counters, cache, scope, deferred)
+                _process_in_batch(ctx, raw, blobs.get(raw.id), headers.get(raw.id), cache)
+            if deferred:
+                advance_deferred(ctx)
+            session.flush()
+        self.stats.merge(counters)
 
     def _context(
         self,
@@ -241,6 +263,10 @@ class _Run:
             session, settings, self.app.blobs, self.index, self.now, self.app.window(self.now), stats,
             owner_email, owner_id, batch=cache, advancing=scope, deferred=deferred,
         )
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split())[:300]
 
 
 def _process_in_batch(
