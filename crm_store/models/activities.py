@@ -36,6 +36,7 @@ class Activity(Base):
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)
     opportunity_id: Mapped[int | None] = mapped_column(ForeignKey("opportunities.id"), index=True)
     opportunity_manual: Mapped[bool] = mapped_column(default=False)  # chosen by a person: sync keeps it
+    lead_manual: Mapped[bool] = mapped_column(default=False)  # the lead was set by a person: sync keeps it
     item_id: Mapped[int | None] = mapped_column(ForeignKey("synced_items.id"), unique=True)
     process_step: Mapped[str | None] = mapped_column(String(200))  # step key this activity serves
     body: Mapped[str] = mapped_column(Text, default="")  # plain text
@@ -111,7 +112,7 @@ class ReviewItem(Base):
 
 
 # What an ``ActivityLinkExclusion`` names.
-EXCLUDE_CONTACT, EXCLUDE_ACCOUNT, EXCLUDE_OPPORTUNITY = "contact", "account", "opportunity"
+EXCLUDE_CONTACT, EXCLUDE_ACCOUNT, EXCLUDE_OPPORTUNITY, EXCLUDE_LEAD = "contact", "account", "opportunity", "lead"
 
 
 class ActivityLinkExclusion(Base):
@@ -125,6 +126,6 @@ class ActivityLinkExclusion(Base):
     __table_args__ = (UniqueConstraint("activity_id", "kind", "target_id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     activity_id: Mapped[int] = mapped_column(ForeignKey("activities.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(20))  # contact | account | opportunity
+    kind: Mapped[str] = mapped_column(String(20))  # contact | account | opportunity | lead
     target_id: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -36,6 +36,7 @@ ActivityArg = typer.Argument(..., help="The activity id (see: crm-sync export ac
 ContactOpt = typer.Option(None, "--contact", metavar="ID", help="A contact id.")
 AccountOpt = typer.Option(None, "--account", metavar="ID", help="An account id.")
 OpportunityOpt = typer.Option(None, "--opportunity", metavar="ID", help="An opportunity id.")
+LeadOpt = typer.Option(None, "--lead", metavar="ID", help="A lead id.")
 
 
 def _rederive(app: App, activity_id: int, item_id: int | None, now: datetime) -> None:
@@ -77,15 +78,18 @@ def assign(
         _rederive(app, activity_id, item_id, now)
 
 
-def _one_target(contact: int | None, account: int | None, opportunity: int | None) -> tuple[LinkKind, int]:
+def _one_target(
+    contact: int | None, account: int | None, opportunity: int | None, lead: int | None
+) -> tuple[LinkKind, int]:
     given: list[tuple[LinkKind, int | None]] = [
         ("contact", contact),
         ("account", account),
         ("opportunity", opportunity),
+        ("lead", lead),
     ]
     chosen = [(kind, value) for kind, value in given if value is not None]
     if len(chosen) != 1:
-        raise typer.BadParameter("give exactly one of --contact, --account, --opportunity")
+        raise typer.BadParameter("give exactly one of --contact, --account, --opportunity, --lead")
     kind, value = chosen[0]
     assert value is not None
     return kind, value
@@ -97,9 +101,10 @@ def link(
     contact: int | None = ContactOpt,
     account: int | None = AccountOpt,
     opportunity: int | None = OpportunityOpt,
+    lead: int | None = LeadOpt,
 ) -> None:
-    """Link a contact, account or opportunity to the activity; re-matching keeps a link made by a person."""
-    kind, target = _one_target(contact, account, opportunity)
+    """Link a contact, account, opportunity or lead to the activity; re-matching keeps a link made by a person."""
+    kind, target = _one_target(contact, account, opportunity, lead)
     now = datetime.now(UTC)
     with open_app() as app:
         with transaction(app.sessions) as session:
@@ -115,9 +120,10 @@ def unlink(
     contact: int | None = ContactOpt,
     account: int | None = AccountOpt,
     opportunity: int | None = OpportunityOpt,
+    lead: int | None = LeadOpt,
 ) -> None:
-    """Remove a contact, account or opportunity link; re-matching remembers it and never adds it back."""
-    kind, target = _one_target(contact, account, opportunity)
+    """Remove a contact, account, opportunity or lead link; re-matching remembers it and never adds it back."""
+    kind, target = _one_target(contact, account, opportunity, lead)
     now = datetime.now(UTC)
     with open_app() as app:
         with transaction(app.sessions) as session:

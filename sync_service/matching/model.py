@@ -95,9 +95,10 @@ class LinkExclusions:
     contacts: frozenset[int] = frozenset()
     accounts: frozenset[int] = frozenset()
     opportunities: frozenset[int] = frozenset()
+    leads: frozenset[int] = frozenset()
 
     def __bool__(self) -> bool:
-        return bool(self.contacts or self.accounts or self.opportunities)
+        return bool(self.contacts or self.accounts or self.opportunities or self.leads)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ _REMOVED = "removed by a person"
 
 
 def apply_exclusions(decision: MatchDecision, exclusions: LinkExclusions) -> MatchDecision:
-    """The decision without the excluded contacts, accounts and opportunity, each removal explained."""
+    """The decision without the excluded contacts, accounts, opportunity and lead, each removal explained."""
     if decision.skipped or not exclusions:
         return decision
     lines: list[str] = []
@@ -36,6 +36,10 @@ def apply_exclusions(decision: MatchDecision, exclusions: LinkExclusions) -> Mat
         letter = RULE_LETTERS.get(rule or "", rule)
         lines.append(f"no opportunity: opportunity {opportunity} (rule {letter}) was {_REMOVED}")
         opportunity, rule = None, None
+    lead = decision.lead_id
+    if lead is not None and lead in exclusions.leads:
+        lines.append(f"no lead: lead {lead} was {_REMOVED}")
+        lead = None
     candidates = tuple(c for c in decision.review_candidates if c not in exclusions.opportunities)
     if candidates != decision.review_candidates:
         removed = sorted(set(decision.review_candidates) - set(candidates))
@@ -49,6 +53,7 @@ def apply_exclusions(decision: MatchDecision, exclusions: LinkExclusions) -> Mat
         primary_account_id=primary,
         opportunity_id=opportunity,
         opportunity_rule=rule,
+        lead_id=lead,
         review_candidates=candidates,
         explanation=(*decision.explanation, *lines),
     )

@@ -75,7 +75,8 @@ def _links(session: Session, activity: Activity) -> list[str]:
     lines += [f"  contact: {_contact(session, c.contact_id)}{mark(c.manual)}" for c in activity.contact_links]
     if activity.lead_id is not None:
         lead = session.get(Lead, activity.lead_id)
-        lines.append(f"  lead: {lead.name if lead else '?'} [{activity.lead_id}]")
+        chosen_lead = " (linked by a person)" if activity.lead_manual else ""
+        lines.append(f"  lead: {lead.name if lead else '?'} [{activity.lead_id}]{chosen_lead}")
     opportunity = _opportunity(session, activity.opportunity_id)
     chosen = " (chosen by a person: matching keeps it)" if activity.opportunity_manual else ""
     lines.append(f"  opportunity: {opportunity}{chosen}")
@@ -94,6 +95,7 @@ def _exclusions(session: Session, exclusions: LinkExclusions) -> list[str]:
     lines += [f"  contact: {_contact(session, c)}" for c in sorted(exclusions.contacts)]
     lines += [f"  account: {_account(session, a)}" for a in sorted(exclusions.accounts)]
     lines += [f"  opportunity: {_opportunity(session, o)}" for o in sorted(exclusions.opportunities)]
+    lines += [f"  lead: {_lead(session, lead)}" for lead in sorted(exclusions.leads)]
     return lines
 
 
@@ -150,6 +152,11 @@ def _contact(session: Session, contact_id: int) -> str:
         return f"? [{contact_id}]"
     email = f" <{contact.primary_email}>" if contact.primary_email else ""
     return f"{contact.name}{email} [{contact_id}]"
+
+
+def _lead(session: Session, lead_id: int) -> str:
+    lead = session.get(Lead, lead_id)
+    return f"{lead.name if lead else '?'} [{lead_id}]"
 
 
 def _opportunity(session: Session, opportunity_id: int | None) -> str:

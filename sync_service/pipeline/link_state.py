@@ -3,7 +3,7 @@
 Both the writer (``links.apply_decision``) and re-matching (which must tell cheaply whether an activity's
 links would change, without loading it) derive the wanted links from here, so they cannot disagree.
 
-Rules (SPEC §3.7): links a person made (``manual`` rows, ``opportunity_manual``) are kept as they are;
+Rules (SPEC §3.7): links a person made (``manual`` rows, ``opportunity_manual``, ``lead_manual``) are kept;
 the automatic links become exactly the decision's; the primary account falls back to a manual account
 link when the decision reaches none; the review queue holds the candidates while no opportunity is linked
 and no person chose one.
@@ -26,6 +26,7 @@ class LinkState:
     lead: int | None = None
     opportunity: int | None = None
     opportunity_manual: bool = False
+    lead_manual: bool = False
     review: tuple[int, ...] | None = None  # candidates of the open review item, None when there is none
 
 
@@ -44,7 +45,7 @@ def wanted_state(current: LinkState, decision: MatchDecision) -> LinkState:
         auto_accounts=frozenset(accounts),
         auto_contacts=contacts,
         primary_account=primary,
-        lead=decision.lead_id,
+        lead=current.lead if current.lead_manual else decision.lead_id,
         opportunity=opportunity,
         review=tuple(decision.review_candidates) if needs_review else None,
     )

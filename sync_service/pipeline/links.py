@@ -26,7 +26,7 @@ from crm_store.models import (
     LeadEmail,
     ReviewItem,
 )
-from crm_store.models.activities import EXCLUDE_ACCOUNT, EXCLUDE_CONTACT, EXCLUDE_OPPORTUNITY
+from crm_store.models.activities import EXCLUDE_ACCOUNT, EXCLUDE_CONTACT, EXCLUDE_LEAD, EXCLUDE_OPPORTUNITY
 from sync_service.matching.model import LinkExclusions, MatchDecision, NewContact, NewLead
 from sync_service.matching.overrides import apply_exclusions, keep_earlier_opportunity
 from sync_service.pipeline.context import ProcessContext
@@ -89,6 +89,7 @@ def load_exclusions(session: Session, activity_ids: Iterable[int]) -> dict[int, 
             contacts=frozenset(kinds[EXCLUDE_CONTACT]),
             accounts=frozenset(kinds[EXCLUDE_ACCOUNT]),
             opportunities=frozenset(kinds[EXCLUDE_OPPORTUNITY]),
+            leads=frozenset(kinds[EXCLUDE_LEAD]),
         )
         for activity_id, kinds in found.items()
     }
@@ -105,6 +106,7 @@ def state_of(activity: Activity, review: ReviewItem | None) -> LinkState:
         lead=activity.lead_id,
         opportunity=activity.opportunity_id,
         opportunity_manual=activity.opportunity_manual,
+        lead_manual=activity.lead_manual,
         review=_open_candidates(review),
     )
 

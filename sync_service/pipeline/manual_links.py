@@ -27,18 +27,20 @@ from crm_store.models import (
     ActivityContact,
     ActivityLinkExclusion,
     Contact,
+    Lead,
     Opportunity,
     ReviewItem,
 )
-from crm_store.models.activities import EXCLUDE_ACCOUNT, EXCLUDE_CONTACT, EXCLUDE_OPPORTUNITY
+from crm_store.models.activities import EXCLUDE_ACCOUNT, EXCLUDE_CONTACT, EXCLUDE_LEAD, EXCLUDE_OPPORTUNITY
 from sync_service.errors import ConfigError
 from sync_service.pipeline.documents import relink_documents
 
-LinkKind = Literal["contact", "account", "opportunity"]
-_MODELS: dict[str, type[Contact] | type[Account] | type[Opportunity]] = {
+LinkKind = Literal["contact", "account", "opportunity", "lead"]
+_MODELS: dict[str, type[Contact] | type[Account] | type[Opportunity] | type[Lead]] = {
     EXCLUDE_CONTACT: Contact,
     EXCLUDE_ACCOUNT: Account,
     EXCLUDE_OPPORTUNITY: Opportunity,
+    EXCLUDE_LEAD: Lead,
 }
 
 
@@ -76,7 +78,7 @@ def assign_opportunity(session: Session, activity_id: int, opportunity_id: int, 
 
 
 def link(session: Session, activity_id: int, kind: LinkKind, target_id: int, now: datetime) -> Activity:
-    """Add a contact, account or opportunity link as a person's (manual) link."""
+    """Add a contact, account, opportunity or lead link as a person's (manual) link."""
     if kind == EXCLUDE_OPPORTUNITY:
         return assign_opportunity(session, activity_id, target_id, now)[0]
     activity = get_activity(session, activity_id)
@@ -84,6 +86,8 @@ def link(session: Session, activity_id: int, kind: LinkKind, target_id: int, now
     _forget_exclusion(session, activity.id, kind, target_id)
     if kind == EXCLUDE_ACCOUNT:
         _link_account(session, activity, target_id)
+    elif kind == EXCLUDE_LEAD:
+        activity.lead_id, activity.lead_manual = target_id, True
     else:
         existing = next((c for c in activity.contact_links if c.contact_id == target_id), None)
         if existing is None:
@@ -108,6 +112,10 @@ def unlink(session: Session, activity_id: int, kind: LinkKind, target_id: int) -
         activity.account_links[:] = [a for a in activity.account_links if a.account_id != target_id]
         if activity.account_id == target_id:
             activity.account_id = activity.account_links[0].account_id if activity.account_links else None
+    elif kind == EXCLUDE_LEAD:
+        had = activity.lead_id == target_id
+        if had:
+            activity.lead_id, activity.lead_manual = None, False
     elif activity.opportunity_id == target_id:
         had = True
         activity.opportunity_id, activity.opportunity_manual = None, False

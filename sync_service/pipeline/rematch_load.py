@@ -75,6 +75,7 @@ def load_batch(session: Session, ids: list[int]) -> BatchRows:
             Activity.lead_id,
             Activity.opportunity_id,
             Activity.opportunity_manual,
+            Activity.lead_manual,
             Activity.owner_id,
         ).where(Activity.item_id.in_(ids))
     ).all()
@@ -101,6 +102,7 @@ def load_batch(session: Session, ids: list[int]) -> BatchRows:
             lead=a.lead_id,
             opportunity=a.opportunity_id,
             opportunity_manual=a.opportunity_manual,
+            lead_manual=a.lead_manual,
             review=reviews.get(a.id),
         )
     rows.exclusions = load_exclusions(session, activity_ids)

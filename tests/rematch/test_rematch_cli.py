@@ -270,3 +270,30 @@ def test_links_on_an_activity_without_a_synced_item(world, import_crm) -> None: 
     assert task["contacts"] == ["mindy@globex.example"] and task["account"] == "Globex"
     explained = ok(world("match", "explain", str(task_id))).out
     assert "not a synced item" in explained and "(linked by a person)" in explained
+
+
+def test_a_lead_removed_by_a_person_stays_removed_and_a_lead_set_by_a_person_is_kept(
+    world, import_crm, synced, tmp_path: Path
+) -> None:
+    import_crm()
+    leads = "Name,Company,Email,Phone,Status,Source,Owner\nRita Ray,Initrode,rita@initrode.example,,Prospect,Web form,\n"
+    leads += "Tim Toe,Initrode,tim@initrode.example,,Prospect,Web form,\n"
+    (tmp_path / "leads.csv").write_text(leads, encoding="utf-8")
+    ok(world("import", "leads", str(tmp_path / "leads.csv")))
+    synced(maildir(tmp_path / "alice", [message("r1@initrode.example", "rita@initrode.example", [REP], "Trial")]))
+    act = by_subject(world)["Trial"]
+    lead_ids = ids(world, "leads")
+    assert act["lead"] == "Rita Ray"
+    activity = str(act["id"])
+
+    out = ok(world("activity", "unlink", activity, "--lead", str(lead_ids["Rita Ray"]))).out
+    assert "lead" in out and "removed" in out
+    ok(world("match", "rematch"))
+    assert by_subject(world)["Trial"]["lead"] is None  # matching would link Rita again; a person said no
+    assert _removed_links(ok(world("match", "explain", activity)).out) == [f"lead: Rita Ray [{lead_ids['Rita Ray']}]"]
+
+    ok(world("activity", "link", activity, "--lead", str(lead_ids["Tim Toe"])))
+    ok(world("match", "rematch"))
+    assert by_subject(world)["Trial"]["lead"] == "Tim Toe"  # a person's lead, not the matcher's
+    assert "Tim Toe" in ok(world("match", "explain", activity)).out.split("links now:")[1]
+    assert world("activity", "link", activity, "--lead", "999").code == 1
