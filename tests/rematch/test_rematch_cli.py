@@ -276,7 +276,8 @@ def test_a_lead_removed_by_a_person_stays_removed_and_a_lead_set_by_a_person_is_
     world, import_crm, synced, tmp_path: Path
 ) -> None:
     import_crm()
-    leads = "Name,Company,Email,Phone,Status,Source,Owner\nRita Ray,Initrode,rita@initrode.example,,Prospect,Web form,\n"
+    leads = "Name,Company,Email,Phone,Status,Source,Owner\n"
+    leads += "Rita Ray,Initrode,rita@initrode.example,,Prospect,Web form,\n"
     leads += "Tim Toe,Initrode,tim@initrode.example,,Prospect,Web form,\n"
     (tmp_path / "leads.csv").write_text(leads, encoding="utf-8")
     ok(world("import", "leads", str(tmp_path / "leads.csv")))
