@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session
 from crm_store.models import (
     Account,
     Activity,
+    Contact,
     ContactEmail,
+    ContactPhone,
     Lead,
     LeadEmail,
     Opportunity,
@@ -184,11 +186,24 @@ def _lead_opportunity(session: Session, lead: Lead, process: Process) -> Opportu
         lead_id=lead.id,
     )
     emails = select(LeadEmail.email).where(LeadEmail.lead_id == lead.id)
-    contacts = session.scalars(select(ContactEmail.contact_id).where(ContactEmail.email.in_(emails)).distinct())
-    opportunity.participants.extend(OpportunityParticipant(contact_id=c) for c in sorted(set(contacts)))
+    contacts = set(session.scalars(select(ContactEmail.contact_id).where(ContactEmail.email.in_(emails))))
+    if not contacts and (lead.emails or lead.phones):
+        contacts.add(_contact_from_lead(session, lead, account))
+    opportunity.participants.extend(OpportunityParticipant(contact_id=c) for c in sorted(contacts))
     session.add(opportunity)
     session.flush()
     return opportunity
+
+
+def _contact_from_lead(session: Session, lead: Lead, account: Account | None) -> int:
+    """The lead's person as a contact (source ``lead``), so the opportunity made from the lead has a participant:
+    the steps that wait for a meeting or call with a participant, and matching by contact, then work."""
+    contact = Contact(name=lead.name, company=lead.company, account_id=account.id if account else None, source="lead")
+    contact.emails.extend(ContactEmail(email=e.email, position=i) for i, e in enumerate(lead.emails))
+    contact.phones.extend(ContactPhone(kind="work", raw=p.raw, e164=p.e164) for p in lead.phones)
+    session.add(contact)
+    session.flush()
+    return contact.id
 
 
 def _auto_start_lead(session: Session, subject: Subject, activity: Activity, now: datetime) -> None:

@@ -3,6 +3,7 @@ Awaiting sale starts the Corporate sale (set by hand or reached by the lead proc
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from crm_store.models import Opportunity
 from crm_store.models.sales import LeadHistory
 from sync_service.bootstrap import App
+from sync_service.exports import export_contacts
 from tests.support.builders import REP, ics, maildir, message, vevent
 from tests.support.process_helpers import activities, history, lead, opportunity, write_calendar
 
@@ -91,3 +93,28 @@ def test_the_lead_process_reaches_awaiting_sale_and_starts_the_sale(app, crm, al
     opp = opportunity(app, "Initrode")
     assert (opp["stage"], opp["current_step"]["title"]) == ("Interest verification", "Call")
     assert history(app, "Initrode") == [("Interest verification", None, None, True)]
+
+
+def test_the_opportunity_made_from_a_lead_has_the_lead_as_participant_and_its_call_completes_the_step(
+    app, crm, cli, alice_box: Path, sync
+) -> None:
+    assert cli("lead", "status", str(crm["lead"]), "Awaiting sale").code == 0
+    with app.sessions() as session:
+        contacts = {c["name"]: c for c in export_contacts(session)}
+    rita = contacts["Rita Lead"]
+    assert (rita["emails"], rita["source"]) == ([RITA], "lead")
+    with app.sessions() as session:
+        opp = session.scalars(select(Opportunity).where(Opportunity.lead_id == crm["lead"])).one()
+        assert [p.contact_id for p in opp.participants] == [rita["id"]]
+    # The step "Call" of Interest verification waits for a call with a participant, held after the stage began:
+    # Rita's call completes it (without her as a contact, nothing would).
+    held = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    write_calendar(alice_box, ics(vevent("c1", "Call Rita", held, 0, attendees=(RITA,))))
+    time.sleep(max(0.0, (held - datetime.now(UTC)).total_seconds()) + 0.2)
+    sync()
+    steps = history(app, "Initrode")
+    assert ("Interest verification", "Call", "Interest confirmed", True) in steps, steps
+    assert opportunity(app, "Initrode")["stage"] == "Qualification"
+    assert cli("lead", "status", str(crm["lead"]), "Awaiting sale").code == 0  # again: no second contact
+    with app.sessions() as session:
+        assert [c["name"] for c in export_contacts(session)].count("Rita Lead") == 1
