@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.bench_ingest import DEFAULT_CACHE, create_database, postgres, warm_page_cache
-from bench.corpus import CRM_DIR, MAILDIR, SYNC_NOW, CorpusSpec, ensure_corpus, make_maildir, message_files
+from bench.corpus import MAILDIR, SYNC_NOW, CorpusSpec, ensure_corpus, make_maildir, message_files
 from bench.corpus import read_manifest as _read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,14 +152,13 @@ def prepare(corpus: Path, database_url: str, work: Path, mailboxes: int, days_ba
     messages (``box1`` …); the app and the number of messages."""
     from sqlalchemy import update
 
+    from bench.measure import initialise_with_crm
     from crm_store.db import transaction
     from crm_store.models import Mailbox
     from crm_store.models.sync import PAUSED
     from sync_service import mailboxes as mailbox_admin
     from sync_service.bootstrap import bootstrap
-    from sync_service.cli.setup import initialise
     from sync_service.config import Settings
-    from sync_service.importers import import_accounts, import_contacts, import_leads, import_opportunities
 
     manifest = _read_manifest(corpus)
     if manifest is None:
@@ -173,15 +172,7 @@ def prepare(corpus: Path, database_url: str, work: Path, mailboxes: int, days_ba
         window_days_back=days_back,
     )
     app = bootstrap(settings)
-    initialise(app)
-    for importer, name in (
-        (import_accounts, "accounts.csv"),
-        (import_contacts, "contacts.csv"),
-        (import_leads, "leads.csv"),
-        (import_opportunities, "opportunities.csv"),
-    ):
-        with transaction(app.sessions) as session:
-            importer(session, corpus / CRM_DIR / name)
+    initialise_with_crm(app, corpus)
     with transaction(app.sessions) as session:
         for k, target in enumerate(targets):
             mailbox_admin.add_mailbox(session, f"box{k + 1}", str(manifest["owner"]), f"maildir://{target}", None, ())

@@ -125,9 +125,7 @@ def _setup(corpus: Path, database_url: str, work: Path) -> tuple[Any, CorpusSpec
     from crm_store.db import transaction
     from sync_service import mailboxes
     from sync_service.bootstrap import bootstrap
-    from sync_service.cli.setup import initialise
     from sync_service.config import Settings
-    from sync_service.importers import import_accounts, import_contacts, import_leads, import_opportunities
 
     manifest = read_manifest(corpus)
     if manifest is None:
@@ -141,6 +139,18 @@ def _setup(corpus: Path, database_url: str, work: Path) -> tuple[Any, CorpusSpec
         internal_domains=frozenset({str(manifest["internal_domain"])}),
     )
     app = bootstrap(settings)
+    initialise_with_crm(app, corpus)
+    with transaction(app.sessions) as session:
+        mailboxes.add_mailbox(session, "alice", str(manifest["owner"]), f"maildir://{maildir}", None, ())
+    return app, spec, maildir
+
+
+def initialise_with_crm(app: Any, corpus: Path) -> None:
+    """Migrate and seed the database, then import the corpus's CRM (SPEC §5 CSVs)."""
+    from crm_store.db import transaction
+    from sync_service.cli.setup import initialise
+    from sync_service.importers import import_accounts, import_contacts, import_leads, import_opportunities
+
     initialise(app)
     for importer, name in (
         (import_accounts, "accounts.csv"),
@@ -150,9 +160,6 @@ def _setup(corpus: Path, database_url: str, work: Path) -> tuple[Any, CorpusSpec
     ):
         with transaction(app.sessions) as session:
             importer(session, corpus / CRM_DIR / name)
-    with transaction(app.sessions) as session:
-        mailboxes.add_mailbox(session, "alice", str(manifest["owner"]), f"maildir://{maildir}", None, ())
-    return app, spec, maildir
 
 
 class StatementCounter:
