@@ -21,6 +21,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from crm_store.models import Activity, Lead, Opportunity
+from sync_service.pipeline.bulk import PendingEmail
 from sync_service.pipeline.context import ProcessContext
 from sync_service.process import service, store
 from sync_service.process.errors import ProcessError
@@ -38,8 +39,7 @@ class AdvanceScope:
     leads: frozenset[int]  # with a running process, or in a status that starts one
     max_lead: int
 
-    def may_advance(self, activity: Activity) -> bool:
-        opportunity, lead = activity.opportunity_id, activity.lead_id
+    def may_advance(self, opportunity: int | None, lead: int | None) -> bool:
         if opportunity is not None and (opportunity in self.opportunities or opportunity > self.max_opportunity):
             return True
         return lead is not None and (lead in self.leads or lead > self.max_lead)
@@ -67,7 +67,7 @@ def activity_synced(ctx: ProcessContext, activity: Activity, *, deferrable: bool
     change again in this batch (a new email), so in a batch its turn may wait until the next activity that
     cannot wait, or the batch's end: the engine still sees every activity in the same order, and the batch's
     rows are written together instead of being flushed for each email."""
-    if ctx.advancing is not None and not ctx.advancing.may_advance(activity):
+    if ctx.advancing is not None and not ctx.advancing.may_advance(activity.opportunity_id, activity.lead_id):
         return
     if deferrable and ctx.deferred is not None:
         ctx.deferred.append(activity)
@@ -76,13 +76,27 @@ def activity_synced(ctx: ProcessContext, activity: Activity, *, deferrable: bool
     _advance(ctx, activity)
 
 
+def pending_synced(ctx: ProcessContext, email: PendingEmail) -> None:
+    """A new email written in bulk (``pipeline.bulk``): its turn waits like a deferrable activity's."""
+    assert email.activity is not None and ctx.deferred is not None
+    if ctx.advancing is None or ctx.advancing.may_advance(email.activity["opportunity_id"], email.activity["lead_id"]):
+        ctx.deferred.append(email)
+
+
 def advance_deferred(ctx: ProcessContext) -> None:
-    """Run the engine for the activities that waited, in their order."""
+    """Run the engine for the activities that waited, in their order — after writing the batch's pending
+    emails, which the engine reads back from the database."""
+    if ctx.batch is not None:
+        ctx.batch.bulk.write(ctx.session)
     if ctx.deferred:
         waiting = list(ctx.deferred)
         ctx.deferred.clear()
-        for activity in waiting:
-            _advance(ctx, activity)
+        for entry in waiting:
+            if isinstance(entry, PendingEmail):
+                assert entry.activity_id is not None
+                _advance(ctx, ctx.session.get_one(Activity, entry.activity_id))
+            else:
+                _advance(ctx, entry)
 
 
 def _advance(ctx: ProcessContext, activity: Activity) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_store.models import ItemSource, QuarantineEntry, RawItem, SyncedItem
+from sync_service.pipeline.bulk import BulkEmails, PendingEmail
 
 CHUNK = 500  # ids per IN (...) list
 
@@ -26,6 +27,8 @@ class BatchCache:
     items: dict[str, SyncedItem] = field(default_factory=dict)  # email dedupe key → item (stored or new)
     sources: set[tuple[int, int]] = field(default_factory=set)  # (item id, raw item id) already stored
     quarantined: dict[int, QuarantineEntry] = field(default_factory=dict)  # raw item id → its entry
+    pending: dict[str, PendingEmail] = field(default_factory=dict)  # new emails of the batch, by dedupe key
+    bulk: BulkEmails = field(default_factory=BulkEmails)  # … and their rows, until written
 
     @classmethod
     def load(cls, session: Session, raws: Sequence[RawItem], email_keys: Iterable[str]) -> BatchCache:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from crm_store.models import Activity
     from sync_service.pipeline.advance import AdvanceScope
     from sync_service.pipeline.batch import BatchCache
+    from sync_service.pipeline.bulk import PendingEmail
 
 
 @dataclass
@@ -70,4 +71,4 @@ class ProcessContext:
     owner_id: int
     batch: BatchCache | None = None  # the optimistic pass's prefetched rows (None: ask the database)
     advancing: AdvanceScope | None = None  # None: every activity goes to the process engine
-    deferred: list[Activity] | None = None  # a batch's new emails waiting for the process engine
+    deferred: list[Activity | PendingEmail] | None = None  # a batch's new emails waiting for the process engine

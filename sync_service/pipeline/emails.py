@@ -8,19 +8,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from crm_store.models import Activity, RawItem, SyncedItem
+from crm_store.models import Activity, ItemSource, RawItem, SyncedItem
 from sync_service.errors import ParseError
 from sync_service.matching.decide import decide
 from sync_service.matching.model import ItemFacts, LinkExclusions, MatchDecision
 from sync_service.parsing.ical import parse_calendar
 from sync_service.parsing.mime import parse_body, parse_headers
-from sync_service.pipeline.advance import activity_synced
+from sync_service.pipeline.advance import activity_synced, pending_synced
+from sync_service.pipeline.batch import BatchCache
+from sync_service.pipeline.bulk import PendingEmail
 from sync_service.pipeline.context import ProcessContext
-from sync_service.pipeline.documents import store_email_documents
+from sync_service.pipeline.documents import email_files, store_email_documents
 from sync_service.pipeline.events import apply_events
-from sync_service.pipeline.items import email_key, facts_to_json, find_item, link_source, record_decision
-from sync_service.pipeline.links import apply_decision
+from sync_service.pipeline.items import (
+    email_key,
+    facts_to_json,
+    find_item,
+    link_source,
+    record_decision,
+    with_decision,
+)
+from sync_service.pipeline.link_state import LinkState, wanted_state
+from sync_service.pipeline.links import REVIEW_REASON, apply_decision, create_records
 from sync_service.values import MessageBody, MessageHeaders, ParsedCalendar
 
 ITIP_UPDATES = {"REQUEST", "CANCEL", "ADD"}
@@ -59,6 +70,7 @@ class EmailPlan:
     key: str
     size: int
     existing: SyncedItem | None = None  # already known: only the new source is recorded
+    pending: PendingEmail | None = None  # new in this batch, not yet written: the same
     invitations: tuple[ParsedCalendar, ...] = ()  # iTIP updates: they update meetings instead
     decision: MatchDecision | None = None
     body: MessageBody | None = None  # decoded only when the email is logged
@@ -76,6 +88,9 @@ def plan_email(ctx: ProcessContext, raw: RawItem, data: bytes, headers: MessageH
         invitations = _invitations(ctx, data)
         if invitations:
             return EmailPlan(raw, headers, key, len(data), invitations=invitations)
+    pending = ctx.batch.pending.get(key) if ctx.batch is not None else None
+    if pending is not None:
+        return EmailPlan(raw, headers, key, len(data), pending=pending)
     existing = find_item(ctx.session, key, ctx.batch)
     if existing is not None:
         return EmailPlan(raw, headers, key, len(data), existing=existing)
@@ -103,7 +118,17 @@ def apply_email(ctx: ProcessContext, plan: EmailPlan) -> None:
         link_source(ctx.session, plan.existing, raw.id, ctx.batch)
         ctx.stats.duplicates += 1
         return
+    if plan.pending is not None:
+        if plan.pending.item_id is None:
+            plan.pending.sources.append(raw.id)
+        else:  # written already (the process engine ran since)
+            ctx.session.add(ItemSource(item_id=plan.pending.item_id, raw_item_id=raw.id))
+        ctx.stats.duplicates += 1
+        return
     assert plan.decision is not None
+    if ctx.batch is not None:
+        _queue_new(ctx, ctx.batch, plan)
+        return
     facts = facts_of(headers, ctx.owner_email)
     item = SyncedItem(
         dedupe_key=plan.key,
@@ -125,6 +150,67 @@ def apply_email(ctx: ProcessContext, plan: EmailPlan) -> None:
         return
     assert plan.body is not None
     _log(ctx, item, plan.size, headers, plan.body, plan.decision, new_item=True)
+
+
+def _queue_new(ctx: ProcessContext, batch: BatchCache, plan: EmailPlan) -> None:
+    """A new email in the optimistic pass: the same rows as the ORM path below, as plain rows for ``bulk``."""
+    raw, headers, decision = plan.raw, plan.headers, plan.decision
+    assert decision is not None
+    item: dict[str, Any] = {
+        "dedupe_key": plan.key,
+        "kind": "email",
+        "message_id": headers.message_id,
+        "subject": headers.subject[:1000],
+        "sent_at": headers.date,
+        "sha256": raw.sha256,
+        "skip_reason": decision.skip_reason if decision.skipped else None,
+    }
+    facts = facts_to_json(facts_of(headers, ctx.owner_email))
+    email = PendingEmail(item, [raw.id])
+    batch.pending[plan.key] = email
+    batch.bulk.add(email)
+    if decision.skipped:
+        item["facts"] = with_decision(facts, decision, ctx.now)
+        ctx.stats.skipped[decision.skip_reason or "?"] += 1
+        return
+    assert plan.body is not None and raw.sha256 is not None
+    written = create_records(ctx, decision, LinkExclusions())  # a new activity: no exclusions, no history
+    wanted = wanted_state(LinkState(), written)
+    item["facts"] = with_decision(facts, written, ctx.now)
+    when = headers.date or ctx.now
+    email.activity = {
+        "type": "email",
+        "subject": headers.subject[:1000],
+        "status": "completed",
+        "direction": decision.direction,
+        "start_at": when,
+        "end_at": when,
+        "owner_id": email_owner(headers, ctx.index.user_emails, ctx.owner_id or None),
+        "account_id": wanted.primary_account,
+        "lead_id": wanted.lead,
+        "opportunity_id": wanted.opportunity,
+        "body": plan.body.text[:100_000],
+    }
+    email.accounts = [a for a in dict.fromkeys(written.account_ids) if a in wanted.auto_accounts]
+    email.contacts = [c for c in dict.fromkeys(written.contact_ids) if c in wanted.auto_contacts]
+    email.documents = [
+        {
+            "sha256": f.sha256,
+            "filename": f.filename,
+            "media_type": f.media_type,
+            "size": f.size,
+            "kind": f.kind,
+            "account_id": wanted.primary_account,
+            "opportunity_id": wanted.opportunity,
+        }
+        for f in email_files(ctx, headers.subject[:1000], raw.sha256, plan.size, plan.body)
+    ]
+    if wanted.review:
+        email.review, email.review_reason = list(wanted.review), REVIEW_REASON
+    ctx.index.remember_thread(headers.message_id, wanted.opportunity)
+    ctx.index.remember_thread(headers.conversation_id, wanted.opportunity)
+    ctx.stats.logged += 1
+    pending_synced(ctx, email)
 
 
 def process_email(ctx: ProcessContext, raw: RawItem, data: bytes, headers: MessageHeaders | None = None) -> None:

@@ -134,6 +134,22 @@ def apply_decision(
     decision = apply_exclusions(decision, exclusions)
     if not activity.opportunity_manual:
         decision = keep_earlier_opportunity(decision, activity.opportunity_id, ctx.index.open_opportunities)
+    written = create_records(ctx, decision, exclusions)
+    account_ids, contact_ids = list(written.account_ids), list(written.contact_ids)
+    review = None if new else ctx.session.scalar(select(ReviewItem).where(ReviewItem.activity_id == activity.id))
+    wanted = wanted_state(state_of(activity, review), written)
+    _set_links(activity, account_ids, wanted.auto_accounts, contact_ids, wanted.auto_contacts)
+    activity.account_id = wanted.primary_account
+    activity.lead_id = wanted.lead
+    activity.opportunity_id = wanted.opportunity
+    if not new:
+        ctx.session.flush()
+    _set_review(ctx, activity, review, wanted.review)
+    return written
+
+
+def create_records(ctx: ProcessContext, decision: MatchDecision, exclusions: LinkExclusions) -> MatchDecision:
+    """Create the contacts and leads the decision proposes (as the policy allowed); the decision with them."""
     contact_ids = list(decision.contact_ids)
     account_ids = list(decision.account_ids)
     for new_contact in decision.new_contacts:
@@ -145,17 +161,7 @@ def apply_decision(
         created = _create_lead(ctx, new_lead)
         lead_id = lead_id or created
     contact_ids, account_ids = list(dict.fromkeys(contact_ids)), list(dict.fromkeys(account_ids))
-    written = replace(decision, contact_ids=tuple(contact_ids), account_ids=tuple(account_ids), lead_id=lead_id)
-    review = None if new else ctx.session.scalar(select(ReviewItem).where(ReviewItem.activity_id == activity.id))
-    wanted = wanted_state(state_of(activity, review), written)
-    _set_links(activity, account_ids, wanted.auto_accounts, contact_ids, wanted.auto_contacts)
-    activity.account_id = wanted.primary_account
-    activity.lead_id = wanted.lead
-    activity.opportunity_id = wanted.opportunity
-    if not new:
-        ctx.session.flush()
-    _set_review(ctx, activity, review, wanted.review)
-    return written
+    return replace(decision, contact_ids=tuple(contact_ids), account_ids=tuple(account_ids), lead_id=lead_id)
 
 
 def _set_links(

@@ -31,6 +31,7 @@ from sync_service.parsing.mime import parse_headers
 from sync_service.parsing.vcard import parse_vcards
 from sync_service.pipeline.advance import AdvanceScope, advance_deferred, advance_scope
 from sync_service.pipeline.batch import BatchCache
+from sync_service.pipeline.bulk import PendingEmail
 from sync_service.pipeline.contacts import apply_card
 from sync_service.pipeline.context import ProcessContext, ProcessStats
 from sync_service.pipeline.emails import apply_email, plan_email
@@ -238,13 +239,12 @@ class _Run:
         keys = [email_key(h.message_id, r.sha256) for r in ordered if (h := headers.get(r.id)) and r.sha256]
         cache = BatchCache.load(session, raws, keys)
         counters = ProcessStats()
-        deferred: list[Activity] = []
+        deferred: list[Activity | PendingEmail] = []
         with session.begin_nested():
             for raw in ordered:
                 ctx = self._context(session, raw, counters, cache, scope, deferred)
                 _process_in_batch(ctx, raw, blobs.get(raw.id), headers.get(raw.id), cache)
-            if deferred:
-                advance_deferred(ctx)
+            advance_deferred(ctx)  # writes the pending emails too
             session.flush()
         self.stats.merge(counters)
 
@@ -255,7 +255,7 @@ class _Run:
         stats: ProcessStats,
         cache: BatchCache | None,
         scope: AdvanceScope,
-        deferred: list[Activity] | None,
+        deferred: list[Activity | PendingEmail] | None,
     ) -> ProcessContext:
         owner_email, owner_id = self.owners.get(raw.mailbox_id, ("", 0))
         settings = self.app.settings
