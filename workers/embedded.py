@@ -32,7 +32,7 @@ class EmbeddedQueue:
             app.settings, app=app, hooks=replace(hooks or Hooks(), on_outcome=self._note), embedded=True
         )
         self.worker = dramatiq.Worker(
-            self.runtime.broker, worker_threads=self.runtime.options.threads, worker_timeout=100
+            self.runtime.broker, worker_threads=self.runtime.options.threads, worker_timeout=20
         )
 
     def __enter__(self) -> EmbeddedQueue:
