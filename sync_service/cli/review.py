@@ -6,20 +6,20 @@ decided (primary account, review queue) follows; links a person made or removed 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import typer
+from sqlalchemy.orm import Session
 
 from crm_store.db import transaction
 from crm_store.models import Activity
 from sync_service.bootstrap import App
 from sync_service.cli.common import console, open_app
-from sync_service.matching.load import build_index
 from sync_service.pipeline import manual_links
-from sync_service.pipeline.advance import activity_synced
-from sync_service.pipeline.context import ProcessContext, ProcessStats
 from sync_service.pipeline.explain import explain_activity, explain_message
 from sync_service.pipeline.manual_links import LinkKind
+from sync_service.pipeline.rederive import rederive
 from sync_service.pipeline.rematch import rematch
 
 review_app = typer.Typer(
@@ -40,21 +40,8 @@ LeadOpt = typer.Option(None, "--lead", metavar="ID", help="A lead id.")
 
 
 def _rederive(app: App, activity_id: int, item_id: int | None, now: datetime) -> None:
-    """Match the item again — what no person decided follows the change — and tell the process engine."""
-    if item_id is not None:
-        stats = rematch(app, now=now, item_ids=[item_id], notify_all=True)
-        if stats.relinked:
-            console.print("automatic links derived again after the change")
-        return
-    with transaction(app.sessions) as session:  # an activity a person or a process created: no item to match
-        activity = session.get_one(Activity, activity_id)
-        index = build_index(session, app.settings.internal_domains, app.settings.phone_region, threads=False)
-        owner = activity.owner.email if activity.owner else ""
-        ctx = ProcessContext(
-            session, app.settings, app.blobs, index, now, app.window(now), ProcessStats(), owner,
-            activity.owner_id or 0,
-        )  # fmt: skip
-        activity_synced(ctx, activity)
+    if rederive(app, activity_id, item_id, now):
+        console.print("automatic links derived again after the change")
 
 
 @review_app.command("assign")
@@ -104,14 +91,11 @@ def link(
     lead: int | None = LeadOpt,
 ) -> None:
     """Link a contact, account, opportunity or lead to the activity; re-matching keeps a link made by a person."""
-    kind, target = _one_target(contact, account, opportunity, lead)
-    now = datetime.now(UTC)
-    with open_app() as app:
-        with transaction(app.sessions) as session:
-            activity = manual_links.link(session, activity_id, kind, target, now)
-            item_id = activity.item_id
-        console.print(f"activity {activity_id}: {kind} {target} linked by a person")
-        _rederive(app, activity_id, item_id, now)
+
+    def change(session: Session, kind: LinkKind, target: int, now: datetime) -> tuple[Activity, str]:
+        return manual_links.link(session, activity_id, kind, target, now), "linked by a person"
+
+    _change_link(activity_id, _one_target(contact, account, opportunity, lead), change)
 
 
 @activity_app.command("unlink")
@@ -123,14 +107,27 @@ def unlink(
     lead: int | None = LeadOpt,
 ) -> None:
     """Remove a contact, account, opportunity or lead link; re-matching remembers it and never adds it back."""
-    kind, target = _one_target(contact, account, opportunity, lead)
+
+    def change(session: Session, kind: LinkKind, target: int, now: datetime) -> tuple[Activity, str]:
+        activity, had = manual_links.unlink(session, activity_id, kind, target)
+        return activity, f"{'removed' if had else 'was not linked'}; matching will not link it again"
+
+    _change_link(activity_id, _one_target(contact, account, opportunity, lead), change)
+
+
+def _change_link(
+    activity_id: int,
+    target: tuple[LinkKind, int],
+    change: Callable[[Session, LinkKind, int, datetime], tuple[Activity, str]],
+) -> None:
+    """One person's link change in its own transaction, reported in one line, then the automatic links follow."""
+    kind, target_id = target
     now = datetime.now(UTC)
     with open_app() as app:
         with transaction(app.sessions) as session:
-            activity, had = manual_links.unlink(session, activity_id, kind, target)
+            activity, what = change(session, kind, target_id, now)
             item_id = activity.item_id
-        what = "removed" if had else "was not linked"
-        console.print(f"activity {activity_id}: {kind} {target} {what}; matching will not link it again")
+        console.print(f"activity {activity_id}: {kind} {target_id} {what}")
         _rederive(app, activity_id, item_id, now)
 
 

@@ -13,17 +13,14 @@ import redis
 from sqlalchemy import select
 
 from crm_store.db import transaction
-from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem
+from crm_store.models import Mailbox, QuarantineEntry, RawItem
 from crm_store.models.sync import PENDING
 from sync_service import mailboxes
 from sync_service.bootstrap import App
 from sync_service.errors import ConfigError
-from sync_service.matching.load import build_index
 from sync_service.pipeline import manual_links
-from sync_service.pipeline.advance import activity_synced
-from sync_service.pipeline.context import ProcessContext, ProcessStats
 from sync_service.pipeline.process import process_pending
-from sync_service.pipeline.rematch import rematch
+from sync_service.pipeline.rederive import rederive
 from workers.actors import QUEUES
 from workers.broker import broker_mode, setup_broker
 from workers.queues import requeue_dead
@@ -122,21 +119,5 @@ def assign_review(app: App, activity_id: int, opportunity_id: int, now: datetime
         activity, _ = manual_links.assign_opportunity(session, activity_id, opportunity_id, now)
         title = activity.opportunity.title if activity.opportunity else str(opportunity_id)
         item_id = activity.item_id
-    _rederive(app, activity_id, item_id, now)
+    rederive(app, activity_id, item_id, now)
     return f"Activity {activity_id} assigned to opportunity {title}."
-
-
-def _rederive(app: App, activity_id: int, item_id: int | None, now: datetime) -> None:
-    """As ``crm-sync review assign`` does: what no person decided follows the change; the process engine hears."""
-    if item_id is not None:
-        rematch(app, now=now, item_ids=[item_id], notify_all=True)
-        return
-    with transaction(app.sessions) as session:
-        activity = session.get_one(Activity, activity_id)
-        index = build_index(session, app.settings.internal_domains, app.settings.phone_region, threads=False)
-        owner = activity.owner.email if activity.owner else ""
-        ctx = ProcessContext(
-            session, app.settings, app.blobs, index, now, app.window(now), ProcessStats(), owner,
-            activity.owner_id or 0,
-        )  # fmt: skip
-        activity_synced(ctx, activity)
