@@ -2,14 +2,22 @@
 
 Names taken from messages are never used on disk (SPEC §6). Writes go to a temporary file and are renamed
 into place, so a crash never leaves a half-written blob under a valid hash.
+
+A sync stores thousands of blobs, so ``put`` works on plain string paths and remembers which fan-out
+directories it has already made (one ``mkdir`` per directory per process, not per blob).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import os
-import tempfile
+import re
 from pathlib import Path
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_tmp_names = itertools.count()
 
 
 def sha256_hex(data: bytes) -> str:
@@ -19,26 +27,42 @@ def sha256_hex(data: bytes) -> str:
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._base = os.path.join(os.fspath(root), "blobs")
+        self._made: set[str] = set()  # fan-out directories known to exist
 
     def path_of(self, sha256: str) -> Path:
-        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+        if not _HEX64.fullmatch(sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-        return self.root / "blobs" / sha256[:2] / sha256[2:4] / sha256
+        return Path(self._location(sha256)[1])
+
+    def _location(self, sha256: str) -> tuple[str, str]:
+        directory = os.path.join(self._base, sha256[:2], sha256[2:4])
+        return directory, os.path.join(directory, sha256)
 
     def put(self, data: bytes) -> str:
         """Store ``data`` (idempotent) and return its sha256."""
         digest = sha256_hex(data)
-        target = self.path_of(digest)
-        if target.exists():
+        directory, target = self._location(digest)
+        if os.path.exists(target):
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        if directory not in self._made:
+            os.makedirs(directory, exist_ok=True)
+            self._made.add(directory)
+        # Unique per process and call; O_EXCL refuses a name another process happens to hold.
+        tmp = os.path.join(directory, f".tmp-{os.getpid()}-{next(_tmp_names)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:  # the directory was removed behind our back: make it again
+            self._made.discard(directory)
+            os.makedirs(directory, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, target)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
         return digest
 

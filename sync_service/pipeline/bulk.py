@@ -2,8 +2,9 @@
 
 New emails are most of what a sync writes: per email a canonical item and its source, and when it is logged an
 activity, its account and contact links, its documents and perhaps a review item. The optimistic pass of a
-batch collects them as plain rows (``PendingEmail``) and ``BulkEmails.write`` inserts them table by table:
-the items and the activities with their ids returned in order, the rest with one multi-row statement each.
+batch collects them as plain rows (``PendingEmail``) and ``BulkEmails.write`` inserts them table by table,
+one multi-row statement each; the items and the activities with their new ids known in order
+(``_insert_returning``).
 
 Rows are written at the batch's end, and before the process engine runs (it reads activities back from the
 database). Nothing else in the batch reads them: a second copy of a pending email is recognised through the
@@ -78,12 +79,27 @@ class BulkEmails:
 
 
 def _insert_returning(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` and return their new ids in the same order.
+
+    PostgreSQL returns them from multi-row INSERTs. SQLite cannot say which returned id belongs to which row,
+    so SQLAlchemy would insert one row per statement; instead the first row is inserted alone, which takes
+    SQLite's single write lock and allocates the next id N, and the others get N+1, N+2 … explicitly: with
+    the lock held no other writer can take them, and both of SQLite's id schemes (max(rowid)+1 and the
+    AUTOINCREMENT sequence) allocate above N next."""
     if not rows:
         return []
-    stmt = insert(model).returning(model.id, sort_by_parameter_order=True)
-    return list(session.scalars(stmt, rows))
+    if session.get_bind().dialect.name != "sqlite":
+        stmt = insert(model).execution_options(render_nulls=True).returning(model.id, sort_by_parameter_order=True)
+        return list(session.scalars(stmt, rows))
+    first = int(session.scalars(insert(model).returning(model.id), rows[0]).one())
+    ids = list(range(first, first + len(rows)))
+    _insert(session, model, [{**row, "id": new_id} for row, new_id in zip(rows[1:], ids[1:], strict=True)])
+    return ids
 
 
 def _insert(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
+    """One multi-row INSERT. ``render_nulls``: a key set to None is written as NULL, so every row has the
+    same columns; without it the ORM leaves a None out of its row and splits the rows into one statement per
+    run of rows with the same columns."""
     if rows:
-        session.execute(insert(model), rows)
+        session.execute(insert(model).execution_options(render_nulls=True), rows)

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from crm_store.db import lock_name
@@ -36,40 +36,49 @@ REVIEW_REASON = "several open opportunities match; choose one"
 
 
 def _create_contact(ctx: ProcessContext, new: NewContact) -> int:
-    lock_name(ctx.session, f"contact-email:{new.email}")  # another worker creating the same contact waits
-    existing = ctx.session.execute(
-        select(ContactEmail.contact_id, Contact.account_id)
-        .join(Contact, Contact.id == ContactEmail.contact_id)
-        .where(ContactEmail.email == new.email)
-        .limit(1)
-    ).first()
-    if existing is not None:  # made since the index was built (by another worker, or an import)
-        ctx.index.contacts_by_email[new.email] = (existing.contact_id,)
-        ctx.index.contact_account[existing.contact_id] = existing.account_id
-        return existing.contact_id
-    name = new.name or new.email.partition("@")[0]
-    contact = Contact(name=name, account_id=new.account_id, source="sync")
-    contact.emails.append(ContactEmail(email=new.email, position=0))
-    ctx.session.add(contact)
-    ctx.session.flush()
-    ctx.index.contacts_by_email[new.email] = (contact.id,)
-    ctx.index.contact_account[contact.id] = new.account_id
+    # No autoflush: the lookup is for rows committed by another worker or an import (what this run creates is
+    # flushed and indexed at once), and the rows are written with two plain INSERTs; flushing the batch's
+    # pending changes before each would cost more than the contact.
+    session = ctx.session
+    with session.no_autoflush:
+        lock_name(session, f"contact-email:{new.email}")  # another worker creating the same contact waits
+        existing = session.execute(
+            select(ContactEmail.contact_id, Contact.account_id)
+            .join(Contact, Contact.id == ContactEmail.contact_id)
+            .where(ContactEmail.email == new.email)
+            .limit(1)
+        ).first()
+        if existing is not None:  # made since the index was built (by another worker, or an import)
+            ctx.index.contacts_by_email[new.email] = (existing.contact_id,)
+            ctx.index.contact_account[existing.contact_id] = existing.account_id
+            return int(existing.contact_id)
+        name = new.name or new.email.partition("@")[0]
+        contact_id = _insert_id(session, Contact, name=name, account_id=new.account_id, source="sync")
+        session.execute(insert(ContactEmail), [{"contact_id": contact_id, "email": new.email, "position": 0}])
+    ctx.index.contacts_by_email[new.email] = (contact_id,)
+    ctx.index.contact_account[contact_id] = new.account_id
     ctx.stats.contacts_created += 1
-    return contact.id
+    return contact_id
 
 
 def _create_lead(ctx: ProcessContext, new: NewLead) -> int:
-    lock_name(ctx.session, f"lead-email:{new.email}")
-    existing = ctx.session.scalar(select(LeadEmail.lead_id).where(LeadEmail.email == new.email))
-    if existing is not None:
-        return existing
-    lead = Lead(name=new.name or new.email, company=new.company, origin="sync", owner_id=ctx.owner_id or None)
-    lead.emails.append(LeadEmail(email=new.email, position=0))
-    ctx.session.add(lead)
-    ctx.session.flush()
-    ctx.index.leads_by_email[new.email] = (lead.id,)
+    session = ctx.session
+    with session.no_autoflush:  # as for contacts
+        lock_name(session, f"lead-email:{new.email}")
+        existing = session.scalar(select(LeadEmail.lead_id).where(LeadEmail.email == new.email))
+        if existing is not None:
+            return int(existing)
+        lead_id = _insert_id(
+            session, Lead, name=new.name or new.email, company=new.company, origin="sync", owner_id=ctx.owner_id or None
+        )
+        session.execute(insert(LeadEmail), [{"lead_id": lead_id, "email": new.email, "position": 0}])
+    ctx.index.leads_by_email[new.email] = (lead_id,)
     ctx.stats.leads_created += 1
-    return lead.id
+    return lead_id
+
+
+def _insert_id(session: Session, model: type[Contact | Lead], **values: object) -> int:
+    return int(session.scalars(insert(model).returning(model.id), [values]).one())
 
 
 def load_exclusions(session: Session, activity_ids: Iterable[int]) -> dict[int, LinkExclusions]:
