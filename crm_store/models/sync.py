@@ -86,6 +86,8 @@ class SyncedItem(Base):
     kind: Mapped[str] = mapped_column(String(20))  # email | event
     dedupe_key: Mapped[str] = mapped_column(String(1100), unique=True)
     message_id: Mapped[str | None] = mapped_column(String(1000), index=True)
+    # Outlook's conversation (Thread-Index root) of an email: with message_id, what replies find (rule a).
+    conversation_id: Mapped[str | None] = mapped_column(String(200), index=True)
     ical_uid: Mapped[str | None] = mapped_column(String(1000), index=True)
     recurrence_id: Mapped[str | None] = mapped_column(String(40))
     sequence: Mapped[int] = mapped_column(default=0)

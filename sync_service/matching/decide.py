@@ -263,10 +263,16 @@ def _opportunity(
     )
 
 
+def thread_refs(in_reply_to: Iterable[str], references: Iterable[str], conversation_id: str | None) -> list[str]:
+    """The thread keys rule a looks up for an item: what it replies to and its Outlook conversation."""
+    keys = (*in_reply_to, *references, conversation_id or "")
+    return [k.strip().strip("<>") for k in keys if k.strip()]
+
+
 def _by_thread(facts: ItemFacts, index: CandidateIndex) -> tuple[int, ...]:
     """Rule a: In-Reply-To, References and the Outlook conversation of items already linked."""
-    keys = (*facts.in_reply_to, *facts.references, facts.conversation_id or "")
-    return _unique(index.thread_opportunity.get(k.strip().strip("<>")) for k in keys if k.strip())
+    keys = thread_refs(facts.in_reply_to, facts.references, facts.conversation_id)
+    return _unique(index.thread_opportunity.get(k) for k in keys)
 
 
 def _by_token(facts: ItemFacts, index: CandidateIndex) -> tuple[int, ...]:

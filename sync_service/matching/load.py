@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from crm_store.models import (
@@ -36,6 +36,7 @@ def _never_log_key(value: str) -> str:
     return normalize_email(value) if "@" in value else normalize_domain(value)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -70,16 +71,17 @@ def thread_keys(
     manual_only: bool = False,
     sent_before: datetime | None = None,
     exclude_items: Collection[int] = (),
+    keys: Collection[str] | None = None,
 ) -> dict[str, int]:
     """Message ids and Outlook conversation ids of items linked to an opportunity → that opportunity (rule a).
 
     ``manual_only``: only activities whose opportunity a person chose (re-matching replays the rest);
     ``sent_before`` / ``exclude_items``: the thread as it was before an item, without the item itself — so an
-    item matched again is never held in place by its own link.
+    item matched again is never held in place by its own link; ``keys``: only these message and conversation
+    ids (what a batch's replies refer to), looked up through their indexes.
     """
-    conversation = SyncedItem.facts["conversation_id"].as_string()
     stmt = (
-        select(SyncedItem.message_id, conversation, Activity.opportunity_id)
+        select(SyncedItem.message_id, SyncedItem.conversation_id, Activity.opportunity_id)
         .join(Activity, Activity.item_id == SyncedItem.id)
         .where(Activity.opportunity_id.is_not(None))
         .order_by(SyncedItem.sent_at, SyncedItem.id)  # later items win a shared conversation id
@@ -90,13 +92,39 @@ def thread_keys(
         stmt = stmt.where(SyncedItem.sent_at < sent_before)
     if exclude_items:
         stmt = stmt.where(SyncedItem.id.not_in(list(exclude_items)))
+    if keys is None:
+        rows: Iterable[_ThreadRow] = session.execute(stmt).tuples()
+    else:
+        rows = _rows_for_keys(session, stmt, sorted(set(keys)))
     threads: dict[str, int] = {}
-    for message_id, conversation_id, opp_id in session.execute(stmt):
+    for message_id, conversation_id, opp_id in rows:
+        if opp_id is None:
+            continue
         if message_id:
             threads[message_id] = opp_id
         if conversation_id:
             threads[conversation_id] = opp_id
     return threads
+
+
+_ThreadRow = tuple[str | None, str | None, int | None]  # message id, conversation id, opportunity
+_KEYS_PER_QUERY = 500  # two IN lists per query: well under SQLite's bound-parameter limit
+
+
+def _rows_for_keys(
+    session: Session, stmt: Select[str | None, str | None, int | None], keys: list[str]
+) -> list[_ThreadRow]:
+    """``stmt``'s rows whose message or conversation id is one of ``keys``, in its order (by date, then id)."""
+    found: dict[int, tuple[datetime | None, _ThreadRow]] = {}
+    with_order = stmt.add_columns(SyncedItem.id, SyncedItem.sent_at)
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = keys[start : start + _KEYS_PER_QUERY]
+        matching = or_(SyncedItem.message_id.in_(chunk), SyncedItem.conversation_id.in_(chunk))
+        for message_id, conversation_id, opp_id, item_id, sent_at in session.execute(with_order.where(matching)):
+            found[item_id] = (sent_at, (message_id, conversation_id, opp_id))
+    # Undated first, as SQLite sorts NULLs; one order however many chunks there were.
+    ordered = sorted(found.items(), key=lambda entry: (entry[1][0] is not None, entry[1][0] or _EPOCH, entry[0]))
+    return [row for _item_id, (_sent_at, row) in ordered]
 
 
 def build_index(

@@ -11,7 +11,7 @@ order so that a reply finds the message it answers (opportunity rule a).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -24,7 +24,8 @@ from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem, User
 from crm_store.models.sync import DELETED, DONE, PENDING
 from sync_service.bootstrap import App
 from sync_service.errors import ParseError
-from sync_service.matching.load import build_index
+from sync_service.matching.decide import thread_refs
+from sync_service.matching.load import build_index, thread_keys
 from sync_service.matching.model import CandidateIndex
 from sync_service.parsing.ical import parse_calendar
 from sync_service.parsing.mime import parse_headers
@@ -120,6 +121,31 @@ def _order(raws: list[RawItem], blobs: dict[int, bytes]) -> tuple[list[RawItem],
     return sorted(raws, key=when), headers
 
 
+def _thread_refs(headers: dict[int, MessageHeaders]) -> set[str]:
+    """Every thread key the batch's emails may look up (rule a)."""
+    return {
+        key for h in headers.values() for key in thread_refs(h.in_reply_to, h.references, h.conversation_id)
+    }
+
+
+def load_threads(session: Session, index: CandidateIndex, refs: set[str]) -> None:
+    """Add the stored threads among ``refs`` to the index's thread map. A key this run already linked keeps
+    its in-memory value (it is the newer one), as when the whole map was loaded at the start of the run."""
+    missing = refs - index.thread_opportunity.keys()
+    if missing:
+        for key, opportunity in thread_keys(session, keys=missing).items():
+            index.thread_opportunity.setdefault(key, opportunity)
+
+
+def _index(source: App | ProcessContext, session: Session, refs: Collection[str] = ()) -> CandidateIndex:
+    """A fresh candidate index. Its thread map holds only ``refs``: each batch adds the threads its emails
+    refer to (``load_threads``) instead of every run loading the thread keys of every stored item."""
+    settings = source.settings
+    index = build_index(session, settings.internal_domains, settings.phone_region, threads=False)
+    load_threads(session, index, set(refs))
+    return index
+
+
 def count_pending(session: Session, mailbox_id: int | None = None) -> int:
     stmt = (
         select(func.count())
@@ -153,7 +179,7 @@ def process_pending(
     now = now or datetime.now(UTC)
     stats = ProcessStats()
     with app.sessions() as session:
-        run = _Run(app, now, stats, build_index(session, app.settings.internal_domains, app.settings.phone_region))
+        run = _Run(app, now, stats, _index(app, session))
         run.owners = {
             m: (e, u)
             for m, e, u in session.execute(
@@ -205,8 +231,9 @@ class _Run:
         every item used to run), so only the failing item is quarantined."""
         blobs = _read_blobs(self.app, raws)
         ordered, headers = _order(raws, blobs)
+        refs = _thread_refs(headers)
+        load_threads(session, self.index, refs)
         scope = advance_scope(session)
-        settings = self.app.settings
         for attempt in (1, 2):
             try:
                 self._optimistic(session, raws, ordered, blobs, headers, scope)
@@ -215,17 +242,17 @@ class _Run:
                 log.info("batch of %d items collided with another run (attempt %d): %s", len(raws), attempt,
                          _one_line(error.orig))
                 # The savepoint rolled back: rows and index entries made inside it are gone.
-                self.index = build_index(session, settings.internal_domains, settings.phone_region)
+                self.index = _index(self.app, session, refs)
                 if attempt == 1:
                     continue
             except Exception as error:  # any other failure while writing: redo item by item, below
                 log.info("batch of %d items redone item by item after %s: %s", len(raws), type(error).__name__,
                          _one_line(error), exc_info=True)
-                self.index = build_index(session, settings.internal_domains, settings.phone_region)
+                self.index = _index(self.app, session, refs)
             break
         for raw in ordered:
             ctx = self._context(session, raw, self.stats, None, scope, None)
-            self.index = _process_alone(ctx, raw, blobs.get(raw.id), headers.get(raw.id))
+            self.index = _process_alone(ctx, raw, blobs.get(raw.id), headers.get(raw.id), refs)
 
     def _optimistic(
         self,
@@ -284,7 +311,7 @@ def _process_in_batch(
 
 
 def _process_alone(
-    ctx: ProcessContext, raw: RawItem, data: bytes | None, headers: MessageHeaders | None
+    ctx: ProcessContext, raw: RawItem, data: bytes | None, headers: MessageHeaders | None, refs: set[str]
 ) -> CandidateIndex:
     """One item in its own savepoint: whatever fails is quarantined with a one-line reason. A database
     conflict (another worker committed the same email or contact first; a deadlock) is tried once more: by
@@ -302,7 +329,7 @@ def _process_alone(
         except (IntegrityError, OperationalError) as error:
             log.info("database conflict on raw item %s (attempt %d): %s", raw.id, attempt, error.orig)
             reason = f"internal error: {type(error).__name__}: {error.orig}"
-            ctx.index = build_index(session, ctx.settings.internal_domains, ctx.settings.phone_region)
+            ctx.index = _index(ctx, session, refs)
             if attempt == 1:
                 continue
         except Exception as error:  # never crash a sync on one bad item
@@ -311,7 +338,7 @@ def _process_alone(
         break
     _quarantined(ctx, raw, reason, None, known=False)
     # The savepoint rolled back: rebuild the index so it holds nothing created inside it.
-    return build_index(session, ctx.settings.internal_domains, ctx.settings.phone_region)
+    return _index(ctx, session, refs)
 
 
 def _finish(ctx: ProcessContext, raw: RawItem, problems: list[str], entry: QuarantineEntry | None, known: bool) -> None:

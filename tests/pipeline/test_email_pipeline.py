@@ -130,6 +130,39 @@ def test_reply_follows_the_thread_to_its_opportunity(app, crm, add_mailbox, sync
     assert _count(app, ReviewItem) == 0
 
 
+def test_replies_in_a_later_run_find_the_thread_in_the_database(app, crm, add_mailbox, sync, tmp_path: Path) -> None:
+    """Each batch looks up the threads its emails refer to (by Message-ID and by Outlook conversation)."""
+    import base64
+
+    root = bytes(range(22))
+    thread_index = base64.b64encode(root).decode()
+    first = message(
+        "t1@globex", "hank@globex.example", [REP], f"Lamps [OPP-{crm['lamp']}]", headers={"Thread-Index": thread_index}
+    )
+    path = maildir(tmp_path / "alice", [first])
+    add_mailbox("alice", path)
+    sync()
+    reply = message("t2@globex", "mindy@globex.example", [REP], "Re: Lamps", in_reply_to="<t1@globex>")
+    # Outlook: no In-Reply-To, only the conversation (the root plus 5 bytes per reply).
+    same_conversation = message(
+        "t3@globex",
+        "mindy@globex.example",
+        [REP],
+        "Lamps, again",
+        headers={"Thread-Index": base64.b64encode(root + b"\x01\x02\x03\x04\x05").decode()},
+    )
+    unrelated = message("t4@globex", "mindy@globex.example", [REP], "Other", in_reply_to="<nothing@globex>")
+    maildir(path, [reply, same_conversation, unrelated])
+    sync()
+    acts = _activities(app)
+    assert acts["t2@globex"]["opportunity"] == "Hammock lamps"
+    assert acts["t3@globex"]["opportunity"] == "Hammock lamps"
+    assert acts["t4@globex"]["opportunity"] is None  # Globex has two open opportunities: review
+    with app.sessions() as session:
+        stored = session.scalar(select(SyncedItem.conversation_id).where(SyncedItem.message_id == "t1@globex"))
+    assert stored == thread_index[:32]
+
+
 def test_malformed_item_is_quarantined_and_the_rest_goes_on(app, crm, add_mailbox, sync, tmp_path: Path) -> None:
     path = maildir(tmp_path / "alice", [message("ok@acme.example", "wile@acme.example", [REP], "Fine")])
     (path / "new" / "1.broken").write_bytes(b"")

@@ -27,3 +27,33 @@ def test_every_model_table_exists_after_upgrade(database_url: str) -> None:
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
     assert set(Base.metadata.tables) <= tables
+
+
+def test_conversation_ids_are_filled_from_the_facts(database_url: str) -> None:
+    """0005 moves each email's Outlook conversation id out of its facts into an indexed column."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from crm_store.migrate import alembic_config
+
+    engine = make_engine(database_url)
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0004")
+        connection.execute(
+            text(
+                "INSERT INTO synced_items (kind, dedupe_key, sequence, subject, facts, deleted_at_source, created_at,"
+                " updated_at) VALUES ('email', :key, 0, '', :facts, false, '2026-01-01', '2026-01-01')"
+            ),
+            [
+                {"key": "msg:a", "facts": '{"conversation_id": "AAECAwQFBgcICQoLDA0ODxAREhMUFQ=="}'},
+                {"key": "msg:b", "facts": '{"conversation_id": null}'},
+                {"key": "evt:c|", "facts": "{}"},
+            ],
+        )
+    upgrade(engine)
+    with engine.connect() as connection:
+        rows = dict(connection.execute(text("SELECT dedupe_key, conversation_id FROM synced_items")).all())
+    engine.dispose()
+    assert rows == {"msg:a": "AAECAwQFBgcICQoLDA0ODxAREhMUFQ==", "msg:b": None, "evt:c|": None}
