@@ -5,7 +5,9 @@ Folders: ``"."`` (the root) then each Maildir++ subfolder ``.Sent``, ``.Archive.
 and ``cur/``; ``tmp/`` holds deliveries in progress and is ignored, as are hidden files.
 
 External id = the Maildir unique key (the file name before ``:2,`` / ``!2,``), so a flag change (rename) or
-a ``new/`` → ``cur/`` move is not a change; version = the file size (Maildir messages are immutable).
+a ``new/`` → ``cur/`` move is not a change; version = the file size (Maildir messages are immutable). As they
+are immutable, a listing stats only the files its cursor does not know yet: a re-sync of a large Maildir
+reads the directories, not every file's inode.
 ``new/`` is read before ``cur/`` so a message moving between them during a scan is seen at least once, and
 a snapshot id that seems gone is confirmed by a second scan before it is reported deleted (a rename
 racing with the directory read can hide a file once).
@@ -17,15 +19,17 @@ Nothing is ever written: no flags, no moves, no ``seen`` marks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from sync_service.connectors.base import ChangePage, ItemKind, ItemRef, RawItem
 from sync_service.connectors.localpath import (
     FileEntry,
     entry_stat,
+    is_hidden,
     kind_for,
     read_bytes,
     require_path,
@@ -66,9 +70,9 @@ class MaildirConnector:
         if listed is not None and listed[0] == cursor:  # the next page of the same pass
             entries = listed[1]
         else:
-            entries = self._scan(folder)
+            entries = self._scan(folder, previous)
             if any(k not in entries for k in previous):
-                entries = {**entries, **self._scan(folder)}
+                entries = {**entries, **self._scan(folder, previous)}
             self._located[folder] = {k: e.path for k, e in entries.items()}
         page = entries_page(entries, previous, limit)
         if page.more:
@@ -100,12 +104,13 @@ class MaildirConnector:
             raise PermanentSourceError(f"no Maildir folder {folder!r} in {self.root}")
         return path
 
-    def _scan(self, folder: str) -> dict[str, FileEntry]:
+    def _scan(self, folder: str, known: Mapping[str, str] | None = None) -> dict[str, FileEntry]:
+        """The folder's files; a message in ``known`` (a snapshot) keeps its version there, unstat'ed."""
         directory = self._folder_dir(folder)
         found: dict[str, FileEntry] = {}
         with source_errors(directory):
             for sub in ("new", "cur"):
-                found.update(_scan_messages(directory / sub))
+                found.update(_scan_messages(directory / sub, known or {}))
             if folder == ROOT_FOLDER:
                 found.update(_scan_loose_files(directory))
         return found
@@ -116,15 +121,24 @@ def _is_subfolder(entry: os.DirEntry[str]) -> bool:
             and os.path.isdir(os.path.join(entry.path, "cur")))
 
 
-def _scan_messages(directory: Path) -> dict[str, FileEntry]:
+def _scan_messages(directory: Path, known: Mapping[str, str]) -> dict[str, FileEntry]:
     if not directory.is_dir():
         return {}
     found: dict[str, FileEntry] = {}
     with os.scandir(directory) as entries:
         for entry in entries:
+            key = unique_key(entry.name)
+            version = known.get(key)
+            if version is not None and not is_hidden(entry.name):
+                # Known and immutable: keep its version. is_file() reads the directory entry's type, no stat;
+                # its time is never needed, as only new files are ordered into pages.
+                with contextlib.suppress(OSError):
+                    if entry.is_file():
+                        found[key] = FileEntry(entry.path, "message", version, 0)
+                continue
             st = entry_stat(entry)
             if st is not None:
-                found[unique_key(entry.name)] = stat_entry(entry.path, "message", st, str(st.st_size))
+                found[key] = stat_entry(entry.path, "message", st, str(st.st_size))
     return found
 
 

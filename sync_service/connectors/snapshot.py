@@ -60,10 +60,16 @@ def encode_cursor(snapshot: Mapping[str, str], meta: Mapping[str, Any] | None = 
 
 
 def _shared_prefix(a: str, b: str) -> int:
-    n, limit = 0, min(len(a), len(b))
-    while n < limit and a[n] == b[n]:
-        n += 1
-    return n
+    """Length of the common prefix, by bisection on slice comparisons (done in C): a 20,000-id snapshot is
+    encoded on every listing page."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def decode_state(cursor: str | None) -> tuple[dict[str, str], dict[str, Any]]:

@@ -98,6 +98,35 @@ def test_new_deleted_and_renamed_messages(tmp_path: Path) -> None:
     assert [i.ref.external_id for i in conn.fetch(".", refs)] == [keys[0]]
 
 
+def test_a_relisting_stats_only_the_messages_its_cursor_does_not_know(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sync_service.connectors.maildir as maildir_module
+
+    root = tmp_path / "mail"
+    md, keys = _maildir(root, 5)
+    conn = MaildirConnector(f"maildir://{root}")
+    _, cursor = _drain(conn)
+    stat_calls: list[str] = []
+    real_stat = maildir_module.entry_stat
+
+    def counting(entry: os.DirEntry[str]) -> os.stat_result | None:
+        stat_calls.append(entry.name)
+        return real_stat(entry)
+
+    monkeypatch.setattr(maildir_module, "entry_stat", counting)
+    new_key = md.add(_msg(7))
+    os.rename(root / "new" / keys[0], root / "cur" / f"{keys[0]}:2,S")  # known, moved: still not stat'ed
+    page = conn.list_changes(".", cursor)
+    assert _ids([page]) == [new_key] and page.upserts[0].version == str(len(md.get_bytes(new_key)))
+    assert page.deletes == () and stat_calls == [new_key]
+    # The new cursor keeps the known messages' versions: the next listing sees no change at all.
+    assert conn.list_changes(".", page.next_cursor).upserts == ()
+    # Without a cursor everything is stat'ed (sizes are the versions).
+    stat_calls.clear()
+    assert len(conn.list_changes(".", None).upserts) == 6 and len(stat_calls) == 6
+
+
 def test_subfolders_and_mixed_calendar_files(tmp_path: Path) -> None:
     root = tmp_path / "mail"
     md, keys = _maildir(root, 1)
