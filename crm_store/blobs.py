@@ -18,6 +18,7 @@ from pathlib import Path
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _tmp_names = itertools.count()
+_MADE_LIMIT = 4096
 
 
 def sha256_hex(data: bytes) -> str:
@@ -47,6 +48,8 @@ class BlobStore:
             return digest
         if directory not in self._made:
             os.makedirs(directory, exist_ok=True)
+            if len(self._made) >= _MADE_LIMIT:  # bounded: a sync's memory must not grow with the mailbox
+                self._made.clear()
             self._made.add(directory)
         # Unique per process and call; O_EXCL refuses a name another process happens to hold.
         tmp = os.path.join(directory, f".tmp-{os.getpid()}-{next(_tmp_names)}")

@@ -52,9 +52,7 @@ def worker_command(
     import dramatiq.cli
 
     current = _redis_settings("worker")
-    unknown = sorted(set(queue or ()) - set(QUEUES))
-    if unknown:
-        raise ConfigError(f"unknown queue {', '.join(unknown)} (queues: {', '.join(QUEUES)})")
+    _known_queues(queue)
     argv = ["workers.broker:setup_from_environment", "--processes", str(processes), "--threads", str(threads)]
     argv += ["--skip-logging", *(["--queues", *queue] if queue else [])]
     prepare_worker_metrics(current)  # CRM_WORKER_METRICS_DIR: before dramatiq starts the processes
@@ -74,6 +72,14 @@ def scheduler_command(
         Scheduler(runtime, interval=interval, complete_every=complete_every).run(tick, stop)
 
     run_until_stopped("scheduler", work)
+
+
+def _known_queues(queue: list[str] | None) -> tuple[str, ...]:
+    """The queues named by ``--queue`` (all when none), or a one-line error for a name that is not one."""
+    unknown = sorted(set(queue or ()) - set(QUEUES))
+    if unknown:
+        raise ConfigError(f"unknown queue {', '.join(unknown)} (queues: {', '.join(QUEUES)})")
+    return tuple(queue) if queue else QUEUES
 
 
 def run_until_stopped(command: str, work: Callable[[Runtime, threading.Event], None]) -> None:
@@ -118,11 +124,12 @@ def requeue_dead_command(
     """Put dead-lettered messages back on their queues, with a fresh retry budget."""
     from workers.queues import requeue_dead
 
+    queues = _known_queues(queue)
     current = _redis_settings("queue requeue-dead")
     mailbox_id = _mailbox_id(current, mailbox) if mailbox is not None else None
     runtime = setup_broker(current)
     try:
-        count = requeue_dead(runtime, tuple(queue) if queue else QUEUES, mailbox_id)
+        count = requeue_dead(runtime, queues, mailbox_id)
     finally:
         runtime.close()
     about = f" of mailbox {mailbox}" if mailbox is not None else ""

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from crm_store.models import Activity, ItemSource, RawItem, SyncedItem
 from crm_store.models.sync import DELETED
 from sync_service.matching.decide import decide
-from sync_service.matching.model import ItemFacts, MatchDecision
+from sync_service.matching.model import ItemFacts, LinkExclusions, MatchDecision
 from sync_service.parsing.classify import event_activity_type, event_phone_numbers
 from sync_service.pipeline.advance import activity_synced
 from sync_service.pipeline.context import ProcessContext
@@ -47,14 +47,17 @@ def _facts(ctx: ProcessContext, event: CalendarEvent) -> ItemFacts:
 
 def _upsert_event(ctx: ProcessContext, raw: RawItem, event: CalendarEvent) -> SyncedItem:
     item, created = get_or_create(ctx.session, event_key(event.uid, event.recurrence_id), "event")
-    link_source(ctx.session, item, raw.id)
+    if created:  # a new item has no sources and no activity yet: nothing to look up
+        ctx.session.add(ItemSource(item_id=item.id, raw_item_id=raw.id))
+    else:
+        link_source(ctx.session, item, raw.id)
     if not created and event.sequence < item.sequence:
         return item  # an older version of the event (e.g. a stale copy in another calendar)
     facts = _facts(ctx, event)
     item.ical_uid, item.recurrence_id, item.sequence = event.uid, event.recurrence_id, event.sequence
     item.subject, item.sent_at, item.facts = event.summary[:1000], event.start, facts_to_json(facts)
     item.deleted_at_source = False
-    activity = ctx.session.scalar(select(Activity).where(Activity.item_id == item.id))
+    activity = None if created else ctx.session.scalar(select(Activity).where(Activity.item_id == item.id))
     decision = decide(facts, ctx.index, policy=ctx.settings.auto_create)
     if decision.skipped and activity is None:
         record_decision(item, decision, ctx.now)
@@ -76,6 +79,7 @@ def write_event_activity(
     re-matching an event that was skipped as unmatched before. A skipped decision leaves the links of an
     existing activity as they are."""
     item.skip_reason = None
+    new = activity is None
     if activity is None:
         activity = Activity(item_id=item.id, origin="sync")
         ctx.session.add(activity)
@@ -89,9 +93,9 @@ def write_event_activity(
     activity.status = event_status(event, ctx.now)
     activity.owner_id = organizer_user or activity.owner_id or ctx.owner_id
     activity.body = event.description[:100_000]
-    ctx.session.flush()
     if not decision.skipped:
-        decision = apply_decision(ctx, activity, decision)
+        # A new activity has no links, exclusions or review item to read: they are saved with it.
+        decision = apply_decision(ctx, activity, decision, LinkExclusions() if new else None, new=new)
     record_decision(item, decision, ctx.now)
     if activity.status == CANCELLED:
         ctx.stats.cancelled += 1

@@ -228,5 +228,7 @@ def test_requeue_dead_letters_of_one_mailbox(
     unknown = cli("queue", "requeue-dead", "--mailbox", "nobody")
     assert (unknown.code, unknown.out, unknown.err) == (1, "", "crm-sync: error: no mailbox named 'nobody'\n")
     assert cli("queue", "requeue-dead", "--mailbox").code == 2
+    typo = cli("queue", "requeue-dead", "--queue", "sink")
+    assert (typo.code, typo.err) == (1, "crm-sync: error: unknown queue sink (queues: sync, process, maintenance)\n")
     everything = cli("queue", "requeue-dead")
     assert (everything.code, everything.out.strip()) == (0, "requeued 2 dead-lettered messages")
