@@ -59,17 +59,23 @@ class SyncPaused(Exception):
 
 
 def sync_mailbox(ctx: WorkerContext, mailbox_id: int, folders: list[str] | None = None) -> runner.MailboxResult | None:
-    """Sync one mailbox (or some of its folders) under its lock. ``None``: removed, or another sync runs."""
-    ctx.locks.clear(queued_marker("sync_mailbox", mailbox_id))
+    """Sync one mailbox (or some of its folders) under its lock. ``None``: removed, or another sync runs.
+
+    The scheduler's queued marker is cleared only once the lock is held (or the task has decided not to run):
+    a tick in between then sees one or the other and does not enqueue the same sync a second time."""
+    marker = queued_marker("sync_mailbox", mailbox_id)
     app = ctx.app
     with app.sessions() as session:
         mailbox = session.get(Mailbox, mailbox_id)
     if mailbox is None:
+        ctx.locks.clear(marker)
         log.info("mailbox is gone", extra={"event": "sync_skipped", "mailbox_id": mailbox_id})
         return None
     if mailbox.state == PAUSED:
+        ctx.locks.clear(marker)
         return runner.MailboxResult(mailbox.name, state=PAUSED)
     lease = ctx.locks.acquire(mailbox_lock(mailbox_id), ctx.options.lock_ttl)
+    ctx.locks.clear(marker)
     if lease is None:
         log.info("already syncing", extra={"event": "sync_skipped", "mailbox": mailbox.name})
         return None
@@ -122,8 +128,8 @@ def _page_hook(ctx: WorkerContext, lease: Lease, mailbox_id: int) -> Callable[[i
 def process_items(ctx: WorkerContext, mailbox_id: int | None = None) -> ProcessStats | None:
     """Process pending raw items (all, or one mailbox's). ``None``: the same work (or an exclusive run) is
     under way; whatever stays pending is enqueued again by the scheduler's next tick."""
-    ctx.locks.clear(queued_marker("process_items", *(() if mailbox_id is None else (mailbox_id,))))
     lease = _exclusive_lease(ctx) if mailbox_id is None else _mailbox_lease(ctx, mailbox_id)
+    ctx.locks.clear(queued_marker("process_items", *(() if mailbox_id is None else (mailbox_id,))))  # as above
     if lease is None:
         log.info("processing already running", extra={"event": "process_skipped", "mailbox_id": mailbox_id})
         return None

@@ -124,6 +124,35 @@ def test_scheduler_enqueues_due_mailboxes_once_and_relaunches_stuck_ones(
     assert scheduler.tick(now + timedelta(seconds=601)).enqueued == ["b"]
 
 
+def test_a_tick_while_a_task_starts_does_not_enqueue_it_again(
+    app: App, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queued marker stays until the task holds its lock: a tick between the two sees one or the other."""
+    prepare(app, {"a": f"maildir://{generated_mail(tmp_path / 'mail', 2)}"})
+    scheduler = Scheduler(runtime, interval=600, complete_every=3600)
+    assert scheduler.tick().enqueued == ["a"]
+    ticks: list[Any] = []
+    acquire = runtime.locks.acquire
+
+    def tick_then_acquire(name: str, ttl: float) -> Any:  # a scheduler tick lands just before the task's lock
+        ticks.append(scheduler.tick())
+        return acquire(name, ttl)
+
+    mailbox_id = _ids(app)["a"]
+    monkeypatch.setattr(runtime.locks, "acquire", tick_then_acquire)
+    assert tasks.sync_mailbox(runtime.context, mailbox_id) is not None
+    monkeypatch.undo()
+    assert scheduler.tick().processing  # the stored items: processing enqueued, with its marker
+    monkeypatch.setattr(runtime.locks, "acquire", tick_then_acquire)
+    assert tasks.process_items(runtime.context, mailbox_id) is not None
+    monkeypatch.undo()
+    assert [t.enqueued for t in ticks] == [[], []] and not any(t.processing for t in ticks)
+    queued = redis_queue_stats(runtime.redis)  # type: ignore[arg-type]
+    assert (queued["sync"]["ready"], queued["process"]["ready"]) == (1, 1)  # each enqueued once, by the scheduler
+    # The task cleared its marker when it started: the mailbox is due again only after its interval.
+    assert scheduler.tick().enqueued == []
+
+
 def test_scheduler_redrives_processing_of_pending_items(app: App, runtime: Runtime, tmp_path: Path) -> None:
     prepare(app, {"a": f"maildir://{generated_mail(tmp_path / 'mail', 3)}"})
     tasks.sync_mailbox(runtime.context, _ids(app)["a"])  # stored, not processed: e.g. the process message was lost
