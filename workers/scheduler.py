@@ -13,7 +13,7 @@ Per tick:
 3. every ``complete_every`` seconds, ``complete_due``.
 
 A marker per enqueued message (``Locks.claim``, expiring after at most ``MARKER_TTL``) keeps a message that
-waits in a busy queue from being enqueued again every tick; the task clears it when it starts.
+waits in a busy queue from being enqueued again every tick; the task clears it once it holds its lock.
 """
 
 from __future__ import annotations

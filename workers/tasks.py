@@ -50,7 +50,7 @@ def mailbox_lock(mailbox_id: int) -> str:
 
 
 def queued_marker(actor: str, *ids: object) -> str:
-    """The marker the scheduler sets when it enqueues ``actor(*ids)``; the task clears it when it starts."""
+    """The marker the scheduler sets when it enqueues ``actor(*ids)``; the task clears it once it holds its lock."""
     return ":".join([actor, *(str(i) for i in ids)])
 
 
