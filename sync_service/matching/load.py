@@ -93,7 +93,7 @@ def thread_keys(
     if exclude_items:
         stmt = stmt.where(SyncedItem.id.not_in(list(exclude_items)))
     if keys is None:
-        rows: Iterable[_ThreadRow] = session.execute(stmt).tuples()
+        rows: Iterable[_ThreadRow] = session.execute(stmt)
     else:
         rows = _rows_for_keys(session, stmt, sorted(set(keys)))
     threads: dict[str, int] = {}
