@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import sys
@@ -23,6 +24,14 @@ _counter = itertools.count()
 def shared_corpus() -> Path | None:
     path = Path(os.environ.get("CRM_SHARED_CORPUS") or REPO.parent / "shared" / "corpus")
     return path if path.is_dir() else None
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_the_garbage_collector() -> Iterator[None]:
+    """`crm-sync sync` and `demo` (and the worker processes) freeze what is alive for the garbage collector
+    (sync_service/startup.py): right for a command that runs once per process, not for a test session."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(scope="session")

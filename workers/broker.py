@@ -38,6 +38,7 @@ from dramatiq.middleware import AgeLimit, Callbacks, Middleware, Pipelines, Retr
 from sync_service.bootstrap import App
 from sync_service.config import Settings, load_settings
 from sync_service.errors import ConfigError
+from sync_service.startup import freeze_startup_objects
 from workers.actors import Actors, declare_actors
 from workers.context import Hooks, WorkerContext
 from workers.locks import LocalLocks, Locks, RedisLocks
@@ -206,3 +207,4 @@ def setup_from_environment() -> None:
     if metrics is not None:
         runtime.broker.add_middleware(metrics)
     _process_runtime = runtime
+    freeze_startup_objects()  # this process is set up: its start-up objects live as long as it does

@@ -11,6 +11,7 @@ from sync_service.bootstrap import App
 from sync_service.cli.common import console, err_console, open_app
 from sync_service.errors import CrmSyncError
 from sync_service.pipeline.runner import SyncReport, run_once
+from sync_service.startup import freeze_startup_objects
 
 
 def _progress() -> Progress:
@@ -26,6 +27,8 @@ def _progress() -> Progress:
 
 
 def run_with_progress(app: App, names: list[str] | None) -> SyncReport:
+    """``run_once`` with progress bars, in a process that does nothing else afterwards (``sync``, ``demo``)."""
+    freeze_startup_objects()
     with _progress() as progress:
         fetch = progress.add_task("fetching", total=None)
         work = progress.add_task("processing", total=None, visible=False)

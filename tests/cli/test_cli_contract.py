@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,10 @@ def test_failed_mailbox_makes_sync_exit_1_but_others_sync(ready, tmp_path: Path)
     box = maildir(tmp_path / "mail", [message("a1@acme.example", "wile@acme.example", [REP], "Specs")])
     assert ready("mailbox", "add", "good", "--owner", REP, "--source", f"maildir://{box}").code == 0
     assert ready("mailbox", "add", "gone", "--owner", REP, "--source", f"maildir://{tmp_path}/missing").code == 0
+    assert gc.get_freeze_count() == 0
     result = ready("sync", "--once")
     assert result.code == 1 and "gone" in result.err
+    assert gc.get_freeze_count() > 0  # the one-shot sync exempted its start-up objects from the collector
     assert len(_json(ready("export", "activities", "--format", "json"))) == 1
     status = {m["name"]: m for m in json.loads(ready("status", "--json").out)["mailboxes"]}
     assert status["gone"]["state"] == "failed" and status["gone"]["last_error"]
