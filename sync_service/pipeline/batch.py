@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from crm_store.models import ItemSource, QuarantineEntry, RawItem, SyncedItem
+from crm_store.models.sync import DELETED, DONE
 from sync_service.pipeline.bulk import BulkEmails, PendingEmail
 
 CHUNK = 500  # ids per IN (...) list
@@ -29,6 +32,10 @@ class BatchCache:
     quarantined: dict[int, QuarantineEntry] = field(default_factory=dict)  # raw item id → its entry
     pending: dict[str, PendingEmail] = field(default_factory=dict)  # new emails of the batch, by dedupe key
     bulk: BulkEmails = field(default_factory=BulkEmails)  # … and their rows, until written
+    # Raw items applied cleanly. Their new state is written by one UPDATE per state at the batch's end, not by
+    # dirtying each ORM object: every query of the batch autoflushes, and each flush would write the raw
+    # items finished since the one before (a third of the processing stage's flushing, measured).
+    finished: list[RawItem] = field(default_factory=list)
 
     @classmethod
     def load(cls, session: Session, raws: Sequence[RawItem], email_keys: Iterable[str]) -> BatchCache:
@@ -46,6 +53,29 @@ class BatchCache:
                 if entry.raw_item_id is not None:
                     cache.quarantined[entry.raw_item_id] = entry
         return cache
+
+    def write_finished(self, session: Session, now: datetime) -> None:
+        """Record the finished raw items in the database: ``done``, or still ``deleted`` for a deletion."""
+        done = [raw.id for raw in self.finished if raw.state != DELETED]
+        deleted = [raw.id for raw in self.finished if raw.state == DELETED]
+        changes: list[tuple[list[int], dict[str, object]]] = [
+            (done, {"state": DONE, "processed_at": now}),
+            (deleted, {"processed_at": now}),
+        ]
+        for ids, values in changes:
+            for chunk in _chunks(ids):
+                session.execute(
+                    update(RawItem).where(RawItem.id.in_(chunk)).values(values),
+                    execution_options={"synchronize_session": False},
+                )
+
+    def mark_finished(self, now: datetime) -> None:
+        """Once the batch is committed to its savepoint: the loaded objects show what the database holds
+        (without marking them changed, so nothing is written twice)."""
+        for raw in self.finished:
+            set_committed_value(raw, "processed_at", now)
+            if raw.state != DELETED:
+                set_committed_value(raw, "state", DONE)
 
     def carries(self, item: SyncedItem, raw_id: int) -> bool:
         """True when this raw item is already recorded as a source of ``item`` (a new item has none)."""

@@ -273,6 +273,8 @@ class _Run:
                 _process_in_batch(ctx, raw, blobs.get(raw.id), headers.get(raw.id), cache)
             advance_deferred(ctx)  # writes the pending emails too
             session.flush()
+            cache.write_finished(session, self.now)
+        cache.mark_finished(self.now)  # the savepoint held: the loaded raw items may say so too
         self.stats.merge(counters)
 
     def _context(
@@ -343,7 +345,13 @@ def _process_alone(
 
 def _finish(ctx: ProcessContext, raw: RawItem, problems: list[str], entry: QuarantineEntry | None, known: bool) -> None:
     """Applied: the item is done. Parts that were skipped stay visible (and retryable) in the quarantine;
-    without any, an earlier quarantine of the item is over."""
+    without any, an earlier quarantine of the item is over. In a batch, a cleanly applied item's new state is
+    written with the others' at the batch's end (``BatchCache.finish``)."""
+    if ctx.batch is not None and not problems:
+        ctx.batch.finished.append(raw)
+        if entry is not None:
+            ctx.session.delete(entry)
+        return
     raw.processed_at = ctx.now
     if problems:
         quarantine(ctx.session, raw, "partly applied; skipped: " + "; ".join(problems), entry=entry, known=known)

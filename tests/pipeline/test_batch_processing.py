@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from sync_service.exports import export_activities, export_quarantine
 from sync_service.pipeline import emails
 from sync_service.pipeline.fetch import sync_folder
 from sync_service.pipeline.process import process_pending
-from tests.support.builders import REP, maildir, message
+from tests.support.builders import REP, ics, maildir, message, vevent
 
 
 def _fetch_only(app: App, add_mailbox, box: Path) -> None:
@@ -53,11 +54,38 @@ def test_a_batch_of_new_emails_needs_few_statements_per_item(app, crm, add_mailb
     assert sum(others.values()) < 40, others
     assert max(others.values()) <= 2, others
     assert shapes["SAVEPOINT sa_savepoint_1"] <= 2, shapes
+    # The raw items' new state: one UPDATE for the batch, not one per flush of dirty objects.
+    assert sum(n for shape, n in shapes.items() if shape.startswith("UPDATE raw_items")) == 1, shapes
+    with app.sessions() as session:
+        raw_states = session.execute(select(RawItem.state, RawItem.processed_at)).all()
+    assert len(raw_states) == 60 and all(state == "done" and at is not None for state, at in raw_states)
     with app.sessions() as session:
         acts = export_activities(session)
     assert len(acts) == 60 and all(sorted(a["documents"]) == sorted([f"Specs {a['subject'][6:]}.eml",
                                                                        f"s{a['subject'][6:]}.pdf"]) for a in acts)
     assert {a["opportunity"] for a in acts} == {"Rockets"} and {a["account"] for a in acts} == {"ACME"}
+
+
+def test_finished_raw_items_are_written_once_per_batch(app, crm, add_mailbox, tmp_path: Path) -> None:
+    """An invitation's meeting queries the database (and autoflushes) in the middle of the batch: the raw items
+    finished before it are still written with the others, in one UPDATE at the batch's end."""
+    start = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    mails = [
+        message(f"r{i}@acme.example", "wile@acme.example", [REP], f"Mail {i}", at=start + timedelta(hours=i))
+        for i in range(6)
+    ]
+    meeting = vevent("evt-review", "Rocket review", start + timedelta(days=2), attendees=(REP,),
+                     organizer="wile@acme.example")  # fmt: skip
+    invite = message("inv@acme.example", "wile@acme.example", [REP], "Invitation: Rocket review",
+                     at=start + timedelta(hours=2, minutes=30),
+                     attachment=("invite.ics", ics(meeting, method="REQUEST"), "text/calendar"))  # fmt: skip
+    _fetch_only(app, add_mailbox, maildir(tmp_path / "alice", [*mails, invite]))
+    shapes = _statements(app)
+    stats = process_pending(app)
+    assert stats.logged == 7 and stats.quarantined == 0  # six emails and the meeting
+    assert sum(n for shape, n in shapes.items() if shape.startswith("UPDATE raw_items")) == 1, shapes
+    with app.sessions() as session:
+        assert Counter(session.scalars(select(RawItem.state))) == {"done": 7}
 
 
 def test_a_copy_of_a_message_in_the_same_batch_is_a_duplicate(app, crm, add_mailbox, tmp_path: Path) -> None:
@@ -114,3 +142,4 @@ def test_an_item_failing_while_writing_sends_the_batch_item_by_item(
     assert (again.logged, again.quarantined) == (1, 0)
     with app.sessions() as session:
         assert export_quarantine(session) == []
+        assert Counter(session.scalars(select(RawItem.state))) == {"done": 6}
