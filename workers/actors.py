@@ -27,7 +27,6 @@ from dramatiq import Broker, Message
 from workers import tasks
 from workers.context import WorkerContext
 
-QUEUES = ("sync", "process", "maintenance")
 _HOURS = 3_600_000
 
 

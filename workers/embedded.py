@@ -17,7 +17,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name
 
 from sync_service.bootstrap import App
-from workers.actors import QUEUES
+from workers import QUEUES
 from workers.broker import setup_broker
 from workers.context import Hooks
 

@@ -27,7 +27,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from sync_service.config import Settings
-from workers.actors import QUEUES
+from workers import QUEUES
 from workers.broker import NAMESPACE, Runtime, broker_mode, redis_client
 
 # Options the broker and the retry middleware add to a message; a requeued dead letter starts afresh.

@@ -20,17 +20,15 @@ from sync_service import mailboxes
 from sync_service.bootstrap import App
 from sync_service.cli.common import console, open_app
 from sync_service.cli.setup import initialise
-from sync_service.cli.sync import print_report, run_with_progress
 from sync_service.config import Settings
 from sync_service.exports import export_quarantine, export_review
-from sync_service.importers import import_accounts, import_contacts, import_leads, import_opportunities
-from sync_service.process.service import start_for_open_opportunities
-from sync_service.process.views import automatic_progress
 
 INTERNAL_DOMAIN = "northwind-sales.example"
 
 
 def _import_sample_crm(app: App, data: Path) -> None:
+    from sync_service.importers import import_accounts, import_contacts, import_leads, import_opportunities
+
     steps = (
         (import_accounts, "accounts.csv"),
         (import_contacts, "contacts.csv"),
@@ -117,7 +115,11 @@ def demo_command(
     ),
 ) -> None:
     """Embedded demo: sample CRM + sample mailboxes and calendars, a full sync, and a summary."""
+    # The pipeline is imported when the demo runs, not whenever `crm-sync` starts.
+    from sync_service.cli.sync import print_report, run_with_progress
     from sync_service.demo.sample import DATA_DIR, REPS, write_sample_mailboxes
+    from sync_service.process.service import start_for_open_opportunities
+    from sync_service.process.views import automatic_progress
 
     directory = directory.resolve()
     for leftover in ("demo.db", "demo.db-wal", "demo.db-shm", "data", "mailboxes"):

@@ -7,14 +7,15 @@ After an import that changed anything has committed, every item seen earlier is 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from crm_store.db import transaction
 from sync_service.cli.common import console, open_app
-from sync_service.importers import import_accounts, import_contacts, import_leads, import_opportunities
-from sync_service.importers.report import ImportReport
-from sync_service.pipeline.rematch import rematch
+
+if TYPE_CHECKING:
+    from sync_service.importers.report import ImportReport
 
 import_app = typer.Typer(
     help="Import CRM data from CSV (or vCard for contacts). A bad file is rejected whole.", no_args_is_help=True
@@ -24,6 +25,10 @@ FileArg = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="
 
 
 def _run(kind: str, path: Path) -> None:
+    # The importers and re-matching (the pipeline) are loaded by an import, not whenever `crm-sync` starts.
+    from sync_service.importers import import_accounts, import_contacts, import_leads, import_opportunities
+    from sync_service.pipeline.rematch import rematch
+
     with open_app() as app:
         with transaction(app.sessions) as session:
             report: ImportReport

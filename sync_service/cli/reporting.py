@@ -15,7 +15,6 @@ from sync_service.dashboard.alerts import AlertConfig
 from sync_service.dashboard.webhook import notify_from_status
 from sync_service.exports import EXPORTS, export
 from sync_service.status import collect_status
-from workers.queues import queue_status
 
 
 class Format(StrEnum):
@@ -29,6 +28,8 @@ def _print_json(data: Any) -> None:
 
 def status_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON.")) -> None:
     """Mailbox health (state, last success, lag, last error), the work queues and totals."""
+    from workers.queues import queue_status  # dramatiq and redis: only `status` needs them here
+
     with open_app() as app:
         alert_config = AlertConfig.from_env()
         with app.sessions() as session:

@@ -19,8 +19,6 @@ from sync_service.cli.common import console, open_app
 from sync_service.pipeline import manual_links
 from sync_service.pipeline.explain import explain_activity, explain_message
 from sync_service.pipeline.manual_links import LinkKind
-from sync_service.pipeline.rederive import rederive
-from sync_service.pipeline.rematch import rematch
 
 review_app = typer.Typer(
     help="The review queue (list it: crm-sync export review): activities whose opportunity needs a choice.",
@@ -40,6 +38,8 @@ LeadOpt = typer.Option(None, "--lead", metavar="ID", help="A lead id.")
 
 
 def _rederive(app: App, activity_id: int, item_id: int | None, now: datetime) -> None:
+    from sync_service.pipeline.rederive import rederive  # the processing pipeline: loaded when needed
+
     if rederive(app, activity_id, item_id, now):
         console.print("automatic links derived again after the change")
 
@@ -154,5 +154,7 @@ def explain(
 @match_app.command("rematch")
 def rematch_command() -> None:
     """Match every item seen earlier again (runs by itself after each import)."""
+    from sync_service.pipeline.rematch import rematch
+
     with open_app() as app:
         console.print(rematch(app).summary())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from crm_store.db import transaction
-from crm_store.migrate import upgrade
 from crm_store.secrets import generate_key
 from crm_store.seed import seed_defaults
 from sync_service.bootstrap import App
@@ -13,6 +12,8 @@ from sync_service.cli.common import console, open_app
 
 
 def initialise(app: App) -> dict[str, int]:
+    from crm_store.migrate import upgrade  # alembic: only the commands that migrate load it
+
     upgrade(app.engine)
     app.settings.data_dir.mkdir(parents=True, exist_ok=True)
     with transaction(app.sessions) as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -10,8 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from sync_service.bootstrap import App
 from sync_service.cli.common import console, err_console, open_app
 from sync_service.errors import CrmSyncError
-from sync_service.pipeline.runner import SyncReport, run_once
 from sync_service.startup import freeze_startup_objects
+
+if TYPE_CHECKING:
+    from sync_service.pipeline.runner import SyncReport
 
 
 def _progress() -> Progress:
@@ -28,6 +31,8 @@ def _progress() -> Progress:
 
 def run_with_progress(app: App, names: list[str] | None) -> SyncReport:
     """``run_once`` with progress bars, in a process that does nothing else afterwards (``sync``, ``demo``)."""
+    from sync_service.pipeline.runner import run_once  # the pipeline: loaded by the commands that sync
+
     freeze_startup_objects()
     with _progress() as progress:
         fetch = progress.add_task("fetching", total=None)

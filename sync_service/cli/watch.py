@@ -8,11 +8,14 @@ Without ``CRM_BROKER_URL`` it exits 1 with a one-line reason, like ``worker`` an
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import typer
 
 from sync_service.cli.workers import run_until_stopped
-from workers.broker import Runtime
+
+if TYPE_CHECKING:
+    from workers.broker import Runtime
 
 
 def watch_command(

@@ -1,7 +1,8 @@
 """`crm-sync worker`, `crm-sync scheduler`, `crm-sync queue …`: the long-running parts (Redis mode).
 
 In the embedded mode (no ``CRM_BROKER_URL``) there is nothing to run in the background — ``crm-sync sync`` does
-the work in the foreground — so these commands exit 1 with a one-line reason.
+the work in the foreground — so these commands exit 1 with a one-line reason. dramatiq and redis are imported
+by the commands that use them: every other `crm-sync` command starts without them.
 """
 
 from __future__ import annotations
@@ -10,21 +11,27 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
-import redis
 import typer
 
 from sync_service.cli.common import console, open_app, settings
 from sync_service.config import Settings
 from sync_service.errors import ConfigError, CrmSyncError
 from sync_service.mailboxes import redact_url
-from workers.actors import QUEUES
-from workers.broker import Runtime, broker_mode, prepare_worker_metrics, redis_client, setup_broker
+from workers import QUEUES
+
+if TYPE_CHECKING:
+    from workers.broker import Runtime
 
 queue_app = typer.Typer(help="Inspect and repair the Redis work queues.", no_args_is_help=True)
 
 
 def _redis_settings(command: str) -> Settings:
+    import redis
+
+    from workers.broker import broker_mode, redis_client
+
     current = settings()
     if broker_mode(current) != "redis":
         raise ConfigError(
@@ -50,6 +57,8 @@ def worker_command(
 ) -> None:
     """Run dramatiq worker processes for the sync, process and maintenance queues (JSON logs on stderr)."""
     import dramatiq.cli
+
+    from workers.broker import prepare_worker_metrics
 
     current = _redis_settings("worker")
     _known_queues(queue)
@@ -84,6 +93,7 @@ def _known_queues(queue: list[str] | None) -> tuple[str, ...]:
 
 def run_until_stopped(command: str, work: Callable[[Runtime, threading.Event], None]) -> None:
     """A long-running part in Redis mode (scheduler, watcher): JSON logs, ``work`` until SIGTERM or SIGINT."""
+    from workers.broker import setup_broker
     from workers.logs import configure_json_logging
 
     current = _redis_settings(command)
@@ -122,6 +132,7 @@ def requeue_dead_command(
     ),
 ) -> None:
     """Put dead-lettered messages back on their queues, with a fresh retry budget."""
+    from workers.broker import setup_broker
     from workers.queues import requeue_dead
 
     queues = _known_queues(queue)
@@ -138,6 +149,10 @@ def requeue_dead_command(
 
 def request_sync(current: Settings, mailbox_id: int) -> bool:
     """In Redis mode, enqueue a sync of the mailbox now (after resume / resync); False if not possible."""
+    import redis
+
+    from workers.broker import broker_mode, setup_broker
+
     if broker_mode(current) != "redis":
         return False
     try:

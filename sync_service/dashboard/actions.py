@@ -21,7 +21,7 @@ from sync_service.errors import ConfigError
 from sync_service.pipeline import manual_links
 from sync_service.pipeline.process import process_pending
 from sync_service.pipeline.rederive import rederive
-from workers.actors import QUEUES
+from workers import QUEUES
 from workers.broker import broker_mode, setup_broker
 from workers.queues import requeue_dead
 

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 from dramatiq import Message
 
-from workers.actors import QUEUES
+from workers import QUEUES
 from workers.broker import NAMESPACE
 from workers.queues import mailbox_of
 
