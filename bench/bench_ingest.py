@@ -39,9 +39,9 @@ from typing import Any
 
 from bench.corpus import MAILDIR, CorpusSpec, ensure_corpus, message_files, read_manifest
 from bench.measure import RESULT
+from bench.options import corpus_parser, parse_corpus_args, write_json
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "crm-sync-bench"
 TARGETS = {"sqlite": 1.5, "postgresql": 2.0, "resync": 0.01, "memory": 1.2}
 BACKEND_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 
@@ -354,28 +354,16 @@ def summary(results: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_ingest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=20_000, help="mailbox size (default 20,000)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 2,000 messages")
+    parser = corpus_parser("python -m bench.bench_ingest", __doc__.split("\n\n")[0], messages=20_000,
+                           keep="databases, blobs")  # fmt: skip
     parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
     parser.add_argument("--resync", type=int, default=10, help="new messages for the re-sync (default 10)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory rows")
-    parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--accounts", type=int, default=400)
-    parser.add_argument("--leads", type=int, default=150)
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where generated corpora are kept")
-    parser.add_argument("--workdir", type=Path, default=None, help="parent of the temporary work folder")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, blobs)")
-    parser.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.messages = 2_000
+    args = parse_corpus_args(parser, argv)
     args.backends = [b.strip().lower() for b in args.backends.split(",") if b.strip()]
     unknown = sorted(set(args.backends) - set(BACKEND_NAMES))
     if unknown:
         parser.error(f"unknown backend {', '.join(unknown)} (choose from sqlite, postgresql)")
-    if args.messages < 10:
-        parser.error("--messages must be at least 10")
     return args
 
 
@@ -388,8 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     _say("")
     _say(summary(results))
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    write_json(args.json, results)
     return 0
 
 

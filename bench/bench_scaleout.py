@@ -42,9 +42,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from bench.bench_ingest import DEFAULT_CACHE, create_database, postgres, warm_page_cache
+from bench.bench_ingest import create_database, postgres, warm_page_cache
 from bench.corpus import MAILDIR, SYNC_NOW, CorpusSpec, ensure_corpus, make_maildir, message_files
 from bench.corpus import read_manifest as _read_manifest
+from bench.options import corpus_parser, parse_corpus_args, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 1.7  # two worker processes: at least 1.7× the throughput of one (issue #9)
@@ -626,26 +627,14 @@ def _finish(results: dict[str, Any], load_before: tuple[float, float, float]) ->
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_scaleout", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=8_000, help="corpus size (default 8,000)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 2,000 messages")
+    parser = corpus_parser("python -m bench.bench_scaleout", __doc__.split("\n\n")[0], messages=8_000,
+                           keep="Maildirs, blobs, logs")  # fmt: skip
     parser.add_argument("--mailboxes", type=int, default=4, help="mailboxes the corpus is split into (default 4)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of A (1 process) then B (2 processes)")
     parser.add_argument("--threads", type=int, default=1, help="worker threads per process (default 1)")
     parser.add_argument("--tick", type=float, default=0.2, help="scheduler tick in seconds (default 0.2)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds a run may take (default 3600)")
-    parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--accounts", type=int, default=400)
-    parser.add_argument("--leads", type=int, default=150)
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where generated corpora are kept")
-    parser.add_argument("--workdir", type=Path, default=None, help="parent of the temporary work folder")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (Maildirs, blobs, logs)")
-    parser.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.messages = 2_000
-    if args.messages < 10:
-        parser.error("--messages must be at least 10")
+    args = parse_corpus_args(parser, argv)
     if args.mailboxes < 1 or args.repeat < 1 or args.threads < 1:
         parser.error("--mailboxes, --repeat and --threads must be at least 1")
     if args.tick < 0.1:
@@ -665,8 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     _say("")
     _say(summary(results))
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    write_json(args.json, results)
     return 0 if results["agree"] else 1
 
 
