@@ -30,8 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +39,8 @@ from typing import Any
 from bench.corpus import MAILDIR, CorpusSpec, ensure_corpus, message_files, read_manifest
 from bench.measure import RESULT
 from bench.options import corpus_parser, parse_corpus_args, write_json
+from bench.servers import throwaway
+from bench.table import aligned, cell
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"sqlite": 1.5, "postgresql": 2.0, "resync": 0.01, "memory": 1.2}
@@ -84,33 +85,6 @@ def measure(*args: str) -> dict[str, Any]:
 def warm_page_cache(corpus: Path) -> int:
     """Read every message once, so no measurement pays for the disk and the first one is not penalised."""
     return sum(len(path.read_bytes()) for path in message_files(corpus / MAILDIR))
-
-
-@contextmanager
-def postgres() -> Iterator[tuple[str | None, str]]:
-    """A throw-away PostgreSQL server: ``(url, "")``, or ``(None, reason)`` when it cannot run here."""
-    try:
-        from tests.support.servers import PostgresServer
-    except ImportError as error:  # the test extras (pytest) are not installed
-        yield None, f"tests.support.servers unavailable ({error})"
-        return
-    server = PostgresServer()
-    if server.bindir is None:
-        yield None, "no PostgreSQL server binaries (Debian package postgresql)"
-        return
-    try:
-        url = server.start()
-    except (KeyboardInterrupt, SystemExit):
-        server.stop()
-        raise
-    except BaseException as error:  # PostgresServer skips/fails through pytest outcomes outside CI too
-        server.stop()
-        yield None, f"PostgreSQL did not start: {error}"
-        return
-    try:
-        yield url, ""
-    finally:
-        server.stop()
 
 
 def create_database(server_url: str, name: str) -> str:
@@ -211,10 +185,6 @@ def memory_rows(small: dict[str, Any], big: dict[str, Any]) -> list[Row]:
     ]
 
 
-def _cell(value: float | None, fmt: str) -> str:
-    return "–" if value is None else format(value, fmt)
-
-
 def render(rows: Sequence[Row]) -> str:
     header = ("what", "msgs", "wall s", "CPU s", "msg/s", "SQL/msg", "peak MiB", "ratio", "CPU ratio", "target", "met")
     lines = []
@@ -225,27 +195,18 @@ def render(rows: Sequence[Row]) -> str:
             (
                 row.what,
                 f"{row.messages:,}",
-                _cell(row.seconds, ".2f"),
-                _cell(row.cpu_seconds, ".2f"),
-                _cell(rate, ",.0f"),
-                _cell(per, ".1f"),
-                _cell(row.peak_mib, ".0f"),
+                cell(row.seconds, ".2f"),
+                cell(row.cpu_seconds, ".2f"),
+                cell(rate, ",.0f"),
+                cell(per, ".1f"),
+                cell(row.peak_mib, ".0f"),
                 row.ratio_text or "–",
                 row.cpu_ratio_text or "–",
                 row.target or "–",
                 (row.met + (f"  ({row.note})" if row.note else "")) or "–",
             )
         )
-    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
-    out = []
-    for cells in [header, *lines]:
-        aligned = (
-            c.ljust(w) if i in (0, 10) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-        out.append("  ".join(aligned))
-        if cells is header:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in out)
+    return aligned(header, lines, left=(0, 10))
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -255,7 +216,7 @@ def ingest(backend: str, corpus: Path, work: Path, resync: int) -> dict[str, Any
     """The ingest measurement on ``backend``; a string (the reason) when that backend cannot run here."""
     if backend == "sqlite":
         return measure("ingest", str(corpus), f"sqlite:///{work / 'crm.db'}", str(work), "--resync", str(resync))
-    with postgres() as (server_url, reason):
+    with throwaway("PostgresServer") as (server_url, reason):
         if server_url is None:
             return reason
         url = create_database(server_url, f"bench_{os.getpid()}")

@@ -35,17 +35,18 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from bench.bench_ingest import create_database, postgres, warm_page_cache
+from bench.bench_ingest import create_database, warm_page_cache
 from bench.corpus import MAILDIR, SYNC_NOW, CorpusSpec, ensure_corpus, make_maildir, message_files
 from bench.corpus import read_manifest as _read_manifest
 from bench.options import corpus_parser, parse_corpus_args, write_json
+from bench.servers import throwaway
+from bench.table import aligned, cell
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 1.7  # two worker processes: at least 1.7× the throughput of one (issue #9)
@@ -87,37 +88,6 @@ class RunFailed(RuntimeError):
 
 def _say(text: str) -> None:
     print(text, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------- servers
-
-
-@contextmanager
-def redis_server() -> Iterator[tuple[str | None, str]]:
-    """A throw-away redis-server: ``(url, "")``, or ``(None, reason)`` when it cannot run here."""
-    try:
-        from tests.support.servers import RedisServer
-    except ImportError as error:  # the test extras (pytest) are not installed
-        yield None, f"tests.support.servers unavailable ({error})"
-        return
-    server = RedisServer()
-    if server.binary is None:
-        server.close()
-        yield None, "no redis-server (Debian package redis-server)"
-        return
-    try:
-        url = server.start()
-    except (KeyboardInterrupt, SystemExit):
-        server.close()
-        raise
-    except BaseException as error:  # skips/fails through pytest outcomes outside CI too
-        server.close()
-        yield None, f"Redis did not start: {error}"
-        return
-    try:
-        yield url, ""
-    finally:
-        server.close()
 
 
 # ---------------------------------------------------------------------------------------------- set-up
@@ -442,10 +412,6 @@ def differences(got: dict[str, Any], reference: dict[str, Any], shown: int = 3) 
 # ---------------------------------------------------------------------------------------------- report
 
 
-def _cell(value: float | None, fmt: str) -> str:
-    return "–" if value is None else format(value, fmt)
-
-
 def _median(values: Sequence[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return statistics.median(known) if known else None
@@ -487,9 +453,9 @@ def render(runs: Sequence[RunResult]) -> str:
                 f"{run.messages:,}",
                 f"{run.seconds:.2f}",
                 f"{run.rate:,.0f}",
-                _cell(run.worker_cpu_seconds, ".1f"),
-                _cell(run.server_cpu_seconds, ".1f"),
-                _cell(run.busy_cores, ".2f"),
+                cell(run.worker_cpu_seconds, ".1f"),
+                cell(run.server_cpu_seconds, ".1f"),
+                cell(run.busy_cores, ".2f"),
                 ratio_text or "–",
                 "–",
                 agree or "–",
@@ -507,26 +473,17 @@ def render(runs: Sequence[RunResult]) -> str:
                 f"median, {processes} worker process{'es' if processes > 1 else ''} ({len(chosen)} run"
                 f"{'s' if len(chosen) > 1 else ''})",
                 f"{chosen[0].messages:,}",
-                _cell(seconds, ".2f"),
-                _cell(rate, ",.0f"),
-                _cell(_median([r.worker_cpu_seconds for r in chosen]), ".1f"),
-                _cell(_median([r.server_cpu_seconds for r in chosen]), ".1f"),
-                _cell(_median([r.busy_cores for r in chosen]), ".2f"),
-                "1.00×" if processes == 1 else _cell(ratio, ".2f") + ("×" if ratio is not None else ""),
+                cell(seconds, ".2f"),
+                cell(rate, ",.0f"),
+                cell(_median([r.worker_cpu_seconds for r in chosen]), ".1f"),
+                cell(_median([r.server_cpu_seconds for r in chosen]), ".1f"),
+                cell(_median([r.busy_cores for r in chosen]), ".2f"),
+                "1.00×" if processes == 1 else cell(ratio, ".2f") + ("×" if ratio is not None else ""),
                 "–" if processes == 1 else f"≥ {TARGET:g}×",
                 "–" if processes == 1 or ratio is None else ("yes" if ratio >= TARGET else "NO"),
             )
         )
-    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
-    out = []
-    for cells in [header, *lines]:
-        aligned = (
-            c.ljust(w) if i in (0, 9) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-        out.append("  ".join(aligned))
-        if cells is header:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in out)
+    return aligned(header, lines, left=(0, 9))
 
 
 def summary(results: dict[str, Any]) -> str:
@@ -584,7 +541,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[RunResult] = []
     work = Path(tempfile.mkdtemp(prefix="crm-sync-scaleout-", dir=args.workdir))
     try:
-        with postgres() as (server_url, pg_reason), redis_server() as (broker_url, redis_reason):
+        with (
+            throwaway("PostgresServer") as (server_url, pg_reason),
+            throwaway("RedisServer") as (broker_url, redis_reason),
+        ):
             if server_url is None or broker_url is None:
                 results["skipped"] = pg_reason or redis_reason
                 return _finish(results, load_before)
