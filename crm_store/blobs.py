@@ -3,8 +3,11 @@
 Names taken from messages are never used on disk (SPEC §6). Writes go to a temporary file and are renamed
 into place, so a crash never leaves a half-written blob under a valid hash.
 
-A sync stores thousands of blobs, so ``put`` works on plain string paths and remembers which fan-out
-directories it has already made (one ``mkdir`` per directory per process, not per blob).
+Layout: ``blobs/<first two hex digits>/<sha256>`` — 256 fan-out directories, as git does, so a sync makes
+at most 256 directories (a million blobs are about 4,000 files per directory, which ext4 and xfs index).
+Stores written before 2026-11 used two levels (``blobs/aa/bb/<sha256>``); those files are still found and
+never stored a second time. A sync stores thousands of blobs, so ``put`` works on plain string paths and
+remembers which fan-out directories it has already made (one ``mkdir`` per directory per process).
 """
 
 from __future__ import annotations
@@ -32,19 +35,28 @@ class BlobStore:
         self._made: set[str] = set()  # fan-out directories known to exist
 
     def path_of(self, sha256: str) -> Path:
+        """Where the blob is (or would be stored)."""
         if not _HEX64.fullmatch(sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-        return Path(self._location(sha256)[1])
+        target = self._location(sha256)[1]
+        if not os.path.exists(target):
+            legacy = self._legacy(sha256)
+            if os.path.exists(legacy):
+                return Path(legacy)
+        return Path(target)
 
     def _location(self, sha256: str) -> tuple[str, str]:
-        directory = os.path.join(self._base, sha256[:2], sha256[2:4])
+        directory = os.path.join(self._base, sha256[:2])
         return directory, os.path.join(directory, sha256)
+
+    def _legacy(self, sha256: str) -> str:
+        return os.path.join(self._base, sha256[:2], sha256[2:4], sha256)
 
     def put(self, data: bytes) -> str:
         """Store ``data`` (idempotent) and return its sha256."""
         digest = sha256_hex(data)
         directory, target = self._location(digest)
-        if os.path.exists(target):
+        if os.path.exists(target) or os.path.exists(self._legacy(digest)):
             return digest
         if directory not in self._made:
             os.makedirs(directory, exist_ok=True)
@@ -70,7 +82,14 @@ class BlobStore:
         return digest
 
     def get(self, sha256: str) -> bytes:
-        return self.path_of(sha256).read_bytes()
+        if not _HEX64.fullmatch(sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        try:
+            with open(self._location(sha256)[1], "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            with open(self._legacy(sha256), "rb") as handle:
+                return handle.read()
 
     def exists(self, sha256: str) -> bool:
         return self.path_of(sha256).exists()
