@@ -28,6 +28,7 @@ CHUNK = 500  # ids per IN (...) list
 @dataclass
 class BatchCache:
     items: dict[str, SyncedItem] = field(default_factory=dict)  # email dedupe key → item (stored or new)
+    made: dict[str, SyncedItem] = field(default_factory=dict)  # events made in this batch, maybe not flushed
     sources: set[tuple[int, int]] = field(default_factory=set)  # (item id, raw item id) already stored
     quarantined: dict[int, QuarantineEntry] = field(default_factory=dict)  # raw item id → its entry
     pending: dict[str, PendingEmail] = field(default_factory=dict)  # new emails of the batch, by dedupe key

@@ -46,10 +46,12 @@ def _facts(ctx: ProcessContext, event: CalendarEvent) -> ItemFacts:
 
 
 def _upsert_event(ctx: ProcessContext, raw: RawItem, event: CalendarEvent) -> SyncedItem:
-    item, created = get_or_create(ctx.session, event_key(event.uid, event.recurrence_id), "event")
-    if created:  # a new item has no sources and no activity yet: nothing to look up
-        ctx.session.add(ItemSource(item_id=item.id, raw_item_id=raw.id))
+    item, created = get_or_create(ctx.session, event_key(event.uid, event.recurrence_id), "event", ctx.batch)
+    if created:  # a new item has no sources and no activity yet: nothing to look up (nor flush)
+        ctx.session.add(ItemSource(item=item, raw_item_id=raw.id))
     else:
+        if item.id is None:  # made earlier in this batch: the lookups below need its row
+            ctx.session.flush()
         link_source(ctx.session, item, raw.id)
     if not created and event.sequence < item.sequence:
         return item  # an older version of the event (e.g. a stale copy in another calendar)
@@ -81,7 +83,7 @@ def write_event_activity(
     item.skip_reason = None
     new = activity is None
     if activity is None:
-        activity = Activity(item_id=item.id, origin="sync")
+        activity = Activity(item=item, origin="sync")  # the item may not be flushed yet
         ctx.session.add(activity)
         ctx.stats.logged += 1
     else:
@@ -104,11 +106,10 @@ def write_event_activity(
 
 
 def apply_events(ctx: ProcessContext, raw: RawItem, events: Iterable[CalendarEvent], *, full_snapshot: bool) -> None:
-    seen: set[int] = set()
-    for event in events:
-        seen.add(_upsert_event(ctx, raw, event).id)
+    items = [_upsert_event(ctx, raw, event) for event in events]
     if full_snapshot:
-        cancel_missing(ctx, raw, keep=seen)
+        ctx.session.flush()  # new items get their ids
+        cancel_missing(ctx, raw, keep={item.id for item in items})
 
 
 def cancel_missing(ctx: ProcessContext, raw: RawItem, keep: set[int]) -> None:

@@ -26,13 +26,27 @@ def event_key(uid: str, recurrence_id: str | None) -> str:
     return f"evt:{uid}|{recurrence_id or ''}"
 
 
-def get_or_create(session: Session, key: str, kind: str) -> tuple[SyncedItem, bool]:
-    item = session.scalar(select(SyncedItem).where(SyncedItem.dedupe_key == key))
+def get_or_create(
+    session: Session, key: str, kind: str, cache: BatchCache | None = None
+) -> tuple[SyncedItem, bool]:
+    """The canonical item with this key, made when there is none (``True``). In a batch the lookup does not
+    flush the batch's other rows and a new item is not flushed either (it has no id yet): the batch's cache
+    knows the items it made."""
+    if cache is None:
+        item = session.scalar(select(SyncedItem).where(SyncedItem.dedupe_key == key))
+    else:
+        item = cache.made.get(key)
+        if item is None:
+            with session.no_autoflush:  # an item made earlier in this batch is in ``made``
+                item = session.scalar(select(SyncedItem).where(SyncedItem.dedupe_key == key))
     if item is not None:
         return item, False
     item = SyncedItem(dedupe_key=key, kind=kind, facts={})
     session.add(item)
-    session.flush()
+    if cache is None:
+        session.flush()
+    else:
+        cache.made[key] = item
     return item, True
 
 

@@ -143,3 +143,44 @@ def test_an_item_failing_while_writing_sends_the_batch_item_by_item(
     with app.sessions() as session:
         assert export_quarantine(session) == []
         assert Counter(session.scalars(select(RawItem.state))) == {"done": 6}
+
+
+def test_meetings_from_invitations_are_written_with_the_batch(app, crm, add_mailbox, tmp_path: Path) -> None:
+    """A new meeting does not flush the batch's rows to look itself up; a later invitation for the same meeting
+    in the same batch (an update, then a cancellation) still finds it: one activity, three sources."""
+    from sqlalchemy.orm import Session
+
+    from crm_store.models import ItemSource, SyncedItem
+
+    start = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    mails = [message(f"m{i}@acme.example", "wile@acme.example", [REP], f"Mail {i}", at=start + timedelta(hours=i))
+             for i in range(4)]  # fmt: skip
+    invites = []
+    plan = [("evt-a", 0, "REQUEST", 2), ("evt-b", 0, "REQUEST", 3), ("evt-c", 0, "REQUEST", 4),
+            ("evt-a", 1, "REQUEST", 5), ("evt-a", 2, "CANCEL", 5)]  # fmt: skip
+    for n, (uid, seq, method, day) in enumerate(plan):
+        meeting = vevent(uid, f"Review {uid}", start + timedelta(days=day), attendees=(REP,),
+                         organizer="wile@acme.example", extra=(f"SEQUENCE:{seq}",))  # fmt: skip
+        invites.append(message(f"i{n}@acme.example", "wile@acme.example", [REP], f"Invitation {uid}",
+                               at=start + timedelta(hours=10 + n),
+                               attachment=("invite.ics", ics(meeting, method=method), "text/calendar")))  # fmt: skip
+    _fetch_only(app, add_mailbox, maildir(tmp_path / "alice", [*mails, *invites[:3], *invites[3:]]))
+    flushes: list[int] = []
+
+    def flushed(session: Session, context: object) -> None:
+        flushes.append(1)
+
+    event.listen(Session, "after_flush", flushed)
+    try:
+        stats = process_pending(app)
+    finally:
+        event.remove(Session, "after_flush", flushed)
+    assert stats.quarantined == 0 and stats.logged == 4 + 3 and stats.cancelled == 1
+    with app.sessions() as session:
+        meetings = {a.subject: a.status for a in session.scalars(select(Activity).where(Activity.type != "email"))}
+        assert meetings == {"Review evt-a": "cancelled", "Review evt-b": "completed", "Review evt-c": "completed"}
+        item_a = session.scalars(select(SyncedItem).where(SyncedItem.ical_uid == "evt-a")).one()
+        assert len(session.scalars(select(ItemSource).where(ItemSource.item_id == item_a.id)).all()) == 3
+    # Each new meeting used to flush twice (its lookup, its insert): 14 flushes here. Now only the update and
+    # the cancellation of evt-a flush (they look up what the batch wrote), plus the batch's own few.
+    assert len(flushes) <= 9, len(flushes)
