@@ -13,6 +13,40 @@ from sync_service.values import Address
 
 _QUOTED_OR_WORDS = re.compile(rf'("(?:[^"\\]|\\.)*")|({EW_RUN.pattern})')
 
+# The plain shapes that make up most address headers, read without ``getaddresses`` (which parses character by
+# character): ``a@b.example``, ``Ann Lee <a@b.example>``, ``"Lee, Ann" <a@b.example>``, separated by commas.
+# Anything else (comments, groups, quoted pairs, odd characters) goes to ``getaddresses``; the tests check
+# that both read these shapes the same.
+_DOT_ATOMS = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_ADDR_SPEC = rf"{_DOT_ATOMS}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_PHRASE_WORD = r'[^\s()<>@,;:\\"\[\]]+'
+_PLAIN_ADDRESS = re.compile(
+    rf'[ \t]*(?:({_ADDR_SPEC})|(?:"([^"\\\r\n]*)"|({_PHRASE_WORD}(?:[ \t]+{_PHRASE_WORD})*))[ \t]*<({_ADDR_SPEC})>)'
+    r"[ \t]*(?:,|\Z)"
+)
+
+
+def plain_addresses(values: list[str]) -> list[tuple[str, str]] | None:
+    """``getaddresses(values)`` for headers made only of the plain shapes above, else None."""
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        position, end = 0, len(value)
+        while position < end:
+            match = _PLAIN_ADDRESS.match(value, position)
+            if match is None or match.end() == position:
+                return None
+            bare, quoted, words, angled = match.groups()
+            if bare is not None:
+                pairs.append(("", bare))
+            else:
+                pairs.append((quoted if quoted is not None else " ".join(words.split()), angled))
+            position = match.end()
+            if value[position - 1] == "," and position == end:
+                return None  # a trailing comma: getaddresses has its own reading of an empty element
+        if not value:
+            return None
+    return pairs
+
 
 def _quote_encoded_words(value: str) -> str:
     """Decode encoded words into quoted strings *before* splitting the list, so ``=?utf-8?Q?Doe,_John?=``
@@ -31,7 +65,9 @@ def _quote_encoded_words(value: str) -> str:
 def parse_addresses(values: list[str]) -> tuple[Address, ...]:
     prepared = [_quote_encoded_words(v) for v in values if v]
     try:
-        pairs = getaddresses(prepared)
+        pairs = plain_addresses(prepared)
+        if pairs is None:
+            pairs = getaddresses(prepared)
     except Exception:  # getaddresses has had IndexError bugs on garbage; fall back to bare addresses
         pairs = [("", found) for v in prepared for found in re.findall(r"[^\s<>,;:\"]+@[^\s<>,;:\"]+", v)]
     found: dict[str, Address] = {}

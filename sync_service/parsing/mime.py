@@ -4,8 +4,9 @@ Matching needs the headers of every message but the body only of messages that a
 parsed separately: ``parse_headers`` reads the header block only (cheap), ``parse_body`` does the full parse.
 Both use the stdlib ``email`` package with the ``compat32`` policy (ARCHITECTURE: ``policy.default`` is 5×
 slower and raises on fuzz input); well-formed MIME bodies are cut by ``mime_split`` into the same tree the
-stdlib feed parser would build, 3× faster. compat32 is lenient but leaves the hard parts to us: it keeps 8-bit header
-bytes as surrogate escapes, does not decode RFC 2047 words, and trusts whatever charset a sender declares.
+stdlib feed parser would build, 3× faster, and clean header blocks are read the same way. compat32 is
+lenient but leaves the hard parts to us: it keeps 8-bit header bytes as surrogate escapes, does not decode
+RFC 2047 words, and trusts whatever charset a sender declares.
 
 Body layout decisions:
 - ``text`` joins the inline text/plain parts; without any, it is the HTML converted by ``html_to_text``.
@@ -34,6 +35,7 @@ from email.utils import parsedate_to_datetime
 
 from sync_service.errors import ParseError
 from sync_service.parsing.addresses import parse_addresses
+from sync_service.parsing.automated import HEADERS as AUTOMATED_HEADERS
 from sync_service.parsing.automated import automated_reason
 from sync_service.parsing.charsets import (
     decode_bytes,
@@ -44,7 +46,7 @@ from sync_service.parsing.charsets import (
 )
 from sync_service.parsing.filenames import safe_filename
 from sync_service.parsing.html_text import html_to_text
-from sync_service.parsing.mime_split import split_message
+from sync_service.parsing.mime_split import parse_header_block, split_message
 from sync_service.values import Attachment, MessageBody, MessageHeaders
 
 __all__ = ["decode_bytes", "decode_words", "parse_body", "parse_headers"]
@@ -69,6 +71,8 @@ def _parse(raw: bytes, *, headers_only: bool) -> Message:
     raw = bytes(raw).lstrip(b"\r\n")
     if headers_only:  # do not even decode a body of many megabytes
         raw = raw[: _header_end(raw)]
+        if (block := parse_header_block(raw)) is not None and block.keys():
+            return block  # a clean header block: read without the feed parser's line machinery
     elif (split := split_message(raw)) is not None and split.keys():
         return split  # well-formed MIME: the same tree, cut without the line-by-line feed parser
     try:
@@ -93,8 +97,9 @@ _OBS_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
 
 
 def _header_end(raw: bytes) -> int:
-    blank_line = re.search(rb"\r?\n\r?\n", raw)
-    return blank_line.end() if blank_line else len(raw)
+    """Where the header block ends: after the first empty line (LF or CRLF), else the end of ``raw``."""
+    ends = [found + len(eol) for eol in (b"\n\n", b"\n\r\n") if (found := raw.find(eol)) >= 0]
+    return min(ends) if ends else len(raw)
 
 
 def _reparse_obsolete(raw: bytes, parser: BytesParser) -> Message:
@@ -104,15 +109,23 @@ def _reparse_obsolete(raw: bytes, parser: BytesParser) -> Message:
     return parser.parsebytes(_OBS_FIELD_NAME.sub(rb"\1:", raw[:end]) + raw[end:])
 
 
-def _header_map(msg: Message) -> dict[str, list[str]]:
-    """Header name (lower case) → values, unfolded, with raw 8-bit bytes decoded (UTF-8 or cp1252)."""
+_LINE_BREAKS = re.compile(r"[\r\n]+")
+
+
+def _header_map(msg: Message, names: frozenset[str] | None = None) -> dict[str, list[str]]:
+    """Header name (lower case) → values, unfolded, with raw 8-bit bytes decoded (UTF-8 or cp1252); only
+    the ``names`` asked for (a message carries dozens of Received, DKIM and ARC lines nobody reads)."""
     headers: dict[str, list[str]] = {}
     for name, value in msg.raw_items():
+        key = str(name).strip().lower()
+        if names is not None and key not in names:
+            continue
         text = str(value)
         if not text.isascii():
             text = decode_bytes(text.encode("utf-8", "surrogateescape"), None)
-        text = re.sub(r"[\r\n]+", " ", text).strip()
-        headers.setdefault(str(name).strip().lower(), []).append(text)
+        if "\n" in text or "\r" in text:
+            text = _LINE_BREAKS.sub(" ", text)
+        headers.setdefault(key, []).append(text.strip())
     return headers
 
 
@@ -121,10 +134,17 @@ def _header_map(msg: Message) -> dict[str, list[str]]:
 # ---------------------------------------------------------------------------------------------- headers
 
 
+# The headers ``parse_headers`` reads (lower case).
+_HEADERS_READ = AUTOMATED_HEADERS | frozenset(
+    {"subject", "from", "sender", "to", "cc", "bcc", "reply-to", "message-id", "date", "in-reply-to",
+     "references", "thread-index", "content-class"}
+)  # fmt: skip
+
+
 def parse_headers(raw: bytes) -> MessageHeaders:
     """Parse the header block of a raw message (the body is not read)."""
     msg = _parse(raw, headers_only=True)
-    headers = _header_map(msg)
+    headers = _header_map(msg, _HEADERS_READ)
     subject = one_line(decode_words(first_header(headers, "subject")))
     from_ = parse_addresses(headers.get("from", []))
     senders = parse_addresses(headers.get("sender", []))

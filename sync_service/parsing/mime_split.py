@@ -15,15 +15,19 @@ hypothesis-generated mail. Pure, no I/O.
 
 from __future__ import annotations
 
+import re
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-__all__ = ["split_message"]
+__all__ = ["parse_header_block", "split_message"]
 
 _MAX_DEPTH = 8  # deeper nesting goes to the stdlib parser (and its limits)
 _HEADERS = BytesHeaderParser(policy=compat32)
 _EOLS = (b"\r\n", b"\n", b"\r")
+# A header field as the feed parser reads it: a name of printable characters, a colon, blanks (dropped), the
+# rest of the line and its continuation lines (those starting with a blank).
+_FIELD = re.compile(r"([\041-\071\073-\176]+):[ \t]*([^\n]*\n(?:[ \t][^\n]*\n)*)")
 
 
 def split_message(raw: bytes) -> Message | None:
@@ -40,7 +44,7 @@ def _part(data: bytes, depth: int) -> Message | None:
     if split is None:
         return None
     head, body = split
-    msg = _HEADERS.parsebytes(head)
+    msg = parse_header_block(head) or _HEADERS.parsebytes(head)
     if msg.get_payload():  # a line in the header block that is not a header: the stdlib reads it as body
         return None
     if depth and not msg.keys() and head.strip():
@@ -68,6 +72,27 @@ def _part(data: bytes, depth: int) -> Message | None:
         parts.append(sub)
     msg.set_payload(parts)  # type: ignore[arg-type]  # compat32 keeps a multipart's parts as a list
     return msg
+
+
+def parse_header_block(head: bytes) -> Message | None:
+    """The ``compat32`` message of a clean header block (optionally ending with its empty line), as the feed
+    parser builds it — the same raw names and values, the same unfolding — or ``None`` for anything the feed
+    parser would treat specially: a bare CR, a continuation first, a line that is no header, a misplaced
+    ``From `` line, text after the empty line. One regular expression match per header field."""
+    text = head.decode("ascii", "surrogateescape")
+    if "\r" in text and "\r" in text.replace("\r\n", ""):
+        return None
+    if not text.endswith("\n"):
+        text += "\n"  # values lose their trailing line break anyway
+    msg = Message()
+    position = 0
+    if text.startswith("From "):  # an mbox envelope line
+        position = text.index("\n") + 1
+        msg.set_unixfrom(text[: position - (2 if text[position - 2] == "\r" else 1)])
+    while (field := _FIELD.match(text, position)) is not None:
+        msg.set_raw(field[1], field[2].rstrip("\r\n"))
+        position = field.end()
+    return msg if text[position:] in ("", "\n", "\r\n") else None
 
 
 def _header_block(data: bytes) -> tuple[bytes, bytes] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from typing import Any
 
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from sync_service.errors import ParseError
 from sync_service.parsing import mime
-from sync_service.parsing.mime_split import split_message
+from sync_service.parsing.mime_split import parse_header_block, split_message
 from tests.parsing.test_mail_corpus import FIXTURES, mutated_fixture, shared_corpus
 
 _STDLIB = BytesParser(policy=compat32)
@@ -43,21 +43,36 @@ def check_same_tree(raw: bytes) -> bool:
     return True
 
 
+def check_same_header_block(raw: bytes) -> bool:
+    """True when the header block reader handled the block of ``raw``; then it must read what the stdlib does."""
+    head = raw.lstrip(b"\r\n")
+    head = head[: mime._header_end(head)]
+    fast = parse_header_block(head)
+    if fast is None:
+        return False
+    stdlib = BytesHeaderParser(policy=compat32).parsebytes(head)
+    assert (list(fast.raw_items()), fast.get_unixfrom()) == (list(stdlib.raw_items()), stdlib.get_unixfrom())
+    return True
+
+
 def stdlib_body(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> Any:
     with monkeypatch.context() as patch:
         patch.setattr(mime, "split_message", lambda _raw: None)
+        patch.setattr(mime, "parse_header_block", lambda _raw: None)
         return body_or_error(raw)
 
 
 def body_or_error(raw: bytes) -> Any:
     try:
-        return mime.parse_body(raw)
+        return mime.parse_headers(raw), mime.parse_body(raw)
     except ParseError as error:
         return ("ParseError", str(error))
 
 
 def check_same_body(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``parse_headers`` and ``parse_body`` give the same values with the fast paths and without."""
     assert body_or_error(raw) == stdlib_body(raw, monkeypatch)
+    check_same_header_block(raw)
 
 
 # ------------------------------------------------------------------------------------------- real mail
@@ -202,3 +217,26 @@ def _examples() -> Any:
 
     collect()
     return iter(seen)
+
+
+_HEADER_LINES = st.sampled_from(
+    [b"From: Ann <ann@example.com>", b"To: b@example.com,\r\n\tc@example.com", b"Subject: =?utf-8?q?caf=C3=A9?=",
+     b"  folded", b"\tfolded", b" ", b"From someone Mon Jan 1", b": no name", b"no colon", b"X-8bit: \xe9\xff",
+     b"X-CR: a\rb", b"Received: from x\r\n by y", b"Bad Name: v", b"X-Empty:", b"X-Tab:\t\tv \t", b""]
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_HEADER_LINES, max_size=8), _LINE_BREAKS, st.sampled_from([b"", b"\r\n", b"\n", b"\r\nbody"]))
+def test_generated_header_blocks(lines: list[bytes], eol: bytes, end: bytes) -> None:
+    raw = eol.join(lines) + eol + end
+    check_same_header_block(raw)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        check_same_body(raw, monkeypatch)
+
+
+def test_generated_header_blocks_take_the_fast_path() -> None:
+    assert check_same_header_block(b"From: Ann <ann@example.com>\r\nSubject: x\r\n y\r\n\r\nbody")
+    assert check_same_header_block(b"From someone Mon Jan 1\nTo: b@example.com\n\n")
+    for raw in (b" first is a continuation\n\n", b"To: b\nno colon\n\n", b"To: b\nFrom late\n\n", b"A: a\rb\n\n"):
+        assert not check_same_header_block(raw), raw
