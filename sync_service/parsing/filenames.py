@@ -28,8 +28,9 @@ def safe_filename(name: str | None, *, default: str = "attachment", max_length: 
     if not name:
         return default
     base = _PATH_SEPARATORS.split(name)[-1]
-    base = unicodedata.normalize("NFC", base)
-    base = "".join(" " if ch.isspace() else ch for ch in base if not _is_dropped(ch))
+    if not (base.isascii() and base.isprintable()):  # printable ASCII: nothing to normalise or drop
+        base = unicodedata.normalize("NFC", base)
+        base = "".join(" " if ch.isspace() else ch for ch in base if not _is_dropped(ch))
     base = " ".join(base.split()).strip(" .")
     if not base:
         return default
