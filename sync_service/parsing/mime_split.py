@@ -100,19 +100,12 @@ def _header_block(data: bytes) -> tuple[bytes, bytes] | None:
     for eol in _EOLS:
         if data.startswith(eol):  # no headers at all
             return b"", data[len(eol) :]
-    position = 0
-    while True:
-        newline = data.find(b"\n", position)
-        if newline < 0:
-            # No blank line: the whole part is header block, unless bare CRs hide lines from us.
-            return (data, b"") if b"\r" not in data.replace(b"\r\n", b"") else None
-        if data.startswith(b"\n", newline + 1) or data.startswith(b"\r\n", newline + 1):
-            end = newline + 1 + (1 if data[newline + 1] == 0x0A else 2)
-            head = data[:end]
-            if b"\r" in head.replace(b"\r\n", b""):
-                return None  # a bare CR is a line break to the stdlib
-            return head, data[end:]
-        position = newline + 1
+    ends = [found + len(blank) for blank in (b"\n\n", b"\n\r\n") if (found := data.find(blank)) >= 0]
+    end = min(ends) if ends else len(data)  # no empty line: the whole part is header block
+    head = data[:end]
+    if head.count(b"\r") != head.count(b"\r\n"):
+        return None  # a bare CR is a line break to the stdlib: lines we would not see
+    return head, data[end:]
 
 
 def _pieces(body: bytes, delimiter: bytes) -> list[bytes] | None:
