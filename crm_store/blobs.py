@@ -8,6 +8,14 @@ at most 256 directories (a million blobs are about 4,000 files per directory, wh
 Stores written before 2026-11 used two levels (``blobs/aa/bb/<sha256>``); those files are still found and
 never stored a second time. A sync stores thousands of blobs, so ``put`` works on plain string paths and
 remembers which fan-out directories it has already made (one ``mkdir`` per directory per process).
+
+Packs: creating a file costs far more than writing its bytes (0.06–0.3 ms per file on the development VM,
+against 0.16 s for 220 MB written as 40 files), so the sync stage writes the messages of a fetched page as
+one pack file, ``blobs/packs/<name>.pack``, and records each blob's pack, offset and length in the
+``packed_blobs`` table in the same transaction as the raw items that refer to them (``write_pack`` then
+``record_packed``). A crash before that commit leaves an unreferenced pack file, never a reference to
+missing bytes. Reads check the loose file first, then the index; a packed blob is checked against its hash
+when read. Stores without a database (``engine=None``) keep loose files only.
 """
 
 from __future__ import annotations
@@ -17,22 +25,56 @@ import hashlib
 import itertools
 import os
 import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+
+from sqlalchemy import Engine, Insert, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from crm_store.models import PackedBlob
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _tmp_names = itertools.count()
 _MADE_LIMIT = 4096
 
 
+_CHUNK = 500  # digests per IN (...) list
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class BlobMissing(OSError):
+    """The blob is neither a file nor in a pack, or its packed bytes do not match its hash."""
+
+
+@dataclass(frozen=True, slots=True)
+class PackedEntry:
+    sha256: str
+    pack: str
+    offset: int
+    length: int
+
+
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, engine: Engine | None = None) -> None:
         self.root = root
         self._base = os.path.join(os.fspath(root), "blobs")
+        self._packs = os.path.join(self._base, "packs")
         self._made: set[str] = set()  # fan-out directories known to exist
+        # Packs need the index in the database, read on a connection of its own (an in-memory SQLite
+        # database is private to its connection: loose files only there).
+        self._engine = engine if engine is not None and engine.url.database not in (None, "", ":memory:") else None
+
+    @property
+    def packs(self) -> bool:
+        """True when ``write_pack`` may be used."""
+        return self._engine is not None
 
     def path_of(self, sha256: str) -> Path:
         """Where the blob is (or would be stored)."""
@@ -82,14 +124,201 @@ class BlobStore:
         return digest
 
     def get(self, sha256: str) -> bytes:
+        """The blob's bytes; ``BlobMissing`` (an ``OSError``) when it is not stored."""
         if not _HEX64.fullmatch(sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-        try:
-            with open(self._location(sha256)[1], "rb") as handle:
-                return handle.read()
-        except FileNotFoundError:
-            with open(self._legacy(sha256), "rb") as handle:
-                return handle.read()
+        found = self._loose(sha256)
+        if found is None:
+            found = self._from_packs([sha256]).get(sha256)
+        if found is None:
+            raise BlobMissing(f"blob {sha256} is not stored")
+        return found
+
+    def get_many(self, digests: Iterable[str]) -> dict[str, bytes]:
+        """The stored ones of ``digests`` (one index query for the packed ones); missing ones are left out."""
+        found: dict[str, bytes] = {}
+        packed: list[str] = []
+        for digest in dict.fromkeys(digests):
+            if not _HEX64.fullmatch(digest):
+                raise ValueError(f"not a sha256 hex digest: {digest!r}")
+            data = self._loose(digest)
+            if data is None:
+                packed.append(digest)
+            else:
+                found[digest] = data
+        found.update(self._from_packs(packed))
+        return found
 
     def exists(self, sha256: str) -> bool:
-        return self.path_of(sha256).exists()
+        if self.path_of(sha256).exists():
+            return True
+        return bool(self._index([sha256]))
+
+    def _loose(self, sha256: str) -> bytes | None:
+        for path in (self._location(sha256)[1], self._legacy(sha256)):
+            try:
+                with open(path, "rb") as handle:
+                    return handle.read()
+            except FileNotFoundError:
+                continue
+        return None
+
+    # ------------------------------------------------------------------------------------------ packs
+
+    def pack_writer(self) -> PackWriter:
+        """A writer that stores blobs into one new pack file (see ``PackWriter``)."""
+        if not self.packs:
+            raise RuntimeError("this blob store has no database index: packs are not available")
+        return PackWriter(self)
+
+    def _open_pack(self) -> tuple[str, str]:
+        """A new pack's final name and the temporary path it is written under."""
+        if self._packs not in self._made:
+            os.makedirs(self._packs, exist_ok=True)
+            self._made.add(self._packs)
+        name = f"{uuid.uuid4().hex}.pack"
+        return name, os.path.join(self._packs, f".tmp-{name}")
+
+    def _finish_pack(self, name: str, tmp: str) -> None:
+        os.replace(tmp, os.path.join(self._packs, name))
+
+    @staticmethod
+    def record_packed(session: Session, entries: Sequence[PackedEntry]) -> None:
+        """Index packed blobs; a blob indexed already (stored by another sync) keeps its first entry."""
+        if not entries:
+            return
+        rows = [{"sha256": e.sha256, "pack": e.pack, "offset": e.offset, "length": e.length} for e in entries]
+        dialect = session.get_bind().dialect.name
+        statement: Insert
+        if dialect == "postgresql":
+            statement = postgresql.insert(PackedBlob).on_conflict_do_nothing(index_elements=["sha256"])
+        elif dialect == "sqlite":
+            statement = sqlite.insert(PackedBlob).on_conflict_do_nothing(index_elements=["sha256"])
+        else:
+            statement = insert(PackedBlob)
+        session.execute(statement, rows)
+
+    def stored(self, digests: Iterable[str]) -> set[str]:
+        """Which of ``digests`` are stored already: as files, or indexed (committed) in a pack."""
+        wanted = list(dict.fromkeys(digests))
+        known = {d for d in wanted if os.path.exists(self._location(d)[1]) or os.path.exists(self._legacy(d))}
+        known.update(self._index([d for d in wanted if d not in known]))
+        return known
+
+    def _index(self, digests: list[str]) -> dict[str, PackedEntry]:
+        if self._engine is None or not digests:
+            return {}
+        entries: dict[str, PackedEntry] = {}
+        with self._engine.connect() as connection:
+            for start in range(0, len(digests), _CHUNK):
+                rows = connection.execute(
+                    select(PackedBlob.sha256, PackedBlob.pack, PackedBlob.offset, PackedBlob.length).where(
+                        PackedBlob.sha256.in_(digests[start : start + _CHUNK])
+                    )
+                )
+                entries.update((row.sha256, PackedEntry(*row)) for row in rows)
+        return entries
+
+    def _from_packs(self, digests: list[str]) -> dict[str, bytes]:
+        entries = self._index(digests)
+        found: dict[str, bytes] = {}
+        by_pack: dict[str, list[PackedEntry]] = {}
+        for entry in entries.values():
+            by_pack.setdefault(entry.pack, []).append(entry)
+        for pack, in_pack in by_pack.items():
+            if "/" in pack or pack.startswith("."):
+                continue  # not a name this store writes
+            try:
+                fd = os.open(os.path.join(self._packs, pack), os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                for entry in in_pack:
+                    data = os.pread(fd, entry.length, entry.offset)
+                    if sha256_hex(data) == entry.sha256:  # a damaged pack yields "missing", not wrong bytes
+                        found[entry.sha256] = data
+            finally:
+                os.close(fd)
+        return found
+
+
+class PackWriter:
+    """Stores the blobs of one fetched page in one pack file: ``add`` each, ``close`` (the file is renamed into
+    place and the entries to record are returned) or ``discard``. Blobs are held back until ``budget`` bytes
+    wait, so a flush asks the index once which of them are stored already (a message in several folders or
+    mailboxes, a full resync) and writes only the others; a blob larger than the budget becomes a file of its
+    own. Memory stays bounded whatever the page holds."""
+
+    def __init__(self, store: BlobStore, budget: int = 16 * 1024 * 1024) -> None:
+        self._store = store
+        self._budget = budget
+        self._waiting: dict[str, bytes] = {}
+        self._waiting_bytes = 0
+        self._handled: set[str] = set()
+        self._entries: list[PackedEntry] = []
+        self._file: tuple[str, str, int] | None = None  # name, temporary path, file descriptor
+        self._offset = 0
+
+    def add(self, data: bytes) -> str:
+        digest = sha256_hex(data)
+        if digest in self._handled or digest in self._waiting:
+            return digest
+        if len(data) > self._budget:
+            self._store.put(data)
+            self._handled.add(digest)
+            return digest
+        self._waiting[digest] = data
+        self._waiting_bytes += len(data)
+        if self._waiting_bytes >= self._budget:
+            self._flush()
+        return digest
+
+    def _flush(self) -> None:
+        known = self._store.stored(self._waiting)
+        for digest, data in self._waiting.items():
+            self._handled.add(digest)
+            if digest in known:
+                continue
+            if self._file is None:
+                name, tmp = self._store._open_pack()
+                self._file = (name, tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._file[2], view) :]
+            self._entries.append(PackedEntry(digest, self._file[0], self._offset, len(data)))
+            self._offset += len(data)
+        self._waiting.clear()
+        self._waiting_bytes = 0
+
+    def close(self) -> list[PackedEntry]:
+        """Finish the pack: its file is in place once this returns; record the entries it returns."""
+        try:
+            self._flush()
+        except BaseException:
+            self.discard()
+            raise
+        if self._file is not None:
+            name, tmp, fd = self._file
+            self._file = None
+            os.close(fd)
+            self._store._finish_pack(name, tmp)
+        return self._entries
+
+    def discard(self) -> None:
+        """Give up the pack (the page failed): nothing of it stays on disk."""
+        if self._file is not None:
+            _name, tmp, fd = self._file
+            self._file = None
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self._entries = []
+
+    def __enter__(self) -> PackWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is not None:
+            self.discard()

@@ -35,4 +35,4 @@ class App:
 def bootstrap(settings: Settings | None = None) -> App:
     settings = settings or load_settings()
     engine = make_engine(settings.database_url)
-    return App(settings, engine, session_factory(engine), BlobStore(settings.data_dir))
+    return App(settings, engine, session_factory(engine), BlobStore(settings.data_dir, engine))

@@ -31,7 +31,15 @@ from crm_store.models.sales import (
     OpportunityParticipant,
     ProcessDefinition,
 )
-from crm_store.models.sync import FolderState, ItemSource, Mailbox, QuarantineEntry, RawItem, SyncedItem
+from crm_store.models.sync import (
+    FolderState,
+    ItemSource,
+    Mailbox,
+    PackedBlob,
+    QuarantineEntry,
+    RawItem,
+    SyncedItem,
+)
 
 __all__ = [
     "Account",
@@ -57,6 +65,7 @@ __all__ = [
     "Opportunity",
     "OpportunityHistory",
     "OpportunityParticipant",
+    "PackedBlob",
     "ProcessDefinition",
     "QuarantineEntry",
     "RawItem",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_store.models.base import Base, utcnow
@@ -57,6 +57,18 @@ class FolderState(Base):
     resync_started_at: Mapped[datetime | None]  # a full resync round in progress since then
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     mailbox: Mapped[Mailbox] = relationship(back_populates="folders")
+
+
+class PackedBlob(Base):
+    """Where a blob stored in a pack file is (``crm_store.blobs``): the sync stage writes a fetched page's
+    messages as one file instead of one file each, and records them here in the page's transaction."""
+
+    __tablename__ = "packed_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pack: Mapped[str] = mapped_column(String(64))  # file name under CRM_DATA_DIR/blobs/packs/
+    offset: Mapped[int] = mapped_column(BigInteger)
+    length: Mapped[int] = mapped_column(BigInteger)
 
 
 class RawItem(Base):

@@ -16,6 +16,7 @@ recognised by (mailbox, folder, external id, version) so nothing doubles.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,11 +172,17 @@ def sync_folder(
     while True:
         page = connector.list_changes(folder, cursor, limit=app.settings.batch_size)
         items: list[Fetched] = []
-        for raw in connector.fetch(folder, page.upserts):
-            size = len(raw.data)
-            sha = app.blobs.put(raw.data) if size <= limit else None
-            items.append(Fetched(raw.ref, sha, size))
+        # The page's messages go into one pack file (a file per message costs more than its bytes); the
+        # pack is in place before the transaction that records it with the raw items commits.
+        pack = app.blobs.pack_writer() if app.blobs.packs else None
+        store = pack.add if pack is not None else app.blobs.put
+        with pack or contextlib.nullcontext():
+            for raw in connector.fetch(folder, page.upserts):
+                size = len(raw.data)
+                items.append(Fetched(raw.ref, store(raw.data) if size <= limit else None, size))
+            packed = pack.close() if pack is not None else []
         with transaction(app.sessions) as session:
+            app.blobs.record_packed(session, packed)
             stored, deleted = store_page(session, mailbox_id, folder, page, items, limit)
         result.stored += stored
         result.deleted += deleted

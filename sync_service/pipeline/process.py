@@ -202,14 +202,15 @@ def process_pending(
 
 def _read_blobs(app: App, raws: list[RawItem]) -> dict[int, bytes]:
     """The stored bytes of a batch. A missing file is left out: ``_prepare`` quarantines that item alone."""
+    wanted = [raw for raw in raws if raw.state != DELETED and raw.sha256]
+    stored = app.blobs.get_many(raw.sha256 for raw in wanted if raw.sha256)
     found: dict[int, bytes] = {}
-    for raw in raws:
-        if raw.state == DELETED or not raw.sha256:
-            continue
-        try:
-            found[raw.id] = app.blobs.get(raw.sha256)
-        except OSError:
+    for raw in wanted:
+        data = stored.get(raw.sha256 or "")
+        if data is None:
             log.warning("stored bytes of raw item %s (%s) are missing", raw.id, raw.sha256)
+        else:
+            found[raw.id] = data
     return found
 
 

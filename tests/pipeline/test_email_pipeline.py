@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from crm_store.models import Activity, Document, Mailbox, QuarantineEntry, RawItem, ReviewItem, SyncedItem
 from sync_service.bootstrap import App
 from sync_service.exports import export_activities, export_documents, export_quarantine, export_review
+from tests.support.blobs import lose_blob
 from tests.support.builders import REP, REP2, maildir, message
 
 
@@ -222,7 +223,7 @@ def test_missing_stored_bytes_quarantine_one_item_only(app, crm, add_mailbox, tm
     with app.sessions() as session:
         victim = session.scalars(select(RawItem).order_by(RawItem.id)).first()
     assert victim is not None and victim.sha256
-    app.blobs.path_of(victim.sha256).unlink()
+    lose_blob(app, victim.sha256)
     stats = process_pending(app)
     assert stats.logged == 2 and stats.quarantined == 1
     with app.sessions() as session:

@@ -25,6 +25,7 @@ from sync_service.bootstrap import App
 from sync_service.exports import export_activities, export_review
 from sync_service.pipeline.rematch import rematch
 from sync_service.pipeline.runner import run_once
+from tests.support.blobs import lose_blob
 from tests.support.builders import REP, message
 
 DAY = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -158,7 +159,7 @@ def test_one_broken_item_never_stops_rematching(app, crm, mailbox_of) -> None:  
     with app.sessions() as session:
         broken = session.scalar(select(SyncedItem).where(SyncedItem.message_id == "s2@gmail"))
         assert broken is not None and broken.sha256
-    app.blobs.path_of(broken.sha256).unlink()
+    lose_blob(app, broken.sha256)
     with transaction(app.sessions) as session:
         for i in range(5):
             contact = Contact(name=f"Stranger {i}", account_id=crm["acme"])
