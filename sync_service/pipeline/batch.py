@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from crm_store.blobs import PackWriter
 from crm_store.models import ItemSource, QuarantineEntry, RawItem, SyncedItem
 from crm_store.models.sync import DELETED, DONE
 from sync_service.pipeline.bulk import BulkEmails, PendingEmail
@@ -37,6 +38,8 @@ class BatchCache:
     # dirtying each ORM object: every query of the batch autoflushes, and each flush would write the raw
     # items finished since the one before (a third of the processing stage's flushing, measured).
     finished: list[RawItem] = field(default_factory=list)
+    # The batch's attachments go into one pack file (``crm_store.blobs``), recorded at the batch's end.
+    pack: PackWriter | None = None
 
     @classmethod
     def load(cls, session: Session, raws: Sequence[RawItem], email_keys: Iterable[str]) -> BatchCache:

@@ -36,7 +36,8 @@ def email_files(ctx: ProcessContext, subject: str, raw_sha: str, raw_size: int, 
     for attachment in body.attachments:
         if attachment.inline and attachment.media_type.startswith("image/"):
             continue  # signature logos and inline pictures are part of the .eml, not separate documents
-        sha = ctx.blobs.put(attachment.data)
+        pack = ctx.batch.pack if ctx.batch is not None else None
+        sha = pack.add(attachment.data) if pack is not None else ctx.blobs.put(attachment.data)
         key = (sha, attachment.filename)
         if key not in files:  # the same file twice in one email is one document
             files[key] = FileRef(sha, attachment.filename, attachment.media_type, len(attachment.data), "attachment")

@@ -266,15 +266,23 @@ class _Run:
     ) -> None:
         keys = [email_key(h.message_id, r.sha256) for r in ordered if (h := headers.get(r.id)) and r.sha256]
         cache = BatchCache.load(session, raws, keys)
+        cache.pack = self.app.blobs.pack_writer() if self.app.blobs.packs else None
         counters = ProcessStats()
         deferred: list[Activity | PendingEmail] = []
-        with session.begin_nested():
-            for raw in ordered:
-                ctx = self._context(session, raw, counters, cache, scope, deferred)
-                _process_in_batch(ctx, raw, blobs.get(raw.id), headers.get(raw.id), cache)
-            advance_deferred(ctx)  # writes the pending emails too
-            session.flush()
-            cache.write_finished(session, self.now)
+        try:
+            with session.begin_nested():
+                for raw in ordered:
+                    ctx = self._context(session, raw, counters, cache, scope, deferred)
+                    _process_in_batch(ctx, raw, blobs.get(raw.id), headers.get(raw.id), cache)
+                advance_deferred(ctx)  # writes the pending emails too
+                session.flush()
+                cache.write_finished(session, self.now)
+                if cache.pack is not None:  # the attachments' pack file, recorded with the documents
+                    self.app.blobs.record_packed(session, cache.pack.close())
+        except BaseException:
+            if cache.pack is not None:
+                cache.pack.discard()  # nothing of the batch stays, not even its pack file
+            raise
         cache.mark_finished(self.now)  # the savepoint held: the loaded raw items may say so too
         self.stats.merge(counters)
 

@@ -123,3 +123,50 @@ def test_a_sync_writes_a_pack_per_page(app: App, crm, add_mailbox, tmp_path: Pat
         digests = list(session.scalars(select(RawItem.sha256)))
     stored = app.blobs.get_many(d for d in digests if d)
     assert sorted(stored.values()) == sorted(mails)
+
+
+def test_a_batchs_attachments_are_one_pack_and_a_redone_batch_leaves_none(  # type: ignore[no-untyped-def]
+    app: App, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crm_store.models import Document
+    from sync_service.pipeline import emails
+    from sync_service.pipeline.process import process_pending
+
+    def mails(tag: str) -> list[bytes]:
+        return [
+            message(f"{tag}{i}@acme.example", "wile@acme.example", [REP], f"{tag} {i}",
+                    attachment=(f"s{i}.pdf", f"%PDF {tag}{i}".encode() * 40, "application/pdf"))
+            for i in range(6)
+        ]  # fmt: skip
+
+    def fetch(name: str, box: Path) -> None:
+        add_mailbox(name, box)
+        with app.sessions() as session:
+            mailbox_id = session.scalars(select(Mailbox.id).where(Mailbox.name == name)).one()
+        sync_folder(app, mailbox_id, open_connector(f"maildir://{box}"), ".")
+
+    fetch("alice", maildir(tmp_path / "alice", mails("A")))
+    before = set(_packs(app))
+    real = emails.email_owner
+
+    def failing(headers, reps, mailbox_owner):  # type: ignore[no-untyped-def]
+        if headers.subject == "A 3":
+            raise RuntimeError("disk on fire")
+        return real(headers, reps, mailbox_owner)
+
+    monkeypatch.setattr(emails, "email_owner", failing)
+    stats = process_pending(app)  # the optimistic pass fails: the batch is redone item by item
+    assert (stats.logged, stats.quarantined) == (5, 1)
+    assert set(_packs(app)) == before  # the failed pass left no pack (item by item stores files)
+    with app.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(PackedBlob)) == 6  # the messages only
+    monkeypatch.setattr(emails, "email_owner", real)
+
+    fetch("bob", maildir(tmp_path / "bob", mails("B")))
+    fetched = set(_packs(app))
+    assert process_pending(app).quarantined == 0
+    [attachments] = [p for p in _packs(app) if p not in fetched]  # the clean batch: one pack
+    with app.sessions() as session:
+        shas = set(session.scalars(select(Document.sha256).where(Document.kind == "attachment")))
+    assert len(shas) == 11 and set(app.blobs.get_many(shas)) == shas
+    assert attachments.stat().st_size == sum(len(f"%PDF B{i}".encode() * 40) for i in range(6))
