@@ -94,11 +94,14 @@ def _parse(cursor: str) -> tuple[dict[str, str], dict[str, Any]]:
         raise TypeError("malformed cursor")
     if len(keys) != len(versions):
         raise ValueError("malformed cursor")
+    if not set(map(type, versions)) <= {str} or not set(map(len, keys)) <= {2}:
+        raise TypeError("malformed cursor entry")
+    shared_counts, suffixes = [k[0] for k in keys], [k[1] for k in keys]
+    if not set(map(type, shared_counts)) <= {int} or not set(map(type, suffixes)) <= {str}:
+        raise TypeError("malformed cursor entry")
     snapshot: dict[str, str] = {}
     prev = ""
-    for (shared, suffix), version in zip(keys, versions, strict=True):
-        if not (isinstance(shared, int) and isinstance(suffix, str) and isinstance(version, str)):
-            raise TypeError("malformed cursor entry")
+    for shared, suffix, version in zip(shared_counts, suffixes, versions, strict=True):
         if not 0 <= shared <= len(prev):
             raise ValueError("malformed cursor entry")
         prev = prev[:shared] + suffix

@@ -8,6 +8,8 @@ import random
 import zlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sync_service.connectors.base import ItemKind
 from sync_service.connectors.snapshot import (
@@ -130,3 +132,8 @@ def test_custom_sort_key_and_nonpositive_limit() -> None:
     order = {"x": 2, "y": 0, "z": 1}
     page = diff_page(_current(dict.fromkeys(order, "")), {}, 0, sort_key=order.__getitem__)
     assert [r.external_id for r in page.upserts] == ["y"] and page.more
+
+
+@given(st.dictionaries(st.text(alphabet="ab.:é1", max_size=12), st.text(max_size=5), max_size=40))
+def test_any_snapshot_survives_the_front_coding(snap: dict[str, str]) -> None:
+    assert decode_cursor(encode_cursor(snap)) == snap
