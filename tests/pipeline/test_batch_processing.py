@@ -15,10 +15,10 @@ from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem
 from sync_service.bootstrap import App
 from sync_service.connectors.registry import open_connector
 from sync_service.exports import export_activities, export_quarantine
-from sync_service.pipeline import emails
 from sync_service.pipeline.fetch import sync_folder
 from sync_service.pipeline.process import process_pending
 from tests.support.builders import REP, ics, maildir, message, vevent
+from tests.support.faults import fail_while_writing
 
 
 def _fetch_only(app: App, add_mailbox, box: Path) -> None:
@@ -115,14 +115,7 @@ def test_an_item_failing_while_writing_sends_the_batch_item_by_item(
     box = maildir(tmp_path / "alice", [message(f"w{i}@acme.example", "wile@acme.example", [REP], f"Mail {i}")
                                        for i in range(6)])
     _fetch_only(app, add_mailbox, box)
-    real = emails.email_owner
-
-    def failing(headers, reps, mailbox_owner):  # type: ignore[no-untyped-def]
-        if headers.subject == "Mail 3":
-            raise RuntimeError("disk on fire")
-        return real(headers, reps, mailbox_owner)
-
-    monkeypatch.setattr(emails, "email_owner", failing)
+    heal = fail_while_writing(monkeypatch, "Mail 3")
     stats = process_pending(app)
     assert (stats.logged, stats.quarantined) == (5, 1)
     with app.sessions() as session:
@@ -132,7 +125,7 @@ def test_an_item_failing_while_writing_sends_the_batch_item_by_item(
     assert subjects == ["Mail 0", "Mail 1", "Mail 2", "Mail 4", "Mail 5"]
     assert entry.reason == "internal error: RuntimeError: disk on fire"
     assert states == {"done": 5, "quarantined": 1}
-    monkeypatch.setattr(emails, "email_owner", real)
+    heal()
     # Retried once the cause is gone: logged, and the quarantine entry is over.
     with app.sessions() as session:
         session.execute(RawItem.__table__.update().values(state="pending", processed_at=None).where(

@@ -17,6 +17,7 @@ from sync_service.bootstrap import App
 from sync_service.connectors.registry import open_connector
 from sync_service.pipeline.fetch import sync_folder
 from tests.support.builders import REP, maildir, message
+from tests.support.faults import fail_while_writing
 
 
 def _packs(app: App) -> list[Path]:
@@ -129,7 +130,6 @@ def test_a_batchs_attachments_are_one_pack_and_a_redone_batch_leaves_none(  # ty
     app: App, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from crm_store.models import Document
-    from sync_service.pipeline import emails
     from sync_service.pipeline.process import process_pending
 
     def mails(tag: str) -> list[bytes]:
@@ -147,20 +147,13 @@ def test_a_batchs_attachments_are_one_pack_and_a_redone_batch_leaves_none(  # ty
 
     fetch("alice", maildir(tmp_path / "alice", mails("A")))
     before = set(_packs(app))
-    real = emails.email_owner
-
-    def failing(headers, reps, mailbox_owner):  # type: ignore[no-untyped-def]
-        if headers.subject == "A 3":
-            raise RuntimeError("disk on fire")
-        return real(headers, reps, mailbox_owner)
-
-    monkeypatch.setattr(emails, "email_owner", failing)
+    heal = fail_while_writing(monkeypatch, "A 3")
     stats = process_pending(app)  # the optimistic pass fails: the batch is redone item by item
     assert (stats.logged, stats.quarantined) == (5, 1)
     assert set(_packs(app)) == before  # the failed pass left no pack (item by item stores files)
     with app.sessions() as session:
         assert session.scalar(select(func.count()).select_from(PackedBlob)) == 6  # the messages only
-    monkeypatch.setattr(emails, "email_owner", real)
+    heal()
 
     fetch("bob", maildir(tmp_path / "bob", mails("B")))
     fetched = set(_packs(app))
