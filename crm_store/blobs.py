@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -204,6 +205,28 @@ class BlobStore:
         known = {d for d in wanted if os.path.exists(self._location(d)[1]) or os.path.exists(self._legacy(d))}
         known.update(self._index([d for d in wanted if d not in known]))
         return known
+
+    def unreferenced_packs(self, min_age_seconds: float = 3600.0) -> list[tuple[Path, int]]:
+        """Pack files no ``packed_blobs`` row names, and temporary pack files left by a killed process, older
+        than ``min_age_seconds`` (a pack is renamed into place just before its page's transaction commits):
+        what a sync killed at the wrong moment leaves behind. Their bytes are stored nowhere else that any row
+        refers to, so deleting them loses nothing."""
+        if self._engine is None or not os.path.isdir(self._packs):
+            return []
+        with self._engine.connect() as connection:
+            named = set(connection.scalars(select(PackedBlob.pack).distinct()))
+        cutoff = time.time() - min_age_seconds
+        found: list[tuple[Path, int]] = []
+        with os.scandir(self._packs) as entries:
+            for entry in entries:
+                if entry.name in named or not entry.is_file(follow_symlinks=False):
+                    continue
+                if not (entry.name.endswith(".pack") or entry.name.startswith(".tmp-")):
+                    continue  # not a file this store writes
+                st = entry.stat(follow_symlinks=False)
+                if st.st_mtime < cutoff:
+                    found.append((Path(entry.path), st.st_size))
+        return sorted(found)
 
     def _index(self, digests: list[str]) -> dict[str, PackedEntry]:
         if self._engine is None or not digests:

@@ -12,6 +12,7 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync_service import __version__
+from sync_service.cli.blobs import blobs_app
 from sync_service.cli.dashboard import dashboard_app
 from sync_service.cli.demo import demo_command
 from sync_service.cli.imports import import_app
@@ -61,6 +62,7 @@ app.command("scheduler")(scheduler_command)
 app.command("watch")(watch_command)
 app.add_typer(queue_app, name="queue")
 app.add_typer(dashboard_app, name="dashboard")
+app.add_typer(blobs_app, name="blobs")
 
 
 def _version(value: bool) -> None:

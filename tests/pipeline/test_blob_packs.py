@@ -163,3 +163,38 @@ def test_a_batchs_attachments_are_one_pack_and_a_redone_batch_leaves_none(  # ty
         shas = set(session.scalars(select(Document.sha256).where(Document.kind == "attachment")))
     assert len(shas) == 11 and set(app.blobs.get_many(shas)) == shas
     assert attachments.stat().st_size == sum(len(f"%PDF B{i}".encode() * 40) for i in range(6))
+
+
+def test_packs_a_killed_sync_left_behind_are_found_and_removed(app: App) -> None:
+    [kept] = _write(app, [b"recorded"])
+    orphan = app.blobs.pack_writer()
+    orphan.add(b"written, never recorded")
+    orphan.close()  # as if the process died before the page's transaction committed
+    leftover = app.settings.data_dir / "blobs" / "packs" / ".tmp-deadbeef.pack"
+    leftover.write_bytes(b"half a page")
+    assert app.blobs.unreferenced_packs(min_age_seconds=3600) == []  # too new: a sync may be writing them
+    old = 1_000_000_000
+    for path in _packs(app):
+        os.utime(path, (old, old))
+    found = app.blobs.unreferenced_packs(min_age_seconds=3600)
+    assert sorted(p.name for p, _size in found) == sorted(
+        [leftover.name, next(p.name for p in _packs(app) if p.read_bytes() == b"written, never recorded")]
+    )
+    for path, _size in found:
+        path.unlink()
+    assert app.blobs.get(kept) == b"recorded" and app.blobs.unreferenced_packs(min_age_seconds=0) == []
+
+
+def test_blobs_orphans_command_lists_then_deletes(cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("init").code == 0
+    packs = Path("data") / "blobs" / "packs"
+    packs.mkdir(parents=True)
+    stray = packs / f"{'a' * 32}.pack"
+    stray.write_bytes(b"x" * 2048)
+    os.utime(stray, (1_000_000_000, 1_000_000_000))
+    listed = cli("blobs", "orphans")
+    assert listed.code == 0 and stray.name in listed.out and "1 unreferenced pack file(s)" in listed.out
+    assert stray.exists()
+    removed = cli("blobs", "orphans", "--delete")
+    assert removed.code == 0 and "removed" in removed.out and not stray.exists()
+    assert "0 unreferenced pack file(s)" in cli("blobs", "orphans").out
