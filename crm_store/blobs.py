@@ -12,10 +12,13 @@ remembers which fan-out directories it has already made (one ``mkdir`` per direc
 Packs: creating a file costs far more than writing its bytes (0.06–0.3 ms per file on the development VM,
 against 0.16 s for 220 MB written as 40 files), so the sync stage writes the messages of a fetched page as
 one pack file, ``blobs/packs/<name>.pack``, and records each blob's pack, offset and length in the
-``packed_blobs`` table in the same transaction as the raw items that refer to them (``write_pack`` then
-``record_packed``). A crash before that commit leaves an unreferenced pack file, never a reference to
-missing bytes. Reads check the loose file first, then the index; a packed blob is checked against its hash
-when read. Stores without a database (``engine=None``) keep loose files only.
+``packed_blobs`` table in the same transaction as the raw items that refer to them (``pack_writer``, then
+``record_packed``); a processing batch packs its attachments the same way. A crash before that commit leaves
+an unreferenced pack file (``unreferenced_packs``, ``crm-sync blobs orphans``), never a reference to missing
+bytes. Reads check the loose file first, then the index; a packed blob is checked against its hash when
+read. ``put`` (loose files, used where no batch is open, e.g. a batch redone item by item) does not ask the
+index, so a blob can then exist both packed and as a file: space, not correctness. Stores without a
+database (``engine=None``) keep loose files only.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ class BlobStore:
 
     @property
     def packs(self) -> bool:
-        """True when ``write_pack`` may be used."""
+        """True when ``pack_writer`` may be used."""
         return self._engine is not None
 
     def path_of(self, sha256: str) -> Path:
