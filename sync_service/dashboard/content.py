@@ -63,10 +63,14 @@ class ActivityDetail:
 
 
 def _body(blobs: BlobStore, item: SyncedItem | None, fallback: str) -> tuple[str, Markup | None, list[str]]:
-    if item is None or item.kind != "email" or not item.sha256 or not blobs.exists(item.sha256):
+    if item is None or item.kind != "email" or not item.sha256:
         return fallback, None, []
     try:
-        body = parse_body(blobs.get(item.sha256))
+        data = blobs.get(item.sha256)
+    except OSError:  # the stored bytes are gone (BlobMissing): show what the activity has
+        return fallback, None, []
+    try:
+        body = parse_body(data)
     except ParseError as error:
         return fallback, None, [str(error)]
     html = sanitize_html(body.html) if body.html else None

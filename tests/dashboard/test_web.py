@@ -363,3 +363,19 @@ def test_a_mailboxs_requeue_needs_redis_mode(client: TestClient) -> None:
     token = log_in(client)
     page = client.post("/mailboxes/broken/requeue-dead", data={"csrf_token": token}).text
     assert "dead letters exist in Redis mode only" in page
+
+
+def test_an_email_whose_stored_bytes_are_gone_still_shows_its_activity(client: TestClient, seeded: Seeded) -> None:
+    from crm_store.models import SyncedItem
+    from tests.support.blobs import lose_blob
+
+    log_in(client)
+    with seeded.app.sessions() as session:
+        activity = session.scalars(select(Activity).where(Activity.subject.like("Rocket <b>%"))).one()
+        item = session.get_one(SyncedItem, activity.item_id)
+        activity_id, sha = activity.id, item.sha256
+    assert sha is not None
+    lose_blob(seeded.app, sha)
+    page = client.get(f"/activities/{activity_id}")
+    assert page.status_code == 200 and "Rocket &lt;b&gt;specs&lt;/b&gt; &amp; prices" in page.text
+    assert 'id="email-html"' not in page.text
