@@ -98,11 +98,15 @@ class BlobStore:
     def _legacy(self, sha256: str) -> str:
         return os.path.join(self._base, sha256[:2], sha256[2:4], sha256)
 
+    def _has_file(self, sha256: str) -> bool:
+        """Stored as a file, in the current layout or the older one."""
+        return os.path.exists(self._location(sha256)[1]) or os.path.exists(self._legacy(sha256))
+
     def put(self, data: bytes) -> str:
         """Store ``data`` (idempotent) and return its sha256."""
         digest = sha256_hex(data)
         directory, target = self._location(digest)
-        if os.path.exists(target) or os.path.exists(self._legacy(digest)):
+        if self._has_file(digest):
             return digest
         if directory not in self._made:
             os.makedirs(directory, exist_ok=True)
@@ -154,9 +158,9 @@ class BlobStore:
         return found
 
     def exists(self, sha256: str) -> bool:
-        if self.path_of(sha256).exists():
-            return True
-        return bool(self._index([sha256]))
+        if not _HEX64.fullmatch(sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        return self._has_file(sha256) or bool(self._index([sha256]))
 
     def _loose(self, sha256: str) -> bytes | None:
         for path in (self._location(sha256)[1], self._legacy(sha256)):
@@ -205,7 +209,7 @@ class BlobStore:
     def stored(self, digests: Iterable[str]) -> set[str]:
         """Which of ``digests`` are stored already: as files, or indexed (committed) in a pack."""
         wanted = list(dict.fromkeys(digests))
-        known = {d for d in wanted if os.path.exists(self._location(d)[1]) or os.path.exists(self._legacy(d))}
+        known = {d for d in wanted if self._has_file(d)}
         known.update(self._index([d for d in wanted if d not in known]))
         return known
 

@@ -46,7 +46,7 @@ from sync_service.parsing.charsets import (
 )
 from sync_service.parsing.filenames import safe_filename
 from sync_service.parsing.html_text import html_to_text
-from sync_service.parsing.mime_split import parse_header_block, split_message
+from sync_service.parsing.mime_split import header_end, parse_header_block, split_message
 from sync_service.values import Attachment, MessageBody, MessageHeaders
 
 __all__ = ["decode_bytes", "decode_words", "parse_body", "parse_headers"]
@@ -70,7 +70,7 @@ def _parse(raw: bytes, *, headers_only: bool) -> Message:
         raise ParseError("empty message")
     raw = bytes(raw).lstrip(b"\r\n")
     if headers_only:  # do not even decode a body of many megabytes
-        raw = raw[: _header_end(raw)]
+        raw = raw[: header_end(raw)]
         if (block := parse_header_block(raw)) is not None and block.keys():
             return block  # a clean header block: read without the feed parser's line machinery
     elif (split := split_message(raw)) is not None and split.keys():
@@ -96,16 +96,10 @@ class _NestedTooDeep(ParseError):
 _OBS_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
 
 
-def _header_end(raw: bytes) -> int:
-    """Where the header block ends: after the first empty line (LF or CRLF), else the end of ``raw``."""
-    ends = [found + len(eol) for eol in (b"\n\n", b"\n\r\n") if (found := raw.find(eol)) >= 0]
-    return min(ends) if ends else len(raw)
-
-
 def _reparse_obsolete(raw: bytes, parser: BytesParser) -> Message:
     """RFC 5322 obsolete syntax allows blanks before the colon ("Subject  : hi"), which compat32 does not
     read as a header at all. Only tried when no header was found, so normal mail pays nothing."""
-    end = _header_end(raw)
+    end = header_end(raw)
     return parser.parsebytes(_OBS_FIELD_NAME.sub(rb"\1:", raw[:end]) + raw[end:])
 
 

@@ -20,7 +20,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-__all__ = ["parse_header_block", "split_message"]
+__all__ = ["header_end", "parse_header_block", "split_message"]
 
 _MAX_DEPTH = 8  # deeper nesting goes to the stdlib parser (and its limits)
 _HEADERS = BytesHeaderParser(policy=compat32)
@@ -95,13 +95,18 @@ def parse_header_block(head: bytes) -> Message | None:
     return msg if text[position:] in ("", "\n", "\r\n") else None
 
 
+def header_end(data: bytes) -> int:
+    """Where a header block ends: after the first empty line (LF or CRLF), else the end of ``data``."""
+    ends = [found + len(blank) for blank in (b"\n\n", b"\n\r\n") if (found := data.find(blank)) >= 0]
+    return min(ends) if ends else len(data)
+
+
 def _header_block(data: bytes) -> tuple[bytes, bytes] | None:
     """``(header block, body)``: the block ends at the first empty line, which belongs to it."""
     for eol in _EOLS:
         if data.startswith(eol):  # no headers at all
             return b"", data[len(eol) :]
-    ends = [found + len(blank) for blank in (b"\n\n", b"\n\r\n") if (found := data.find(blank)) >= 0]
-    end = min(ends) if ends else len(data)  # no empty line: the whole part is header block
+    end = header_end(data)  # no empty line: the whole part is header block
     head = data[:end]
     if head.count(b"\r") != head.count(b"\r\n"):
         return None  # a bare CR is a line break to the stdlib: lines we would not see

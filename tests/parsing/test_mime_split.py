@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from sync_service.errors import ParseError
 from sync_service.parsing import mime
-from sync_service.parsing.mime_split import parse_header_block, split_message
+from sync_service.parsing.mime_split import header_end, parse_header_block, split_message
 from tests.parsing.test_mail_corpus import FIXTURES, mutated_fixture, shared_corpus
 
 _STDLIB = BytesParser(policy=compat32)
@@ -46,7 +46,7 @@ def check_same_tree(raw: bytes) -> bool:
 def check_same_header_block(raw: bytes) -> bool:
     """True when the header block reader handled the block of ``raw``; then it must read what the stdlib does."""
     head = raw.lstrip(b"\r\n")
-    head = head[: mime._header_end(head)]
+    head = head[: header_end(head)]
     fast = parse_header_block(head)
     if fast is None:
         return False
