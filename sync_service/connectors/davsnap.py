@@ -1,6 +1,6 @@
 """Cursor and change pages of the CalDAV connector: a snapshot href → ETag plus the sync token or CTag.
 
-The cursor is the file sources' snapshot format (``snapshot.encode_cursor``: sorted, front-coded, zlib) with
+The cursor is the file sources' snapshot format (``snapshot.encode_cursor``: sorted ids, zlib) with
 metadata ``{"t": sync token, "c": CTag, "m": "sync" | "etag"}``. ``change_page`` diffs the calendar's current
 ETags with the snapshot; the token / CTag is kept only on the last page, so an interrupted listing starts
 again from the old one and the snapshot skips what was already stored.

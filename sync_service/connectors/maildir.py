@@ -19,17 +19,17 @@ Nothing is ever written: no flags, no moves, no ``seen`` marks.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from sync_service.connectors.base import ChangePage, ItemKind, ItemRef, RawItem
 from sync_service.connectors.localpath import (
     FileEntry,
     entry_stat,
-    is_hidden,
     kind_for,
     read_bytes,
     require_path,
@@ -46,7 +46,8 @@ _LOOSE_PREFIX: dict[ItemKind, str] = {"calendar": "ics", "contacts": "vcf"}
 
 def unique_key(file_name: str) -> str:
     """The Maildir unique key of a message file name (without the ``:2,FLAGS`` info part)."""
-    return _INFO.split(file_name, maxsplit=1)[0]
+    key = file_name.partition(":2,")[0]  # the common form; the pattern only when another separator may come first
+    return _INFO.split(key, maxsplit=1)[0] if "!" in key or ":1," in key else key
 
 
 class MaildirConnector:
@@ -56,7 +57,7 @@ class MaildirConnector:
         # The listing of a pass that has more pages, kept with the cursor of its next page: listing a folder
         # scans and stats every file, so doing it once per pass instead of once per page keeps a large
         # initial sync linear. Files that arrive meanwhile are listed by the next pass.
-        self._listing: dict[str, tuple[str, dict[str, FileEntry]]] = {}
+        self._listing: dict[str, tuple[str, _Scan]] = {}
 
     def folders(self) -> Sequence[str]:
         require_path(self.root, "dir")
@@ -68,15 +69,16 @@ class MaildirConnector:
         previous = decode_cursor(cursor)
         listed = self._listing.pop(folder, None)
         if listed is not None and listed[0] == cursor:  # the next page of the same pass
-            entries = listed[1]
+            scan = listed[1]
         else:
-            entries = self._scan(folder, previous)
-            if any(k not in entries for k in previous):
-                entries = {**entries, **self._scan(folder, previous)}
-            self._located[folder] = {k: e.path for k, e in entries.items()}
-        page = entries_page(entries, previous, limit)
+            scan = self._scan(folder, previous)
+            if not scan.paths.keys() >= previous.keys():  # something seems gone: confirm with a second scan
+                again = self._scan(folder, previous)
+                scan = _Scan({**scan.paths, **again.paths}, {**scan.fresh, **again.fresh})
+            self._located[folder] = scan.paths
+        page = entries_page(scan.fresh, previous, limit, present=scan.paths)
         if page.more:
-            self._listing[folder] = (page.next_cursor, entries)
+            self._listing[folder] = (page.next_cursor, scan)
         return page
 
     def fetch(self, folder: str, refs: Sequence[ItemRef]) -> Iterator[RawItem]:
@@ -85,7 +87,7 @@ class MaildirConnector:
         for ref in refs:
             data = _read(located.get(ref.external_id))
             if data is None and not rescanned:  # moved (flags, new→cur) or never listed here: look again
-                located = self._located[folder] = {k: e.path for k, e in self._scan(folder).items()}
+                located = self._located[folder] = self._scan(folder).paths
                 rescanned = True
                 data = _read(located.get(ref.external_id))
             if data is not None:
@@ -104,16 +106,25 @@ class MaildirConnector:
             raise PermanentSourceError(f"no Maildir folder {folder!r} in {self.root}")
         return path
 
-    def _scan(self, folder: str, known: Mapping[str, str] | None = None) -> dict[str, FileEntry]:
+    def _scan(self, folder: str, known: Mapping[str, str] | None = None) -> _Scan:
         """The folder's files; a message in ``known`` (a snapshot) keeps its version there, unstat'ed."""
         directory = self._folder_dir(folder)
-        found: dict[str, FileEntry] = {}
+        scan = _Scan({}, {})
         with source_errors(directory):
             for sub in ("new", "cur"):
-                found.update(_scan_messages(directory / sub, known or {}))
+                _scan_messages(str(directory / sub), known or {}, scan)
             if folder == ROOT_FOLDER:
-                found.update(_scan_loose_files(directory))
-        return found
+                for key, entry in _scan_loose_files(directory).items():
+                    scan.paths[key] = entry.path
+                    scan.fresh[key] = entry
+        return scan
+
+
+class _Scan(NamedTuple):
+    """A folder's listing: every message's path, and the entries of those its snapshot does not have."""
+
+    paths: dict[str, str]  # unique key → file path, for everything present
+    fresh: dict[str, FileEntry]  # the new (stat'ed) ones, and every loose calendar / contact file
 
 
 def _is_subfolder(entry: os.DirEntry[str]) -> bool:
@@ -121,27 +132,35 @@ def _is_subfolder(entry: os.DirEntry[str]) -> bool:
             and os.path.isdir(os.path.join(entry.path, "cur")))
 
 
-def _scan_messages(directory: Path, known: Mapping[str, str]) -> dict[str, FileEntry]:
-    if not directory.is_dir():
-        return {}
-    found: dict[str, FileEntry] = {}
-    split = _INFO.split
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            name = entry.name
-            key = split(name, maxsplit=1)[0] if "," in name else name  # unique_key, inlined: 20,000 calls
-            version = known.get(key)
-            if version is not None and not is_hidden(name):
-                # Known and immutable: keep its version. is_file() reads the directory entry's type, no stat;
-                # its time is never needed, as only new files are ordered into pages.
-                with contextlib.suppress(OSError):
-                    if entry.is_file():
-                        found[key] = FileEntry(entry.path, "message", version, 0)
-                continue
-            st = entry_stat(entry)
-            if st is not None:
-                found[key] = stat_entry(entry.path, "message", st, str(st.st_size))
-    return found
+def _scan_messages(directory: str, known: Mapping[str, str], scan: _Scan) -> None:
+    """Add a ``new/`` or ``cur/`` directory's messages to ``scan``.
+
+    Messages are immutable, so one the snapshot knows keeps its version: it is neither stat'ed nor given a
+    ``FileEntry`` — only its path is kept, for ``fetch`` — and a re-sync of 20,000 messages costs one
+    directory read. Any other visible name is stat'ed: a regular file is fresh, anything else is skipped."""
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    paths, fresh = scan.paths, scan.fresh
+    prefix = directory + os.sep
+    for name in names:
+        if name[:1] == ".":  # is_hidden, inlined
+            continue
+        key = name.partition(":2,")[0]  # unique_key, inlined: 20,000 calls
+        if "!" in key or ":1," in key:
+            key = unique_key(key)
+        path = prefix + name
+        if key in known:
+            paths[key] = path
+            continue
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:  # renamed or removed meanwhile: the next listing sees the truth
+            continue
+        if stat.S_ISREG(st.st_mode):
+            paths[key] = path
+            fresh[key] = stat_entry(path, "message", st, str(st.st_size))
 
 
 def _scan_loose_files(directory: Path) -> dict[str, FileEntry]:

@@ -8,11 +8,15 @@ A *snapshot* is ``{external_id: version}`` for everything a cursor covers. Listi
 - ``next_cursor``: the snapshot minus the deletes plus *this page's* upserts only, so a crash after page 1
   re-lists pages 2+ and nothing is skipped.
 
-Cursor format ``fs1.<base64url(zlib(JSON))>``; the JSON is
-``{"v": 1, "k": [[n, suffix], …], "r": [version, …], "m": {…}}`` with the ids sorted and front-coded
-(``n`` characters shared with the previous id). ``m`` is connector metadata about the source state (e.g.
-an mbox's size) and is written only on the last page, when the snapshot is complete. A cursor that
-cannot be decoded counts as none: a full listing follows.
+Cursor format ``fs2.<base64url(zlib(fields))>``: the fields are joined by NUL — a JSON header
+``{"v": 2, "n": count, "m": {…}}``, then the ``count`` ids in sorted order, then their versions. ``m`` is
+connector metadata about the source state (e.g. an mbox's size) and is written only on the last page, when
+the snapshot is complete. Sorted ids share long prefixes, which zlib's level 1 packs about as small as
+front coding did, at a quarter of the CPU: a 20,000-id cursor encodes in ~10 ms and decodes in ~5 ms.
+A snapshot with a NUL in an id or version (no file name has one) is written in the older ``fs1.`` form,
+``base64url(zlib(JSON))`` of ``{"v": 1, "k": [[n, suffix], …], "r": [version, …], "m": {…}}`` with the ids
+front-coded (``n`` characters shared with the previous id); both forms are read. A cursor that cannot be
+decoded counts as none: a full listing follows.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import base64
 import json
 import logging
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from sync_service.connectors.base import ChangePage, ItemKind, ItemRef, RawItem
@@ -38,8 +42,10 @@ from sync_service.errors import PermanentSourceError
 
 log = logging.getLogger(__name__)
 
-CURSOR_PREFIX = "fs1."
-FORMAT_VERSION = 1
+CURSOR_PREFIX = "fs2."
+LEGACY_PREFIX = "fs1."
+FORMAT_VERSION = 2
+LEGACY_VERSION = 1
 ROOT_FOLDER = "."
 
 Current = Mapping[str, tuple[str, ItemKind]]
@@ -48,16 +54,25 @@ Current = Mapping[str, tuple[str, ItemKind]]
 def encode_cursor(snapshot: Mapping[str, str], meta: Mapping[str, Any] | None = None) -> str:
     """The opaque cursor string for ``snapshot`` (and optional source metadata)."""
     ids = sorted(snapshot)
+    header = json.dumps({"v": FORMAT_VERSION, "n": len(ids), "m": dict(meta or {})}, separators=(",", ":"))
+    text = "\0".join([header, *ids, *[snapshot[k] for k in ids]])
+    if text.count("\0") != 2 * len(ids):  # a NUL inside an id or a version: the front-coded JSON form
+        return _encode_legacy(ids, snapshot, meta)
+    # surrogatepass: a file name that is not UTF-8 reaches Python with lone surrogates; it must round-trip
+    packed = zlib.compress(text.encode("utf-8", "surrogatepass"), 1)  # level 1: nearly as small as 6, 4× faster
+    return CURSOR_PREFIX + base64.urlsafe_b64encode(packed).decode("ascii")
+
+
+def _encode_legacy(ids: list[str], snapshot: Mapping[str, str], meta: Mapping[str, Any] | None) -> str:
     keys: list[list[int | str]] = []
     prev = ""
     for key in ids:
         shared = _shared_prefix(prev, key)
         keys.append([shared, key[shared:]])
         prev = key
-    payload = {"v": FORMAT_VERSION, "k": keys, "r": [snapshot[k] for k in ids], "m": dict(meta or {})}
-    raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    packed = zlib.compress(raw, 1)  # after the front coding, level 1 packs nearly as small as 6, 3× faster
-    return CURSOR_PREFIX + base64.urlsafe_b64encode(packed).decode("ascii")
+    payload = {"v": LEGACY_VERSION, "k": keys, "r": [snapshot[k] for k in ids], "m": dict(meta or {})}
+    raw = json.dumps(payload, separators=(",", ":")).encode()  # ASCII: lone surrogates become escapes
+    return LEGACY_PREFIX + base64.urlsafe_b64encode(zlib.compress(raw, 1)).decode("ascii")
 
 
 def _shared_prefix(a: str, b: str) -> int:
@@ -84,10 +99,32 @@ def decode_cursor(cursor: str | None) -> dict[str, str]:
 
 
 def _parse(cursor: str) -> tuple[dict[str, str], dict[str, Any]]:
-    if not cursor.startswith(CURSOR_PREFIX):
-        raise ValueError("unknown cursor format")
-    payload = json.loads(zlib.decompress(base64.urlsafe_b64decode(cursor[len(CURSOR_PREFIX):])))
-    if not isinstance(payload, dict) or payload.get("v") != FORMAT_VERSION:
+    if cursor.startswith(CURSOR_PREFIX):
+        return _parse_fields(_unpack(cursor, CURSOR_PREFIX).decode("utf-8", "surrogatepass"))
+    if cursor.startswith(LEGACY_PREFIX):
+        return _parse_legacy(json.loads(_unpack(cursor, LEGACY_PREFIX)))
+    raise ValueError("unknown cursor format")
+
+
+def _unpack(cursor: str, prefix: str) -> bytes:
+    return zlib.decompress(base64.urlsafe_b64decode(cursor[len(prefix):]))
+
+
+def _parse_fields(text: str) -> tuple[dict[str, str], dict[str, Any]]:
+    fields = text.split("\0")
+    header = json.loads(fields[0])
+    if not isinstance(header, dict) or header.get("v") != FORMAT_VERSION:
+        raise ValueError("unsupported cursor version")
+    count, meta = header["n"], header["m"]
+    if type(count) is not int or not isinstance(meta, dict):
+        raise TypeError("malformed cursor header")
+    if len(fields) != 1 + 2 * count:
+        raise ValueError("malformed cursor")
+    return dict(zip(fields[1 : 1 + count], fields[1 + count :], strict=True)), meta
+
+
+def _parse_legacy(payload: Any) -> tuple[dict[str, str], dict[str, Any]]:
+    if not isinstance(payload, dict) or payload.get("v") != LEGACY_VERSION:
         raise ValueError("unsupported cursor version")
     keys, versions, meta = payload["k"], payload["r"], payload["m"]
     if not (isinstance(keys, list) and isinstance(versions, list) and isinstance(meta, dict)):
@@ -124,25 +161,36 @@ def diff_page(
     previous: Mapping[str, str],
     limit: int,
     *,
+    present: Container[str] | None = None,
     sort_key: Callable[[str], Any] | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> ChangePage:
-    """One page of changes from ``previous`` (a snapshot) to ``current`` (see the module docstring)."""
-    deletes = tuple(sorted(k for k in previous if k not in current))
+    """One page of changes from ``previous`` (a snapshot) to ``current`` (see the module docstring).
+
+    ``present``: every id the source still has, when ``current`` holds only the candidates for change (a
+    source of immutable items need not read the versions of the ids its snapshot already has); default
+    ``current``."""
+    there = current if present is None else present
+    deletes = tuple(sorted(k for k in previous if k not in there))
     changed = [k for k, (version, _) in current.items() if previous.get(k) != version]
     changed.sort(key=sort_key or _default_order(current))
     page = changed[: max(1, limit)]
     more = len(changed) > len(page)
-    snapshot = {k: v for k, v in previous.items() if k in current}
+    snapshot = {k: v for k, v in previous.items() if k in there} if deletes else dict(previous)
     snapshot.update((k, current[k][0]) for k in page)
     upserts = tuple(ItemRef(k, current[k][1], current[k][0]) for k in page)
     return ChangePage(upserts, deletes, encode_cursor(snapshot, None if more else meta), more)
 
 
-def entries_page(entries: Mapping[str, FileEntry], previous: Mapping[str, str], limit: int) -> ChangePage:
+def entries_page(
+    entries: Mapping[str, FileEntry],
+    previous: Mapping[str, str],
+    limit: int,
+    present: Container[str] | None = None,
+) -> ChangePage:
     """``diff_page`` over scanned files, oldest modification time first."""
     current = {k: (e.version, e.kind) for k, e in entries.items()}
-    return diff_page(current, previous, limit, sort_key=lambda k: (entries[k].mtime_ns, k))
+    return diff_page(current, previous, limit, present=present, sort_key=lambda k: (entries[k].mtime_ns, k))
 
 
 def check_root_folder(folder: str) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import mailbox
 import os
+import re
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sync_service.connectors.base import ChangePage, Connector
 from sync_service.connectors.localpath import url_to_path
@@ -101,25 +104,24 @@ def test_new_deleted_and_renamed_messages(tmp_path: Path) -> None:
 def test_a_relisting_stats_only_the_messages_its_cursor_does_not_know(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sync_service.connectors.maildir as maildir_module
-
     root = tmp_path / "mail"
     md, keys = _maildir(root, 5)
     conn = MaildirConnector(f"maildir://{root}")
     _, cursor = _drain(conn)
     stat_calls: list[str] = []
-    real_stat = maildir_module.entry_stat
+    real_stat = os.stat
 
-    def counting(entry: os.DirEntry[str]) -> os.stat_result | None:
-        stat_calls.append(entry.name)
-        return real_stat(entry)
+    def counting(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        if os.path.dirname(os.path.dirname(os.fspath(path))) == str(root):  # a message file of this Maildir
+            stat_calls.append(os.path.basename(path))
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(maildir_module, "entry_stat", counting)
     new_key = md.add(_msg(7))
     os.rename(root / "new" / keys[0], root / "cur" / f"{keys[0]}:2,S")  # known, moved: still not stat'ed
+    monkeypatch.setattr(os, "stat", counting)
     page = conn.list_changes(".", cursor)
-    assert _ids([page]) == [new_key] and page.upserts[0].version == str(len(md.get_bytes(new_key)))
     assert page.deletes == () and stat_calls == [new_key]
+    assert _ids([page]) == [new_key] and page.upserts[0].version == str(len(md.get_bytes(new_key)))
     # The new cursor keeps the known messages' versions: the next listing sees no change at all.
     assert conn.list_changes(".", page.next_cursor).upserts == ()
     # Without a cursor everything is stat'ed (sizes are the versions).
@@ -214,3 +216,11 @@ def test_unique_key() -> None:
     assert unique_key("1700000000.M1P2.host,S=10,W=12:2,FS") == "1700000000.M1P2.host,S=10,W=12"
     assert unique_key("1700000000.M1P2.host!2,S") == "1700000000.M1P2.host"
     assert unique_key("1700000000.M1P2.host") == "1700000000.M1P2.host"
+    assert unique_key("1700000000.M1P2.host:1,x:2,S") == "1700000000.M1P2.host"  # experimental info first
+
+
+@given(st.lists(st.sampled_from(["1", ".", "M", ":", "!", ",", "1,", "2,", ":2,", "!2,", ":1,", "!1,"]),
+                max_size=12).map("".join))
+def test_unique_key_matches_the_maildir_info_pattern(name: str) -> None:
+    # the fast path (partition on ":2,") against the definition: cut at the first [:!][12],
+    assert unique_key(name) == re.split(r"[:!][12],", name, maxsplit=1)[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import zlib
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from sync_service.connectors.base import ItemKind
 from sync_service.connectors.snapshot import (
     CURSOR_PREFIX,
+    LEGACY_PREFIX,
     decode_cursor,
     decode_state,
     diff_page,
@@ -26,7 +28,11 @@ def _current(versions: dict[str, str], kind: ItemKind = "message") -> dict[str, 
 
 
 def _raw_cursor(payload: object) -> str:
-    return CURSOR_PREFIX + base64.urlsafe_b64encode(zlib.compress(json.dumps(payload).encode())).decode()
+    return LEGACY_PREFIX + base64.urlsafe_b64encode(zlib.compress(json.dumps(payload).encode())).decode()
+
+
+def _raw_fields(*fields: str) -> str:
+    return CURSOR_PREFIX + base64.urlsafe_b64encode(zlib.compress("\0".join(fields).encode())).decode()
 
 
 def test_roundtrip_with_meta_and_unicode_ids() -> None:
@@ -36,6 +42,25 @@ def test_roundtrip_with_meta_and_unicode_ids() -> None:
     assert decode_state(cursor) == (snap, {"size": 10})
     assert decode_cursor(cursor) == snap
     assert decode_state(encode_cursor({})) == ({}, {})
+
+
+def test_cursors_of_the_front_coded_form_are_still_read() -> None:
+    # fs1 is what every stored cursor was before fs2: {"v": 1, "k": [[shared, suffix], …], "r": versions}
+    cursor = _raw_cursor({"v": 1, "k": [[0, "a/b.eml"], [2, "c.eml"], [0, "z"]], "r": ["1:2", "3:4", "9"],
+                          "m": {"size": 10}})
+    assert decode_state(cursor) == ({"a/b.eml": "1:2", "a/c.eml": "3:4", "z": "9"}, {"size": 10})
+
+
+def test_an_id_with_a_nul_is_written_in_the_front_coded_form() -> None:
+    snap = {"a\0b": "1", "c": "2\0"}
+    cursor = encode_cursor(snap, {"x": 1})
+    assert cursor.startswith(LEGACY_PREFIX)
+    assert decode_state(cursor) == (snap, {"x": 1})
+
+
+def test_a_file_name_that_is_not_utf8_round_trips() -> None:
+    name = os.fsdecode(b"17000.M1P2.host-\xff\xfe")  # what os.listdir gives for such a name
+    assert decode_cursor(encode_cursor({name: "5"})) == {name: "5"}
 
 
 @pytest.mark.parametrize(
@@ -53,6 +78,15 @@ def test_roundtrip_with_meta_and_unicode_ids() -> None:
         _raw_cursor({"v": 1, "k": [[0, 7]], "r": ["x"], "m": {}}),
         _raw_cursor({"v": 1, "k": [["x"]], "r": ["x"], "m": {}}),
         _raw_cursor({"v": 1, "k": [], "r": []}),
+        _raw_fields('{"v":2,"n":1,"m":{}}', "a"),
+        _raw_fields('{"v":2,"n":1,"m":{}}', "a", "1", "extra"),
+        _raw_fields('{"v":2,"n":"1","m":{}}', "a", "1"),
+        _raw_fields('{"v":2,"n":true,"m":{}}', "a", "1"),
+        _raw_fields('{"v":2,"n":1,"m":[]}', "a", "1"),
+        _raw_fields('{"v":3,"n":0,"m":{}}'),
+        _raw_fields("[2]"),
+        _raw_fields("not json", "a", "1"),
+        CURSOR_PREFIX + base64.urlsafe_b64encode(zlib.compress(b"\xff\xfe")).decode(),
     ],
 )
 def test_undecodable_cursor_means_full_listing(cursor: str | None) -> None:
@@ -134,6 +168,7 @@ def test_custom_sort_key_and_nonpositive_limit() -> None:
     assert [r.external_id for r in page.upserts] == ["y"] and page.more
 
 
-@given(st.dictionaries(st.text(alphabet="ab.:é1", max_size=12), st.text(max_size=5), max_size=40))
-def test_any_snapshot_survives_the_front_coding(snap: dict[str, str]) -> None:
-    assert decode_cursor(encode_cursor(snap)) == snap
+@given(st.dictionaries(st.text(alphabet="ab.:é1\0\udcff", max_size=12), st.text(max_size=5), max_size=40),
+       st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+def test_any_snapshot_survives_either_form(snap: dict[str, str], meta: dict[str, int]) -> None:
+    assert decode_state(encode_cursor(snap, meta)) == (snap, meta)
