@@ -89,6 +89,18 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
+def text_id(name: str) -> str:
+    """A file name as an external id the database can store: a name that is not UTF-8 (which reaches Python
+    with lone surrogates) gets its undecodable bytes as ``\\xNN`` escapes. The path itself stays as listed."""
+    if name.isascii():
+        return name
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return name
+
+
 def entry_stat(entry: os.DirEntry[str]) -> os.stat_result | None:
     """The stat of a visible regular file; ``None`` for anything else and for a file gone meanwhile."""
     if is_hidden(entry.name):

@@ -35,6 +35,7 @@ from sync_service.connectors.localpath import (
     require_path,
     source_errors,
     stat_entry,
+    text_id,
     url_to_path,
 )
 from sync_service.connectors.snapshot import ROOT_FOLDER, decode_cursor, entries_page
@@ -150,6 +151,8 @@ def _scan_messages(directory: str, known: Mapping[str, str], scan: _Scan) -> Non
         key = name.partition(":2,")[0]  # unique_key, inlined: 20,000 calls
         if "!" in key or ":1," in key:
             key = unique_key(key)
+        if not key.isascii():
+            key = text_id(key)
         path = prefix + name
         if key in known:
             paths[key] = path
@@ -171,7 +174,7 @@ def _scan_loose_files(directory: Path) -> dict[str, FileEntry]:
             prefix = _LOOSE_PREFIX.get(kind) if kind is not None else None
             st = entry_stat(entry) if prefix is not None else None
             if kind is not None and st is not None:
-                found[f"{prefix}:{entry.name}"] = stat_entry(entry.path, kind, st)
+                found[f"{prefix}:{text_id(entry.name)}"] = stat_entry(entry.path, kind, st)
     return found
 
 

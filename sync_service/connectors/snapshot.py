@@ -36,6 +36,7 @@ from sync_service.connectors.localpath import (
     read_bytes,
     require_path,
     safe_join,
+    text_id,
     url_to_path,
 )
 from sync_service.errors import PermanentSourceError
@@ -217,7 +218,7 @@ class FileSourceConnector:
     def list_changes(self, folder: str, cursor: str | None, limit: int = 500) -> ChangePage:
         check_root_folder(folder)
         require_path(self.root, self.path_type)
-        entries = self.scan()
+        entries = {text_id(k): e for k, e in self.scan().items()}
         self._paths = {k: e.path for k, e in entries.items()}
         return entries_page(entries, decode_cursor(cursor), limit)
 
