@@ -35,7 +35,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if url.startswith("postgresql+psycopg://"):
+        kwargs = {**_psycopg_raw(), **kwargs}
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _psycopg_raw() -> dict[str, Any]:
+    """PostgreSQL via psycopg 3: statements compiled with ``$1`` placeholders and sent as they are by psycopg's
+    ``RawCursor``. With the default ``%(name)s`` style psycopg parses each statement to rewrite its
+    placeholders and does not cache that for long ones: the multi-row INSERTs of a processing batch (thousands
+    of placeholders) spent about 40 µs per row in that parse alone, 15 % of a sync's client CPU."""
+    import psycopg
+
+    return {"paramstyle": "numeric_dollar", "connect_args": {"cursor_factory": psycopg.RawCursor}}
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
