@@ -8,7 +8,8 @@ one multi-row statement each; the items and the activities with their new ids kn
 
 Rows are written at the batch's end, and before the process engine runs (it reads activities back from the
 database). Nothing else in the batch reads them: a second copy of a pending email is recognised through the
-batch cache. The item-by-item fallback and re-matching keep using the ORM objects.
+batch cache. The item-by-item fallback and re-matching keep using the ORM objects; the bulk rows go in as Core
+INSERTs on the tables (no per-row ORM bookkeeping).
 """
 
 from __future__ import annotations
@@ -88,18 +89,18 @@ def _insert_returning(session: Session, model: type[Any], rows: list[dict[str, A
     AUTOINCREMENT sequence) allocate above N next."""
     if not rows:
         return []
+    table = model.__table__
     if session.get_bind().dialect.name != "sqlite":
-        stmt = insert(model).execution_options(render_nulls=True).returning(model.id, sort_by_parameter_order=True)
-        return list(session.scalars(stmt, rows))
-    first = int(session.scalars(insert(model).returning(model.id), rows[0]).one())
+        return list(session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows))
+    first = int(session.scalars(insert(table).returning(table.c.id), rows[0]).one())
     ids = list(range(first, first + len(rows)))
     _insert(session, model, [{**row, "id": new_id} for row, new_id in zip(rows[1:], ids[1:], strict=True)])
     return ids
 
 
 def _insert(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
-    """One multi-row INSERT. ``render_nulls``: a key set to None is written as NULL, so every row has the
-    same columns; without it the ORM leaves a None out of its row and splits the rows into one statement per
-    run of rows with the same columns."""
+    """One multi-row INSERT into the model's table, as a Core statement: the rows are plain column values
+    (every row of a call has the same keys), so the ORM's per-row bookkeeping of a bulk insert is not needed.
+    Column defaults (``created_at`` …) are filled in per row as the ORM would."""
     if rows:
-        session.execute(insert(model).execution_options(render_nulls=True), rows)
+        session.execute(insert(model.__table__), rows)
