@@ -34,8 +34,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
-from sqlalchemy import Engine, Insert, insert, select
+from sqlalchemy import Engine, Insert, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -51,6 +52,9 @@ _CHUNK = 500  # digests per IN (...) list
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+_PACKED = cast(Table, PackedBlob.__table__)  # Core inserts: plain rows, no per-row ORM bookkeeping
 
 
 class BlobMissing(OSError):
@@ -199,11 +203,11 @@ class BlobStore:
         dialect = session.get_bind().dialect.name
         statement: Insert
         if dialect == "postgresql":
-            statement = postgresql.insert(PackedBlob).on_conflict_do_nothing(index_elements=["sha256"])
+            statement = postgresql.insert(_PACKED).on_conflict_do_nothing(index_elements=["sha256"])
         elif dialect == "sqlite":
-            statement = sqlite.insert(PackedBlob).on_conflict_do_nothing(index_elements=["sha256"])
+            statement = sqlite.insert(_PACKED).on_conflict_do_nothing(index_elements=["sha256"])
         else:
-            statement = insert(PackedBlob)
+            statement = insert(_PACKED)
         session.execute(statement, rows)
 
     def stored(self, digests: Iterable[str]) -> set[str]:

@@ -20,8 +20,9 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_store.db import transaction
@@ -117,7 +118,7 @@ def _store_items(
             quarantine(session, row, reason)
         stored += 1
     if fresh:
-        session.execute(insert(RawItem), fresh)
+        session.execute(insert(cast(Table, RawItem.__table__)), fresh)  # Core: no per-row ORM bookkeeping
     return stored
 
 
