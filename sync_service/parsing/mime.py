@@ -260,16 +260,17 @@ class _BodyBuilder:
 
     def add(self, part: Message) -> None:
         ctype = part.get_content_type()
+        maintype = ctype.partition("/")[0]  # get_content_maintype(), without looking the header up again
         if ctype == "message/delivery-status":
             return
-        if part.get_content_maintype() == "message":  # rfc822, global (and partial, external-body)
+        if maintype == "message":  # rfc822, global (and partial, external-body)
             self._add_attachment(part, ctype, *_forwarded(part))
             return
         _repair_8bit_params(part)
         disposition = part.get_content_disposition()
         filename = _filename(part)
         is_file = filename is not None or disposition == "attachment"
-        if part.get_content_maintype() == "multipart":  # a multipart with no usable boundary: its raw text
+        if maintype == "multipart":  # a multipart with no usable boundary: its raw text
             ctype = "text/plain"
         data = _payload_bytes(part)
         if ctype in _CALENDAR_TYPES:
