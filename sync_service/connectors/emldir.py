@@ -1,7 +1,8 @@
 """``eml:///path/dir`` — a directory tree of ``.eml`` files (one RFC 5322 message each).
 
 One folder, ``"."``. The tree is walked recursively (hidden files and directories skipped, symlinked
-directories not followed). External id = the path relative to the root, POSIX style; version =
+directories not followed). External id = the path relative to the root, POSIX style (bytes that are not
+UTF-8 as ``\\xNN`` escapes); version =
 ``mtime_ns:size``. ``.ics`` and ``.vcf`` files in the tree are listed too, as ``calendar`` / ``contacts``
 items, so one exported folder can carry mail and calendar together. Read-only.
 """

@@ -5,7 +5,8 @@ Folders: ``"."`` (the root) then each Maildir++ subfolder ``.Sent``, ``.Archive.
 and ``cur/``; ``tmp/`` holds deliveries in progress and is ignored, as are hidden files.
 
 External id = the Maildir unique key (the file name before ``:2,`` / ``!2,``), so a flag change (rename) or
-a ``new/`` → ``cur/`` move is not a change; version = the file size (Maildir messages are immutable). As they
+a ``new/`` → ``cur/`` move is not a change; version = the file size (Maildir messages are immutable). A name
+that is not UTF-8 gets its undecodable bytes as ``\\xNN`` escapes in the id (``localpath.text_id``). As they
 are immutable, a listing stats only the files its cursor does not know yet: a re-sync of a large Maildir
 reads the directories, not every file's inode.
 ``new/`` is read before ``cur/`` so a message moving between them during a scan is seen at least once, and
