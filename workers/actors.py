@@ -38,8 +38,9 @@ class Actors:
         return self.by_name[name].send(*args)
 
 
-def _record(ctx: WorkerContext, name: str, args: tuple[object, ...], work: Callable[[], object]) -> None:
-    """Run ``work``; hand its result (or error) to the in-process hooks. Actors return nothing over the wire."""
+def _record(ctx: WorkerContext, name: str, args: tuple[object, ...], work: Callable[[], object]) -> object:
+    """Run ``work``; hand its result (or error) to the in-process hooks, and return it. Actors return nothing
+    over the wire."""
     note = ctx.hooks.on_outcome
     try:
         outcome = work()
@@ -49,6 +50,7 @@ def _record(ctx: WorkerContext, name: str, args: tuple[object, ...], work: Calla
         raise
     if note is not None:
         note(name, args, outcome)
+    return outcome
 
 
 def declare_actors(broker: Broker, ctx: WorkerContext) -> Actors:
@@ -62,7 +64,9 @@ def declare_actors(broker: Broker, ctx: WorkerContext) -> Actors:
 
     def process_items(mailbox_id: int | None = None) -> None:
         args = () if mailbox_id is None else (mailbox_id,)
-        _record(ctx, "process_items", args, lambda: tasks.process_items(ctx, mailbox_id))
+        outcome = _record(ctx, "process_items", args, lambda: tasks.process_items(ctx, mailbox_id))
+        if mailbox_id is not None and getattr(outcome, "more", False):  # its time slice ended: the rest, later
+            tasks.continue_processing(ctx, mailbox_id, lambda: declared["process_items"].send(mailbox_id))
 
     def rematch() -> None:
         _record(ctx, "rematch", (), lambda: tasks.rematch(ctx))

@@ -7,6 +7,12 @@
 | ``CRM_RETRY_MIN_BACKOFF_MS`` | 1000           | 5000          | first backoff; doubles per retry, with jitter  |
 | ``CRM_RETRY_MAX_BACKOFF_MS`` | 30000          | 600000        | backoff cap                                    |
 | ``CRM_WORKER_THREADS``     | 2                | (``--threads``) | embedded worker threads                      |
+| ``CRM_PROCESS_SLICE_SECONDS`` | —             | 1             | a mailbox's processing task hands the rest of |
+|                            |                  |               | its pending items to a new task after this long |
+
+The time slice keeps a large mailbox's processing from holding one worker for its whole length: the tasks of
+its slices go to the back of the queue, so several workers share the processing of several mailboxes evenly.
+Embedded mode (``sync --once``) processes everything in one run.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ class WorkerOptions:
     min_backoff_ms: int = 5_000
     max_backoff_ms: int = 600_000
     threads: int = 2
+    process_slice: float | None = 1.0  # seconds; None: a processing run goes on until nothing is pending
 
 
-_EMBEDDED = WorkerOptions(max_retries=3, min_backoff_ms=1_000, max_backoff_ms=30_000)
+_EMBEDDED = WorkerOptions(max_retries=3, min_backoff_ms=1_000, max_backoff_ms=30_000, process_slice=None)
 _REDIS = WorkerOptions()
 
 
@@ -54,4 +61,11 @@ def worker_options(embedded: bool, env: Mapping[str, str] | None = None) -> Work
         min_backoff_ms=max(1, int(_number(env, "CRM_RETRY_MIN_BACKOFF_MS", base.min_backoff_ms))),
         max_backoff_ms=max(1, int(_number(env, "CRM_RETRY_MAX_BACKOFF_MS", base.max_backoff_ms))),
         threads=max(1, int(_number(env, "CRM_WORKER_THREADS", base.threads))),
+        process_slice=_slice(env, base.process_slice),
     )
+
+
+def _slice(env: Mapping[str, str], default: float | None) -> float | None:
+    if default is None or not env.get("CRM_PROCESS_SLICE_SECONDS", "").strip():
+        return default
+    return _number(env, "CRM_PROCESS_SLICE_SECONDS", default)

@@ -127,7 +127,9 @@ def _page_hook(ctx: WorkerContext, lease: Lease, mailbox_id: int) -> Callable[[i
 
 def process_items(ctx: WorkerContext, mailbox_id: int | None = None) -> ProcessStats | None:
     """Process pending raw items (all, or one mailbox's). ``None``: the same work (or an exclusive run) is
-    under way; whatever stays pending is enqueued again by the scheduler's next tick."""
+    under way; whatever stays pending is enqueued again by the scheduler's next tick. A mailbox's run ends
+    after its time slice (``CRM_PROCESS_SLICE_SECONDS``) with ``more`` set: ``continue_processing`` queues
+    the rest."""
     lease = _exclusive_lease(ctx) if mailbox_id is None else _mailbox_lease(ctx, mailbox_id)
     ctx.locks.clear(queued_marker("process_items", *(() if mailbox_id is None else (mailbox_id,))))  # as above
     if lease is None:
@@ -142,16 +144,37 @@ def process_items(ctx: WorkerContext, mailbox_id: int | None = None) -> ProcessS
             on_progress(done, total)
 
     try:
-        stats = process_pending(ctx.app, mailbox_id=mailbox_id, now=ctx.hooks.now, on_progress=after_batch)
+        stats = process_pending(
+            ctx.app,
+            mailbox_id=mailbox_id,
+            now=ctx.hooks.now,
+            on_progress=after_batch,
+            time_slice=ctx.options.process_slice if mailbox_id is not None else None,
+        )
     except LockLost as error:
         raise _retry_later(error) from error
     finally:
         lease.release()
     log.info(
         "items processed",
-        extra={"event": "process", "mailbox_id": mailbox_id, **stats.as_dict(), "duration": _since(started)},
+        extra={
+            "event": "process",
+            "mailbox_id": mailbox_id,
+            **stats.as_dict(),
+            "more": stats.more,
+            "duration": _since(started),
+        },
     )
     return stats
+
+
+def continue_processing(ctx: WorkerContext, mailbox_id: int, send: Callable[[], object]) -> bool:
+    """After a run that ended with its slice: queue the mailbox's next run at the back of the queue (behind
+    other mailboxes' work), unless the scheduler has queued one already. True if sent."""
+    if not ctx.locks.claim(queued_marker("process_items", mailbox_id), ctx.options.lock_ttl):
+        return False
+    send()
+    return True
 
 
 def _mailbox_lease(ctx: WorkerContext, mailbox_id: int) -> Lease | None:

@@ -31,6 +31,7 @@ class ProcessStats:
     contacts_created: int = 0
     leads_created: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    more: bool = False  # the run stopped at the end of its time slice: items may be left pending
 
     def merge(self, other: ProcessStats) -> None:
         for name in (

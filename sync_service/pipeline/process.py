@@ -11,6 +11,7 @@ order so that a reply finds the message it answers (opportunity rule a).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ from sync_service.values import MessageHeaders
 
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SLICE_PER_INDEX = 10  # a time-sliced run lasts at least this many times its candidate index's build time
 
 
 def _pending(mailbox_id: int | None, after: int, limit: int) -> object:
@@ -174,12 +176,21 @@ def process_pending(
     mailbox_id: int | None = None,
     now: datetime | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    time_slice: float | None = None,
 ) -> ProcessStats:
-    """Process every pending raw item; ``on_progress(done, total)`` after each batch."""
+    """Process every pending raw item; ``on_progress(done, total)`` after each batch.
+
+    ``time_slice`` (seconds): stop after the batch that ends the slice, with ``stats.more`` set, and leave the
+    rest pending for another run (a worker then re-queues the mailbox, and several workers share a large
+    mailbox's processing in turns). A slice lasts at least ``SLICE_PER_INDEX`` times what building the
+    candidate index took, so that a large CRM's start-up cost stays a small share of each run."""
+    started = time.monotonic()
     now = now or datetime.now(UTC)
     stats = ProcessStats()
     with app.sessions() as session:
         run = _Run(app, now, stats, _index(app, session))
+        if time_slice is not None:
+            time_slice = max(time_slice, SLICE_PER_INDEX * (time.monotonic() - started))
         run.owners = {
             m: (e, u)
             for m, e, u in session.execute(
@@ -189,6 +200,9 @@ def process_pending(
         total = count_pending(session, mailbox_id)
     after, done = 0, 0
     while True:
+        if time_slice is not None and done and time.monotonic() - started >= time_slice:
+            stats.more = True
+            return stats
         with transaction(app.sessions) as session:
             raws = list(session.scalars(_pending(mailbox_id, after, app.settings.batch_size)))  # type: ignore[call-overload]
             if not raws:

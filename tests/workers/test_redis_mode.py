@@ -162,6 +162,49 @@ def test_scheduler_redrives_processing_of_pending_items(app: App, runtime: Runti
     assert redis_queue_stats(runtime.redis)["process"]["ready"] == 1  # type: ignore[arg-type]
 
 
+def test_a_mailbox_processed_in_time_slices_is_continued_until_done(
+    app: App, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each processing task ends with its slice and queues the rest itself: no scheduler is running here."""
+    from sync_service.pipeline import process
+
+    monkeypatch.setenv("CRM_PROCESS_SLICE_SECONDS", "0")
+    monkeypatch.setattr(process, "SLICE_PER_INDEX", 0)  # one batch per task
+    app.settings = replace(app.settings, broker_url=redis_url, batch_size=2)
+    runtime = setup_broker(app.settings, app=app)
+    try:
+        assert runtime.options.process_slice == 0
+        prepare(app, {"a": f"maildir://{generated_mail(tmp_path / 'mail', 7)}"})
+        mailbox_id = _ids(app)["a"]
+        tasks.sync_mailbox(runtime.context, mailbox_id)
+        caplog.set_level(logging.INFO, logger="workers.tasks")
+        runtime.send("process_items", mailbox_id)
+        worker = dramatiq.Worker(runtime.broker, worker_threads=1, worker_timeout=100)
+        worker.start()
+        try:
+            wait_for(lambda: _pending(app) == 0, 60, "every item to be processed")
+            assert runtime.redis is not None
+            wait_for(lambda: redis_queue_stats(runtime.redis)["process"] == {  # type: ignore[arg-type]
+                "ready": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 0}, 30, "the queue to drain")
+        finally:
+            worker.stop()
+        runs = [r for r in caplog.records if getattr(r, "event", None) == "process"]
+        # 7 items in batches of 2: four runs that each end with their slice, and one that finds nothing left
+        fields = [r.__dict__ for r in runs]  # the log lines' extra fields
+        assert [f["more"] for f in fields] == [True, True, True, True, False]
+        assert sum(f["logged"] + sum(f["skipped"].values()) for f in fields) == 7
+        assert not runtime.locks.is_locked(queued_marker("process_items", mailbox_id))
+    finally:
+        runtime.close()
+
+
+def _pending(app: App) -> int:
+    from sync_service.pipeline.process import count_pending
+
+    with app.sessions() as session:
+        return count_pending(session)
+
+
 def test_status_counts_redis_queues_and_dead_letters_can_be_requeued(cli, redis_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     assert cli("init").code == 0
     monkeypatch.setenv("CRM_BROKER_URL", redis_url)

@@ -1,0 +1,27 @@
+"""Worker tuning from the environment (``workers/options.py``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sync_service.errors import ConfigError
+from workers.options import worker_options
+
+
+def test_defaults_differ_between_embedded_and_redis_mode() -> None:
+    embedded, redis = worker_options(True, {}), worker_options(False, {})
+    assert (embedded.max_retries, redis.max_retries) == (3, 10)
+    assert (embedded.process_slice, redis.process_slice) == (None, 1.0)
+
+
+def test_process_slice_is_read_in_redis_mode_only() -> None:
+    assert worker_options(False, {"CRM_PROCESS_SLICE_SECONDS": "2.5"}).process_slice == 2.5
+    assert worker_options(False, {"CRM_PROCESS_SLICE_SECONDS": " "}).process_slice == 1.0
+    # sync --once processes everything in one run, whatever the variable says
+    assert worker_options(True, {"CRM_PROCESS_SLICE_SECONDS": "2.5"}).process_slice is None
+
+
+@pytest.mark.parametrize("value", ["soon", "-1"])
+def test_a_bad_value_is_a_one_line_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="CRM_PROCESS_SLICE_SECONDS"):
+        worker_options(False, {"CRM_PROCESS_SLICE_SECONDS": value})
