@@ -310,6 +310,13 @@ def summary(results: dict[str, Any]) -> str:
                 f"{BACKEND_NAMES[backend]}: logged {stats['logged']}, skipped {skipped}, "
                 f"quarantined {stats['quarantined']}, contacts created {stats['contacts_created']}"
             )
+    stolen = [
+        f"{BACKEND_NAMES[b]} ingest {results[b]['stolen_seconds']:.1f} s"
+        for b in ("sqlite", "postgresql")
+        if isinstance(results.get(b), dict) and results[b].get("stolen_seconds") is not None
+    ]
+    if stolen:
+        lines.append("CPU taken by the host from this VM while timed (/proc/stat steal): " + ", ".join(stolen))
     rows = [Row(**r) for r in results["rows"]]
     return "\n".join([*lines, "", render(rows)])
 

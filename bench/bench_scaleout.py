@@ -44,6 +44,7 @@ from typing import IO, Any
 from bench.bench_ingest import create_database, warm_page_cache
 from bench.corpus import MAILDIR, SYNC_NOW, CorpusSpec, ensure_corpus, make_maildir, message_files
 from bench.corpus import read_manifest as _read_manifest
+from bench.measure import stolen_seconds
 from bench.options import corpus_parser, parse_corpus_args, write_json
 from bench.servers import throwaway
 from bench.table import aligned, cell
@@ -66,6 +67,7 @@ class RunResult:
     worker_cpu_seconds: float | None
     server_cpu_seconds: float | None
     startup_seconds: float
+    stolen_seconds: float | None = None  # CPU the host took from this VM during the run (``/proc/stat`` steal)
     counts: dict[str, int] = field(default_factory=dict)
     tasks: dict[str, Any] = field(default_factory=dict)  # from the workers' JSON logs: see ``task_summary``
     agrees: bool | None = None  # with the first run, by natural keys (None: it is the first run)
@@ -324,19 +326,21 @@ def timed_run(
         startup = time.perf_counter() - launched
 
         groups = (workers.popen.pid, scheduler.popen.pid)
-        server_before, cpu_before = server.seconds(), group_cpu(groups)
+        server_before, cpu_before, stolen_before = server.seconds(), group_cpu(groups), stolen_seconds()
         started = time.perf_counter()
         with transaction(app.sessions) as session:
             session.execute(update(Mailbox).values(state=IDLE))
         _wait(lambda: _finished(app), args.timeout, "every mailbox to sync and every item to be processed", alive)
         seconds = time.perf_counter() - started
-        server_after, cpu_after = server.seconds(), group_cpu(groups)
+        server_after, cpu_after, stolen_after = server.seconds(), group_cpu(groups), stolen_seconds()
         workers.stop()
         scheduler.stop()
         worker_cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
         server_cpu = server_after - server_before if server_before is not None and server_after is not None else None
         result = RunResult(
-            label, processes, args.threads, messages, seconds, worker_cpu, server_cpu, startup, _counts(app)
+            label, processes, args.threads, messages, seconds, worker_cpu, server_cpu, startup,
+            stolen_after - stolen_before if stolen_before is not None and stolen_after is not None else None,
+            _counts(app),
         )
         result.tasks = task_summary(worker_log)
         return result, snapshot(app)
@@ -433,6 +437,7 @@ def render(runs: Sequence[RunResult]) -> str:
         "workers CPU s",
         "PostgreSQL CPU s",
         "busy cores",
+        "stolen s",
         "ratio",
         "target",
         "met",
@@ -456,6 +461,7 @@ def render(runs: Sequence[RunResult]) -> str:
                 cell(run.worker_cpu_seconds, ".1f"),
                 cell(run.server_cpu_seconds, ".1f"),
                 cell(run.busy_cores, ".2f"),
+                cell(run.stolen_seconds, ".1f"),
                 ratio_text or "–",
                 "–",
                 agree or "–",
@@ -478,12 +484,13 @@ def render(runs: Sequence[RunResult]) -> str:
                 cell(_median([r.worker_cpu_seconds for r in chosen]), ".1f"),
                 cell(_median([r.server_cpu_seconds for r in chosen]), ".1f"),
                 cell(_median([r.busy_cores for r in chosen]), ".2f"),
+                cell(_median([r.stolen_seconds for r in chosen]), ".1f"),
                 "1.00×" if processes == 1 else cell(ratio, ".2f") + ("×" if ratio is not None else ""),
                 "–" if processes == 1 else f"≥ {TARGET:g}×",
                 "–" if processes == 1 or ratio is None else ("yes" if ratio >= TARGET else "NO"),
             )
         )
-    return aligned(header, lines, left=(0, 9))
+    return aligned(header, lines, left=(0, 10))
 
 
 def summary(results: dict[str, Any]) -> str:

@@ -198,6 +198,18 @@ def _counts(app: Any) -> dict[str, int]:
         }
 
 
+def stolen_seconds() -> float | None:
+    """CPU seconds the hypervisor has taken from this virtual machine since boot, over all its CPUs (the
+    ``steal`` column of ``/proc/stat``); None where unknown. A run during which the host took much CPU is
+    slower for a reason that is not ours: the benchmarks print this next to their timings."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK") if fields[0] == "cpu" and len(fields) > 8 else None
+    except (OSError, ValueError):
+        return None
+
+
 class ServerCpu:
     """CPU seconds used by a local PostgreSQL server: its postmaster and every process under it (backends,
     checkpointer, WAL writer, autovacuum), alive or already exited. Linux only; ``None`` where unknown."""
@@ -246,19 +258,21 @@ def _timed(app: Any, counter: StatementCounter, server: ServerCpu) -> tuple[Any,
     from sync_service.startup import freeze_startup_objects
 
     counter.count = 0
-    server_before = server.seconds()
+    server_before, stolen_before = server.seconds(), stolen_seconds()
     started, cpu = time.perf_counter(), time.process_time()
     freeze_startup_objects()  # as `crm-sync sync` does before run_once
     report = run_once(app, now=SYNC_NOW)
     wall, own = time.perf_counter() - started, time.process_time() - cpu
-    server_after = server.seconds()
+    server_after, stolen_after = server.seconds(), stolen_seconds()
     server_cpu = server_after - server_before if server_before is not None and server_after is not None else None
+    stolen = stolen_after - stolen_before if stolen_before is not None and stolen_after is not None else None
     return report, {
         "seconds": wall,
         "cpu_seconds": own + (server_cpu or 0.0),
         "client_cpu_seconds": own,
         "server_cpu_seconds": server_cpu,
         "statements": counter.count,
+        "stolen_seconds": stolen,
     }
 
 
