@@ -47,9 +47,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SLICE_PER_INDEX = 10  # a time-sliced run lasts at least this many times its candidate index's build time
 
 
-def _pending(mailbox_id: int | None, after: int, limit: int) -> object:
+def _pending(mailbox_id: int | None, after: int, limit: int, what: object = RawItem) -> object:
     stmt = (
-        select(RawItem)
+        select(what)  # type: ignore[call-overload]
         .where(or_(RawItem.state == PENDING, and_(RawItem.state == DELETED, RawItem.processed_at.is_(None))))
         .where(RawItem.id > after)
         .order_by(RawItem.id)
@@ -201,7 +201,8 @@ def process_pending(
     after, done = 0, 0
     while True:
         if time_slice is not None and done and time.monotonic() - started >= time_slice:
-            stats.more = True
+            with app.sessions() as session:  # is anything left? (else the next run would find nothing)
+                stats.more = session.scalar(_pending(mailbox_id, after, 1, RawItem.id)) is not None  # type: ignore[call-overload]
             return stats
         with transaction(app.sessions) as session:
             raws = list(session.scalars(_pending(mailbox_id, after, app.settings.batch_size)))  # type: ignore[call-overload]
