@@ -17,7 +17,8 @@ In one run:
    contacts, leads, opportunities, synced items, raw items, quarantine): the runs must agree.
 
 It prints a table with each run's wall seconds, msg/s, the CPU seconds of the worker processes and of the
-PostgreSQL server, the cores they kept busy on average, and the 2-vs-1 throughput ratio against the target
+PostgreSQL server, the cores they kept busy on average, the CPU the host took from this VM meanwhile
+(``/proc/stat`` steal), and the 2-vs-1 throughput ratio against the target
 (≥ 1.7×). The exit code is 0 even when the target is missed; 1 when a run fails or the runs disagree.
 """
 
