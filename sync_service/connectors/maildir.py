@@ -9,6 +9,11 @@ a ``new/`` → ``cur/`` move is not a change; version = the file size (Maildir m
 that is not UTF-8 gets its undecodable bytes as ``\\xNN`` escapes in the id (``localpath.text_id``). As they
 are immutable, a listing stats only the files its cursor does not know yet: a re-sync of a large Maildir
 reads the directories, not every file's inode.
+A folder whose ``new/`` and ``cur/`` (and, for the root, the root itself) still have the modification times
+the last complete listing saw is not read at all — adding, removing or renaming a message changes them — as
+long as those times were at least two seconds older than that listing (``SETTLED_NS``: a coarse file-system
+clock could otherwise give a message that arrived just after it the same time). The root is always read when
+it holds calendar or contact files, which can change in place.
 ``new/`` is read before ``cur/`` so a message moving between them during a scan is seen at least once, and
 a snapshot id that seems gone is confirmed by a second scan before it is reported deleted (a rename
 racing with the directory read can hide a file once).
@@ -23,9 +28,10 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sync_service.connectors.base import ChangePage, ItemKind, ItemRef, RawItem
 from sync_service.connectors.localpath import (
@@ -39,11 +45,13 @@ from sync_service.connectors.localpath import (
     text_id,
     url_to_path,
 )
-from sync_service.connectors.snapshot import ROOT_FOLDER, decode_cursor, entries_page
+from sync_service.connectors.snapshot import ROOT_FOLDER, decode_state, entries_page
 from sync_service.errors import PermanentSourceError
 
 _INFO = re.compile(r"[:!][12],")
 _LOOSE_PREFIX: dict[ItemKind, str] = {"calendar": "ics", "contacts": "vcf"}
+_LOOSE_IDS = tuple(f"{prefix}:" for prefix in _LOOSE_PREFIX.values())
+SETTLED_NS = 2_000_000_000  # directory times this much older than a scan are trusted (coarse file-system clocks)
 
 
 def unique_key(file_name: str) -> str:
@@ -59,7 +67,7 @@ class MaildirConnector:
         # The listing of a pass that has more pages, kept with the cursor of its next page: listing a folder
         # scans and stats every file, so doing it once per pass instead of once per page keeps a large
         # initial sync linear. Files that arrive meanwhile are listed by the next pass.
-        self._listing: dict[str, tuple[str, _Scan]] = {}
+        self._listing: dict[str, tuple[str, _Scan, dict[str, Any] | None]] = {}
 
     def folders(self) -> Sequence[str]:
         require_path(self.root, "dir")
@@ -68,19 +76,23 @@ class MaildirConnector:
         return [ROOT_FOLDER, *names]
 
     def list_changes(self, folder: str, cursor: str | None, limit: int = 500) -> ChangePage:
-        previous = decode_cursor(cursor)
+        previous, meta = decode_state(cursor)
         listed = self._listing.pop(folder, None)
+        marks: dict[str, Any] | None = None
         if listed is not None and listed[0] == cursor:  # the next page of the same pass
-            scan = listed[1]
+            scan, marks = listed[1], listed[2]
         else:
+            marks = self._marks(folder, previous)
+            if cursor is not None and marks is not None and _unchanged(meta, marks):
+                return ChangePage((), (), cursor, False)
             scan = self._scan(folder, previous)
             if not scan.paths.keys() >= previous.keys():  # something seems gone: confirm with a second scan
                 again = self._scan(folder, previous)
                 scan = _Scan({**scan.paths, **again.paths}, {**scan.fresh, **again.fresh})
             self._located[folder] = scan.paths
-        page = entries_page(scan.fresh, previous, limit, present=scan.paths)
+        page = entries_page(scan.fresh, previous, limit, present=scan.paths, meta=marks)
         if page.more:
-            self._listing[folder] = (page.next_cursor, scan)
+            self._listing[folder] = (page.next_cursor, scan, marks)  # the marks go into the pass's last cursor
         return page
 
     def fetch(self, folder: str, refs: Sequence[ItemRef]) -> Iterator[RawItem]:
@@ -108,6 +120,21 @@ class MaildirConnector:
             raise PermanentSourceError(f"no Maildir folder {folder!r} in {self.root}")
         return path
 
+    def _marks(self, folder: str, snapshot: Mapping[str, str]) -> dict[str, Any] | None:
+        """What says "nothing changed" next time: the modification times of the folder's ``new/`` and ``cur/``
+        (and, for the root, of the root itself), read before the scan, with the time the scan started. None
+        where it cannot tell: the root when it holds calendar or contact files, which change in place."""
+        directory = self._folder_dir(folder)
+        subs = [directory / "new", directory / "cur"]
+        if folder == ROOT_FOLDER:
+            if any(key.startswith(_LOOSE_IDS) for key in snapshot):
+                return None
+            subs.append(directory)
+        try:
+            return {"dirs": [os.stat(sub).st_mtime_ns for sub in subs], "at": time.time_ns()}
+        except OSError:
+            return None
+
     def _scan(self, folder: str, known: Mapping[str, str] | None = None) -> _Scan:
         """The folder's files; a message in ``known`` (a snapshot) keeps its version there, unstat'ed."""
         directory = self._folder_dir(folder)
@@ -127,6 +154,16 @@ class _Scan(NamedTuple):
 
     paths: dict[str, str]  # unique key → file path, for everything present
     fresh: dict[str, FileEntry]  # the new (stat'ed) ones, and every loose calendar / contact file
+
+
+def _unchanged(meta: Mapping[str, Any], marks: Mapping[str, Any]) -> bool:
+    """The folder is as the cursor's scan left it: the same directory modification times, and those times
+    were at least ``SETTLED_NS`` older than that scan, so a file added within the file system's timestamp
+    granularity of the scan could not have kept them."""
+    dirs, at = meta.get("dirs"), meta.get("at")
+    if dirs != marks["dirs"] or not isinstance(at, int) or not isinstance(dirs, list) or not dirs:
+        return False
+    return all(isinstance(t, int) and at - t >= SETTLED_NS for t in dirs)
 
 
 def _is_subfolder(entry: os.DirEntry[str]) -> bool:

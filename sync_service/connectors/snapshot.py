@@ -188,10 +188,13 @@ def entries_page(
     previous: Mapping[str, str],
     limit: int,
     present: Container[str] | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> ChangePage:
     """``diff_page`` over scanned files, oldest modification time first."""
     current = {k: (e.version, e.kind) for k, e in entries.items()}
-    return diff_page(current, previous, limit, present=present, sort_key=lambda k: (entries[k].mtime_ns, k))
+    return diff_page(
+        current, previous, limit, present=present, sort_key=lambda k: (entries[k].mtime_ns, k), meta=meta
+    )
 
 
 def check_root_folder(folder: str) -> None:

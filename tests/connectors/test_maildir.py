@@ -5,6 +5,7 @@ from __future__ import annotations
 import mailbox
 import os
 import re
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -224,3 +225,79 @@ def test_unique_key() -> None:
 def test_unique_key_matches_the_maildir_info_pattern(name: str) -> None:
     # the fast path (partition on ":2,") against the definition: cut at the first [:!][12],
     assert unique_key(name) == re.split(r"[:!][12],", name, maxsplit=1)[0]
+
+
+def _age(*directories: Path, seconds: float = 10.0) -> None:
+    """Set the directories' modification times ``seconds`` in the past (as if nothing had changed lately)."""
+    then = time.time_ns() - int(seconds * 1e9)
+    for directory in directories:
+        os.utime(directory, ns=(then, then))
+
+
+def _counting_listdir(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = os.listdir
+
+    def counting(path: str = ".") -> list[str]:
+        calls.append(os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "listdir", counting)
+    return calls
+
+
+def test_a_folder_whose_directories_did_not_change_is_not_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "mail"
+    md, _ = _maildir(root, 3)
+    sent = md.add_folder("Sent")
+    sent.add(_msg(9))
+    _age(root, root / "new", root / "cur", root / ".Sent" / "new", root / ".Sent" / "cur")
+    conn = MaildirConnector(f"maildir://{root}")
+    _, inbox_cursor = _drain(conn, ".", limit=2)  # two pages: the marks go into the last one
+    _, sent_cursor = _drain(conn, "Sent")
+    calls = _counting_listdir(monkeypatch)
+    for folder, cursor in ((".", inbox_cursor), ("Sent", sent_cursor)):
+        page = conn.list_changes(folder, cursor)
+        assert (page.upserts, page.deletes, page.next_cursor, page.more) == ((), (), cursor, False)
+    assert calls == []  # neither folder's directories were read
+    # A new message changes the directory: the folder is read and the message listed.
+    new_key = md.add(_msg(10))
+    page = conn.list_changes(".", inbox_cursor)
+    assert _ids([page]) == [new_key] and calls
+    # A removed message too.
+    calls.clear()
+    _age(root / ".Sent" / "new", root / ".Sent" / "cur")  # unchanged, but its times are not what the cursor saw
+    page = conn.list_changes("Sent", sent_cursor)
+    assert page.upserts == () and calls  # read once to be sure, and its new cursor records the new times
+    for key in list(sent.keys()):
+        sent.remove(key)
+    assert len(conn.list_changes("Sent", page.next_cursor).deletes) == 1
+
+
+def test_a_folder_changed_just_before_its_scan_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Directory times within SETTLED_NS of the scan are not trusted: a file system with a coarse clock could
+    give a message that arrived just after the scan the same directory time."""
+    root = tmp_path / "mail"
+    _maildir(root, 2)  # written just now
+    conn = MaildirConnector(f"maildir://{root}")
+    _, cursor = _drain(conn)
+    calls = _counting_listdir(monkeypatch)
+    assert conn.list_changes(".", cursor).upserts == () and calls
+
+
+def test_the_root_with_calendar_files_is_always_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A calendar file next to the mail can be rewritten in place, which no directory time shows."""
+    root = tmp_path / "mail"
+    _maildir(root, 1)
+    (root / "team.ics").write_bytes(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
+    _age(root, root / "new", root / "cur", root / "team.ics")
+    conn = MaildirConnector(f"maildir://{root}")
+    _, cursor = _drain(conn)
+    before = (root / "new").stat().st_mtime_ns, (root / "cur").stat().st_mtime_ns, root.stat().st_mtime_ns
+    (root / "team.ics").write_bytes(b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n")
+    after = (root / "new").stat().st_mtime_ns, (root / "cur").stat().st_mtime_ns, root.stat().st_mtime_ns
+    assert after == before  # rewritten in place: no directory shows it
+    page = conn.list_changes(".", cursor)
+    assert [r.external_id for r in page.upserts] == ["ics:team.ics"]
