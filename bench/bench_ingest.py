@@ -317,6 +317,14 @@ def summary(results: dict[str, Any]) -> str:
     ]
     if stolen:
         lines.append("CPU taken by the host from this VM while timed (/proc/stat steal): " + ", ".join(stolen))
+    helpers = [
+        f"{BACKEND_NAMES[b]} {results[b]['helper_cpu_seconds']:.1f} s CPU, "
+        f"peak {results[b]['helper_peak_rss_kib'] / 1024:.0f} MiB"
+        for b in ("sqlite", "postgresql")
+        if isinstance(results.get(b), dict) and results[b].get("helper_cpu_seconds")
+    ]
+    if helpers:
+        lines.append("parser processes (CRM_PARSE_PROCESSES; in the CPU column): " + ", ".join(helpers))
     rows = [Row(**r) for r in results["rows"]]
     return "\n".join([*lines, "", render(rows)])
 

@@ -9,10 +9,16 @@
 | ``CRM_WORKER_THREADS``     | 2                | (``--threads``) | embedded worker threads                      |
 | ``CRM_PROCESS_SLICE_SECONDS`` | —             | 1             | a mailbox's processing task hands the rest of |
 |                            |                  |               | its pending items to a new task after this long |
+| ``CRM_PARSE_PROCESSES``    | 1 (0 on one core) | 0            | helper processes that parse a mailbox's next  |
+|                            |                  |               | batch while its current one is written        |
 
 The time slice keeps a large mailbox's processing from holding one worker for its whole length: the tasks of
 its slices go to the back of the queue, so several workers share the processing of several mailboxes evenly.
 Embedded mode (``sync --once``) processes everything in one run.
+
+Parsing ahead (``sync_service.pipeline.preparse``) puts a second core to work on one large mailbox; it starts
+only when more than one batch is pending. Redis workers leave it off by default: there, more worker processes
+are the way to use more cores.
 """
 
 from __future__ import annotations
@@ -32,10 +38,18 @@ class WorkerOptions:
     max_backoff_ms: int = 600_000
     threads: int = 2
     process_slice: float | None = 1.0  # seconds; None: a processing run goes on until nothing is pending
+    parse_processes: int = 0  # helper processes parsing the next batch ahead (0: none)
 
 
 _EMBEDDED = WorkerOptions(max_retries=3, min_backoff_ms=1_000, max_backoff_ms=30_000, process_slice=None)
 _REDIS = WorkerOptions()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
@@ -62,6 +76,7 @@ def worker_options(embedded: bool, env: Mapping[str, str] | None = None) -> Work
         max_backoff_ms=max(1, int(_number(env, "CRM_RETRY_MAX_BACKOFF_MS", base.max_backoff_ms))),
         threads=max(1, int(_number(env, "CRM_WORKER_THREADS", base.threads))),
         process_slice=_slice(env, base.process_slice),
+        parse_processes=int(_number(env, "CRM_PARSE_PROCESSES", (1 if _cores() > 1 else 0) if embedded else 0)),
     )
 
 

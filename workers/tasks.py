@@ -42,6 +42,8 @@ EXCLUSIVE_WAIT = 0.2  # seconds between checks while an exclusive run waits for 
 
 def process_lock(mailbox_id: int) -> str:
     return f"{MAILBOX_PROCESS_PREFIX}{mailbox_id}"
+
+
 REMATCH_MODULE = "sync_service.pipeline.rematch"
 
 
@@ -150,6 +152,7 @@ def process_items(ctx: WorkerContext, mailbox_id: int | None = None) -> ProcessS
             now=ctx.hooks.now,
             on_progress=after_batch,
             time_slice=ctx.options.process_slice if mailbox_id is not None else None,
+            parse_processes=ctx.options.parse_processes,
         )
     except LockLost as error:
         raise _retry_later(error) from error

@@ -32,6 +32,7 @@ from sync_service.pipeline.items import (
 )
 from sync_service.pipeline.link_state import LinkState, wanted_state
 from sync_service.pipeline.links import REVIEW_REASON, apply_decision, create_records
+from sync_service.pipeline.preparse import Parsed
 from sync_service.values import MessageBody, MessageHeaders, ParsedCalendar
 
 ITIP_UPDATES = {"REQUEST", "CANCEL", "ADD"}
@@ -76,16 +77,24 @@ class EmailPlan:
     body: MessageBody | None = None  # decoded only when the email is logged
 
 
-def plan_email(ctx: ProcessContext, raw: RawItem, data: bytes, headers: MessageHeaders | None = None) -> EmailPlan:
-    """Parse and decide without writing: every ``ParseError`` of an email is raised here."""
-    headers = headers or parse_headers(data)
+def plan_email(
+    ctx: ProcessContext,
+    raw: RawItem,
+    data: bytes,
+    headers: MessageHeaders | None = None,
+    parsed: Parsed | None = None,
+) -> EmailPlan:
+    """Parse and decide without writing: every ``ParseError`` of an email is raised here. ``parsed``: what a
+    helper process parsed of these bytes already (``preparse``); what it lacks is parsed here."""
+    parsed = parsed or Parsed()
+    headers = headers or parsed.headers or parse_headers(data)
     if headers.sender_address is None and not headers.recipients:
         # Nothing to match on: a damaged message, not private mail. Quarantine it so an admin sees it.
         raise ParseError("no sender and no recipient could be read from the headers (damaged message?)")
     assert raw.sha256 is not None
     key = email_key(headers.message_id, raw.sha256)
     if b"text/calendar" in data:
-        invitations = _invitations(ctx, data)
+        invitations = _invitations(ctx, data, parsed.calendars)
         if invitations:
             return EmailPlan(raw, headers, key, len(data), invitations=invitations)
     pending = ctx.batch.pending.get(key) if ctx.batch is not None else None
@@ -95,16 +104,21 @@ def plan_email(ctx: ProcessContext, raw: RawItem, data: bytes, headers: MessageH
     if existing is not None:
         return EmailPlan(raw, headers, key, len(data), existing=existing)
     decision = decide(facts_of(headers, ctx.owner_email), ctx.index, policy=ctx.settings.auto_create)
-    body = None if decision.skipped else parse_body(data, max_attachment_bytes=ctx.settings.max_attachment_bytes)
+    body = None
+    if not decision.skipped:
+        body = parsed.body or parse_body(data, max_attachment_bytes=ctx.settings.max_attachment_bytes)
     return EmailPlan(raw, headers, key, len(data), decision=decision, body=body)
 
 
-def _invitations(ctx: ProcessContext, data: bytes) -> tuple[ParsedCalendar, ...]:
+def _invitations(
+    ctx: ProcessContext, data: bytes, parsed: tuple[ParsedCalendar, ...] | None
+) -> tuple[ParsedCalendar, ...]:
     """The calendar parts of an invitation email that update a meeting (METHOD REQUEST / CANCEL / ADD)."""
-    body = parse_body(data, max_attachment_bytes=ctx.settings.max_attachment_bytes)
-    limit = ctx.settings.max_occurrences
-    calendars = (parse_calendar(part, ctx.window, max_occurrences=limit) for part in body.calendar_parts)
-    return tuple(c for c in calendars if (c.method or "").upper() in ITIP_UPDATES)
+    if parsed is None:
+        body = parse_body(data, max_attachment_bytes=ctx.settings.max_attachment_bytes)
+        limit = ctx.settings.max_occurrences
+        parsed = tuple(parse_calendar(part, ctx.window, max_occurrences=limit) for part in body.calendar_parts)
+    return tuple(c for c in parsed if (c.method or "").upper() in ITIP_UPDATES)
 
 
 def apply_email(ctx: ProcessContext, plan: EmailPlan) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -39,6 +39,7 @@ from sync_service.pipeline.context import ProcessContext, ProcessStats
 from sync_service.pipeline.emails import apply_email, plan_email
 from sync_service.pipeline.events import apply_events, cancel_missing
 from sync_service.pipeline.items import email_key
+from sync_service.pipeline.preparse import Key, ParseAhead, Parsed, ParseOptions
 from sync_service.pipeline.quarantine import quarantine
 from sync_service.values import MessageHeaders
 
@@ -47,9 +48,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SLICE_PER_INDEX = 10  # a time-sliced run lasts at least this many times its candidate index's build time
 
 
-def _pending(mailbox_id: int | None, after: int, limit: int, what: object = RawItem) -> object:
+def _pending(mailbox_id: int | None, after: int, limit: int, *what: object) -> object:
     stmt = (
-        select(what)  # type: ignore[call-overload]
+        select(*(what or (RawItem,)))  # type: ignore[call-overload]
         .where(or_(RawItem.state == PENDING, and_(RawItem.state == DELETED, RawItem.processed_at.is_(None))))
         .where(RawItem.id > after)
         .order_by(RawItem.id)
@@ -61,8 +62,15 @@ def _pending(mailbox_id: int | None, after: int, limit: int, what: object = RawI
 Step = Callable[[], list[str]]  # an item's writes; returns the parts that were skipped
 
 
-def _prepare(ctx: ProcessContext, raw: RawItem, data: bytes | None, headers: MessageHeaders | None) -> Step:
+def _prepare(
+    ctx: ProcessContext,
+    raw: RawItem,
+    data: bytes | None,
+    headers: MessageHeaders | None,
+    ahead: Mapping[Key, Parsed],
+) -> Step:
     """Parse (and, for an email, decide) one raw item WITHOUT writing; returns the step that writes it.
+    ``ahead``: what a helper process parsed already (``preparse``); a part it lacks is parsed here.
 
     A ``ParseError`` raised here leaves the session untouched, so the item is quarantined in place and the
     batch goes on. Calendars and address books are applied from what was parsed here."""
@@ -76,8 +84,9 @@ def _prepare(ctx: ProcessContext, raw: RawItem, data: bytes | None, headers: Mes
         return cancel
     if data is None:
         raise ParseError("the stored bytes of this item are missing")
+    parsed = ahead.get((raw.kind, raw.sha256 or ""))
     if raw.kind == "message":
-        plan = plan_email(ctx, raw, data, headers)
+        plan = plan_email(ctx, raw, data, headers, parsed)
 
         def write_email() -> list[str]:
             apply_email(ctx, plan)
@@ -85,7 +94,10 @@ def _prepare(ctx: ProcessContext, raw: RawItem, data: bytes | None, headers: Mes
 
         return write_email
     if raw.kind == "calendar":
-        calendar = parse_calendar(data, ctx.window, max_occurrences=ctx.settings.max_occurrences)
+        if parsed is not None and parsed.calendar is not None:
+            calendar = parsed.calendar
+        else:
+            calendar = parse_calendar(data, ctx.window, max_occurrences=ctx.settings.max_occurrences)
 
         def apply_calendar() -> list[str]:
             # A series that failed to parse or was capped is missing from the snapshot: never cancel by absence.
@@ -94,7 +106,7 @@ def _prepare(ctx: ProcessContext, raw: RawItem, data: bytes | None, headers: Mes
 
         return apply_calendar
     if raw.kind == "contacts":
-        cards, problems = parse_vcards(data)
+        cards, problems = parsed.cards if parsed is not None and parsed.cards is not None else parse_vcards(data)
 
         def apply_cards() -> list[str]:
             for card in cards:
@@ -105,17 +117,21 @@ def _prepare(ctx: ProcessContext, raw: RawItem, data: bytes | None, headers: Mes
     raise ParseError(f"unknown item kind {raw.kind!r}")
 
 
-def _order(raws: list[RawItem], blobs: dict[int, bytes]) -> tuple[list[RawItem], dict[int, MessageHeaders]]:
+def _order(
+    raws: list[RawItem], blobs: dict[int, bytes], ahead: Mapping[Key, Parsed]
+) -> tuple[list[RawItem], dict[int, MessageHeaders]]:
     """The batch in processing order (emails by date, so a reply finds what it answers) and the headers of
-    its messages, parsed once here. A message whose headers do not parse is left out of the headers: its
-    own processing raises the error."""
+    its messages, parsed once here (or ahead). A message whose headers do not parse is left out of the
+    headers: its own processing raises the error."""
     headers: dict[int, MessageHeaders] = {}
 
     def when(raw: RawItem) -> tuple[int, datetime, int]:
         if raw.kind != "message" or raw.id not in blobs:
             return (0, _EPOCH, raw.id)
         try:
-            parsed = headers[raw.id] = parse_headers(blobs[raw.id])
+            early = ahead.get((raw.kind, raw.sha256 or ""))
+            found = early.headers if early is not None else None
+            parsed = headers[raw.id] = found or parse_headers(blobs[raw.id])
         except ParseError:
             return (1, _EPOCH, raw.id)
         return (1, parsed.date or _EPOCH, raw.id)
@@ -125,9 +141,7 @@ def _order(raws: list[RawItem], blobs: dict[int, bytes]) -> tuple[list[RawItem],
 
 def _thread_refs(headers: dict[int, MessageHeaders]) -> set[str]:
     """Every thread key the batch's emails may look up (rule a)."""
-    return {
-        key for h in headers.values() for key in thread_refs(h.in_reply_to, h.references, h.conversation_id)
-    }
+    return {key for h in headers.values() for key in thread_refs(h.in_reply_to, h.references, h.conversation_id)}
 
 
 def load_threads(session: Session, index: CandidateIndex, refs: set[str]) -> None:
@@ -177,8 +191,12 @@ def process_pending(
     now: datetime | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     time_slice: float | None = None,
+    parse_processes: int = 0,
 ) -> ProcessStats:
     """Process every pending raw item; ``on_progress(done, total)`` after each batch.
+
+    ``parse_processes``: when more than one batch is pending, that many helper processes parse each next
+    batch while this one matches and writes the current one (``preparse``; 0: parse here).
 
     ``time_slice`` (seconds): stop after the batch that ends the slice, with ``stats.more`` set, and leave the
     rest pending for another run (a worker then re-queues the mailbox, and several workers share a large
@@ -198,27 +216,56 @@ def process_pending(
             )
         }
         total = count_pending(session, mailbox_id)
-    after, done = 0, 0
-    while True:
-        if time_slice is not None and done and time.monotonic() - started >= time_slice:
-            with app.sessions() as session:  # is anything left? (else the next run would find nothing)
-                stats.more = session.scalar(_pending(mailbox_id, after, 1, RawItem.id)) is not None  # type: ignore[call-overload]
-            return stats
-        with transaction(app.sessions) as session:
-            raws = list(session.scalars(_pending(mailbox_id, after, app.settings.batch_size)))  # type: ignore[call-overload]
-            if not raws:
+    ahead = _parse_ahead(app, now, parse_processes) if parse_processes > 0 and total > app.settings.batch_size else None
+    try:
+        after, done = 0, 0
+        while True:
+            if time_slice is not None and done and time.monotonic() - started >= time_slice:
+                with app.sessions() as session:  # is anything left? (else the next run would find nothing)
+                    stats.more = session.scalar(_pending(mailbox_id, after, 1, RawItem.id)) is not None  # type: ignore[call-overload]
                 return stats
-            after = raws[-1].id
-            run.batch(session, raws)
-        done += len(raws)
-        if on_progress is not None:
-            on_progress(done, max(total, done))
+            with transaction(app.sessions) as session:
+                raws = list(session.scalars(_pending(mailbox_id, after, app.settings.batch_size)))  # type: ignore[call-overload]
+                if not raws:
+                    return stats
+                after = raws[-1].id
+                blobs, parsed = (ahead.blobs, ahead.take()) if ahead is not None else ({}, {})
+                if ahead is not None:
+                    _parse_next(app, session, ahead, mailbox_id, after)
+                run.batch(session, raws, blobs, parsed)
+            done += len(raws)
+            if on_progress is not None:
+                on_progress(done, max(total, done))
+    finally:
+        if ahead is not None:
+            ahead.close()
 
 
-def _read_blobs(app: App, raws: list[RawItem]) -> dict[int, bytes]:
-    """The stored bytes of a batch. A missing file is left out: ``_prepare`` quarantines that item alone."""
+def _parse_ahead(app: App, now: datetime, processes: int) -> ParseAhead | None:
+    settings = app.settings
+    try:
+        options = ParseOptions(app.window(now), settings.max_occurrences, settings.max_attachment_bytes)
+        return ParseAhead(processes, options)
+    except (OSError, ValueError) as error:  # e.g. no /dev/shm for the pool's locks: parse here
+        log.warning("cannot start parser processes, parsing in the run itself: %s", error)
+        return None
+
+
+def _parse_next(app: App, session: Session, ahead: ParseAhead, mailbox_id: int | None, after: int) -> None:
+    """Hand the batch after ``after`` to the parser processes (its bytes are kept for its turn)."""
+    columns = (RawItem.kind, RawItem.sha256, RawItem.state)
+    rows = session.execute(_pending(mailbox_id, after, app.settings.batch_size, *columns))  # type: ignore[call-overload]
+    wanted: list[tuple[str, str]] = [(kind, sha) for kind, sha, state in rows if state != DELETED and sha]
+    stored = app.blobs.get_many(dict.fromkeys(sha for _kind, sha in wanted))
+    ahead.submit([(kind, sha, stored[sha]) for kind, sha in wanted if sha in stored])
+
+
+def _read_blobs(app: App, raws: list[RawItem], known: Mapping[str, bytes]) -> dict[int, bytes]:
+    """The stored bytes of a batch (``known``: read already, by sha256). A missing file is left out:
+    ``_prepare`` quarantines that item alone."""
     wanted = [raw for raw in raws if raw.state != DELETED and raw.sha256]
-    stored = app.blobs.get_many(raw.sha256 for raw in wanted if raw.sha256)
+    stored = {sha: known[sha] for raw in wanted if (sha := raw.sha256 or "") in known}
+    stored.update(app.blobs.get_many(raw.sha256 for raw in wanted if raw.sha256 and raw.sha256 not in stored))
     found: dict[int, bytes] = {}
     for raw in wanted:
         data = stored.get(raw.sha256 or "")
@@ -239,36 +286,47 @@ class _Run:
     index: CandidateIndex
     owners: dict[int, tuple[str, int]] = field(default_factory=dict)
 
-    def batch(self, session: Session, raws: list[RawItem]) -> None:
+    def batch(
+        self, session: Session, raws: list[RawItem], known: Mapping[str, bytes], ahead: Mapping[Key, Parsed]
+    ) -> None:
         """Optimistic pass: the whole batch in ONE savepoint, rows prefetched, writes flushed together. A
         collision with another worker's rows (a unique key it committed first, a deadlock) rolls the batch
         back and runs it optimistically once more: by then the other run has committed. Any other failure
         while writing, or a second collision, sends the batch item by item, each in its own savepoint (the way
         every item used to run), so only the failing item is quarantined."""
-        blobs = _read_blobs(self.app, raws)
-        ordered, headers = _order(raws, blobs)
+        blobs = _read_blobs(self.app, raws, known)
+        ordered, headers = _order(raws, blobs, ahead)
         refs = _thread_refs(headers)
         load_threads(session, self.index, refs)
         scope = advance_scope(session)
         for attempt in (1, 2):
             try:
-                self._optimistic(session, raws, ordered, blobs, headers, scope)
+                self._optimistic(session, raws, ordered, blobs, headers, scope, ahead)
                 return
             except (IntegrityError, OperationalError) as error:
-                log.info("batch of %d items collided with another run (attempt %d): %s", len(raws), attempt,
-                         _one_line(error.orig))
+                log.info(
+                    "batch of %d items collided with another run (attempt %d): %s",
+                    len(raws),
+                    attempt,
+                    _one_line(error.orig),
+                )
                 # The savepoint rolled back: rows and index entries made inside it are gone.
                 self.index = _index(self.app, session, refs)
                 if attempt == 1:
                     continue
             except Exception as error:  # any other failure while writing: redo item by item, below
-                log.info("batch of %d items redone item by item after %s: %s", len(raws), type(error).__name__,
-                         _one_line(error), exc_info=True)
+                log.info(
+                    "batch of %d items redone item by item after %s: %s",
+                    len(raws),
+                    type(error).__name__,
+                    _one_line(error),
+                    exc_info=True,
+                )
                 self.index = _index(self.app, session, refs)
             break
         for raw in ordered:
             ctx = self._context(session, raw, self.stats, None, scope, None)
-            self.index = _process_alone(ctx, raw, blobs.get(raw.id), headers.get(raw.id), refs)
+            self.index = _process_alone(ctx, raw, blobs.get(raw.id), headers.get(raw.id), refs, ahead)
 
     def _optimistic(
         self,
@@ -278,6 +336,7 @@ class _Run:
         blobs: dict[int, bytes],
         headers: dict[int, MessageHeaders],
         scope: AdvanceScope,
+        ahead: Mapping[Key, Parsed],
     ) -> None:
         keys = [email_key(h.message_id, r.sha256) for r in ordered if (h := headers.get(r.id)) and r.sha256]
         cache = BatchCache.load(session, raws, keys)
@@ -288,7 +347,7 @@ class _Run:
             with session.begin_nested():
                 for raw in ordered:
                     ctx = self._context(session, raw, counters, cache, scope, deferred)
-                    _process_in_batch(ctx, raw, blobs.get(raw.id), headers.get(raw.id), cache)
+                    _process_in_batch(ctx, raw, blobs.get(raw.id), headers.get(raw.id), cache, ahead)
                 advance_deferred(ctx)  # writes the pending emails too
                 session.flush()
                 cache.write_finished(session, self.now)
@@ -313,8 +372,18 @@ class _Run:
         owner_email, owner_id = self.owners.get(raw.mailbox_id, ("", 0))
         settings = self.app.settings
         return ProcessContext(
-            session, settings, self.app.blobs, self.index, self.now, self.app.window(self.now), stats,
-            owner_email, owner_id, batch=cache, advancing=scope, deferred=deferred,
+            session,
+            settings,
+            self.app.blobs,
+            self.index,
+            self.now,
+            self.app.window(self.now),
+            stats,
+            owner_email,
+            owner_id,
+            batch=cache,
+            advancing=scope,
+            deferred=deferred,
         )
 
 
@@ -323,13 +392,18 @@ def _one_line(error: object) -> str:
 
 
 def _process_in_batch(
-    ctx: ProcessContext, raw: RawItem, data: bytes | None, headers: MessageHeaders | None, cache: BatchCache
+    ctx: ProcessContext,
+    raw: RawItem,
+    data: bytes | None,
+    headers: MessageHeaders | None,
+    cache: BatchCache,
+    ahead: Mapping[Key, Parsed],
 ) -> None:
     """One item inside the batch's savepoint. A parse error (raised before any write) quarantines it here;
     an error while writing propagates and sends the whole batch to the item-by-item fallback."""
     entry = cache.quarantined.get(raw.id)
     try:
-        step = _prepare(ctx, raw, data, headers)
+        step = _prepare(ctx, raw, data, headers, ahead)
     except ParseError as error:
         _quarantined(ctx, raw, str(error) or "unparsable item", entry, known=True)
         return
@@ -337,7 +411,12 @@ def _process_in_batch(
 
 
 def _process_alone(
-    ctx: ProcessContext, raw: RawItem, data: bytes | None, headers: MessageHeaders | None, refs: set[str]
+    ctx: ProcessContext,
+    raw: RawItem,
+    data: bytes | None,
+    headers: MessageHeaders | None,
+    refs: set[str],
+    ahead: Mapping[Key, Parsed],
 ) -> CandidateIndex:
     """One item in its own savepoint: whatever fails is quarantined with a one-line reason. A database
     conflict (another worker committed the same email or contact first; a deadlock) is tried once more: by
@@ -346,7 +425,7 @@ def _process_alone(
     for attempt in (1, 2):
         try:
             with session.begin_nested():
-                problems = _prepare(ctx, raw, data, headers)()
+                problems = _prepare(ctx, raw, data, headers, ahead)()
                 entry = session.scalar(select(QuarantineEntry).where(QuarantineEntry.raw_item_id == raw.id))
                 _finish(ctx, raw, problems, entry, known=True)
             return ctx.index

@@ -25,3 +25,17 @@ def test_process_slice_is_read_in_redis_mode_only() -> None:
 def test_a_bad_value_is_a_one_line_error(value: str) -> None:
     with pytest.raises(ConfigError, match="CRM_PROCESS_SLICE_SECONDS"):
         worker_options(False, {"CRM_PROCESS_SLICE_SECONDS": value})
+
+
+def test_parsing_ahead_is_on_in_embedded_mode_with_a_spare_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    import workers.options as options
+
+    monkeypatch.setattr(options, "_cores", lambda: 4)
+    assert (worker_options(True, {}).parse_processes, worker_options(False, {}).parse_processes) == (1, 0)
+    monkeypatch.setattr(options, "_cores", lambda: 1)
+    assert worker_options(True, {}).parse_processes == 0
+    assert worker_options(True, {"CRM_PARSE_PROCESSES": "2"}).parse_processes == 2
+    assert worker_options(False, {"CRM_PARSE_PROCESSES": "1"}).parse_processes == 1
+    assert worker_options(True, {"CRM_PARSE_PROCESSES": "0"}).parse_processes == 0
+    with pytest.raises(ConfigError, match="CRM_PARSE_PROCESSES"):
+        worker_options(True, {"CRM_PARSE_PROCESSES": "many"})

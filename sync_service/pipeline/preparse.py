@@ -1,0 +1,135 @@
+"""Parsing the next batch in a helper process while this process matches and writes the current one.
+
+Parsing (MIME headers and bodies, invitations, calendars, address books) is pure: the same bytes and options
+always give the same values. So a processing run with many pending items hands each next batch's stored
+bytes to a small pool of parser processes (``ParseAhead``) and, when it reaches that batch, takes what they
+parsed instead of parsing again. On a machine with a spare core the two stages overlap.
+
+Nothing depends on the helpers. Their results are keyed by the item's kind and content hash, so a result
+can never be applied to other bytes; a part that failed to parse (or a pool that broke) is simply missing,
+and the processing parses that part itself, raising and quarantining exactly as it always does.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sync_service.parsing.ical import parse_calendar
+from sync_service.parsing.mime import parse_body, parse_headers
+from sync_service.parsing.vcard import parse_vcards
+from sync_service.values import ContactCard, MessageBody, MessageHeaders, ParsedCalendar, SyncWindow
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Key = tuple[str, str]  # (raw item kind, sha256 of its bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class ParseOptions:
+    """The settings parsing depends on (the same for every item of a run)."""
+
+    window: SyncWindow
+    max_occurrences: int
+    max_attachment_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What parsing one stored item gave. A part is ``None`` when it was not parsed or its parsing raised:
+    the processing then parses it itself (and handles the error there)."""
+
+    headers: MessageHeaders | None = None
+    body: MessageBody | None = None
+    calendars: tuple[ParsedCalendar, ...] | None = None  # an email's text/calendar parts, all of them
+    calendar: ParsedCalendar | None = None  # a calendar item
+    cards: tuple[list[ContactCard], list[str]] | None = None  # an address book: (cards, problems)
+
+
+def _attempt(parse: Callable[[], T]) -> T | None:
+    try:
+        return parse()
+    except Exception:  # the processing parses it again and reports the error itself
+        return None
+
+
+def parse_item(kind: str, data: bytes, options: ParseOptions) -> Parsed:
+    """Everything the processing stage may need parsed from one stored item."""
+    if kind == "message":
+        headers = _attempt(lambda: parse_headers(data))
+        if headers is None:
+            return Parsed()
+        body = _attempt(lambda: parse_body(data, max_attachment_bytes=options.max_attachment_bytes))
+        calendars = None
+        if body is not None and b"text/calendar" in data:
+            calendars = _attempt(
+                lambda: tuple(
+                    parse_calendar(part, options.window, max_occurrences=options.max_occurrences)
+                    for part in body.calendar_parts
+                )
+            )
+        return Parsed(headers=headers, body=body, calendars=calendars)
+    if kind == "calendar":
+        limit = options.max_occurrences
+        return Parsed(calendar=_attempt(lambda: parse_calendar(data, options.window, max_occurrences=limit)))
+    if kind == "contacts":
+        return Parsed(cards=_attempt(lambda: parse_vcards(data)))
+    return Parsed()
+
+
+def parse_many(items: Sequence[tuple[str, str, bytes]], options: ParseOptions) -> dict[Key, Parsed]:
+    """``parse_item`` for each (kind, sha256, bytes); runs in a helper process."""
+    return {(kind, sha): parse_item(kind, data, options) for kind, sha, data in items}
+
+
+class ParseAhead:
+    """A pool of ``processes`` parser processes and the batch handed to it (``submit`` / ``take``).
+
+    The processes are started with ``spawn``: the caller may run threads (the embedded queue's workers), and
+    forking a process that has threads can copy a lock some other thread holds."""
+
+    def __init__(self, processes: int, options: ParseOptions) -> None:
+        self.options = options
+        self.processes = max(1, processes)
+        self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+        self._futures: list[Future[dict[Key, Parsed]]] = []
+        self.blobs: dict[str, bytes] = {}  # the submitted batch's bytes, by sha256 (read once, used twice)
+        self.broken = False
+
+    def submit(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+        """Start parsing one batch: (kind, sha256, bytes) of its items."""
+        self.blobs = {sha: data for _kind, sha, data in items}
+        self._futures = []
+        if self.broken or not items:
+            return
+        size = -(-len(items) // self.processes)
+        try:
+            for start in range(0, len(items), size):
+                self._futures.append(self._pool.submit(parse_many, items[start : start + size], self.options))
+        except Exception as error:  # a pool that cannot take work: the processing parses alone
+            self._broke(error)
+
+    def take(self) -> dict[Key, Parsed]:
+        """What the helpers parsed of the submitted batch (waits for them); empty after a failure."""
+        parsed: dict[Key, Parsed] = {}
+        futures, self._futures = self._futures, []
+        for future in futures:
+            try:
+                parsed.update(future.result())
+            except Exception as error:  # a helper died or could not send its result
+                self._broke(error)
+                return {}
+        return parsed
+
+    def _broke(self, error: BaseException) -> None:
+        log.warning("parsing ahead stopped; the processing parses by itself: %s: %s", type(error).__name__, error)
+        self.broken = True
+
+    def close(self) -> None:
+        self._futures = []
+        self.blobs = {}
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,150 @@
+"""Parsing ahead in helper processes (``pipeline.preparse``): the helpers' results are used, the outcome is
+the same as parsing in the processing run itself, and a helper that dies loses nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from crm_store.models import Contact, Mailbox, RawItem
+from sync_service.bootstrap import App
+from sync_service.connectors.registry import open_connector
+from sync_service.exports import export_activities, export_quarantine
+from sync_service.parsing.ical import parse_calendar
+from sync_service.parsing.mime import parse_body, parse_headers
+from sync_service.parsing.vcard import parse_vcards
+from sync_service.pipeline import emails
+from sync_service.pipeline.fetch import sync_folder
+from sync_service.pipeline.preparse import ParseAhead, Parsed, ParseOptions, parse_item
+from sync_service.pipeline.process import process_pending
+from sync_service.values import SyncWindow
+from tests.support.builders import REP, ics, maildir, message, vevent
+
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+START = datetime(2026, 11, 2, 9, tzinfo=UTC)
+WINDOW = SyncWindow.around(NOW, 90, 180)
+OPTIONS = ParseOptions(WINDOW, 1000, 25 * 1024 * 1024)
+VCARD = b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Road Runner\r\nEMAIL:road@acme.example\r\nORG:ACME\r\nEND:VCARD\r\n"
+DAMAGED = b"Subject: nothing else\r\n\r\n"
+
+
+def _invite(mid: str, uid: str, summary: str, at: datetime, method: str, sequence: int) -> bytes:
+    event = vevent(uid, summary, at + timedelta(days=1), attendees=(REP,), organizer="wile@acme.example",
+                   extra=(f"SEQUENCE:{sequence}",))  # fmt: skip
+    return message(mid, "wile@acme.example", [REP], f"Invitation: {summary}", at=at,
+                   attachment=("invite.ics", ics(event, method=method), "text/calendar"))  # fmt: skip
+
+
+def _mailbox(tmp_path: Path) -> Path:
+    mails = [
+        message(
+            f"m{i}@acme.example",
+            "wile@acme.example",
+            [REP],
+            f"Specs {i}",
+            at=START + timedelta(hours=i),
+            attachment=(f"s{i}.pdf", b"%PDF", "application/pdf"),
+        )  # fmt: skip
+        for i in range(9)
+    ]
+    mails += [
+        _invite("i1@acme.example", "evt-review", "Rocket review", START + timedelta(hours=2), "REQUEST", 0),
+        _invite("i2@acme.example", "evt-review", "Rocket review (moved)", START + timedelta(hours=7), "REQUEST", 1),
+        _invite("i3@acme.example", "evt-demo", "Demo", START + timedelta(hours=3), "REQUEST", 0),
+        _invite("i4@acme.example", "evt-demo", "Demo", START + timedelta(hours=8), "CANCEL", 1),
+    ]
+    box = maildir(tmp_path / "alice", mails)
+    (box / "new" / "9.damaged").write_bytes(DAMAGED)
+    (box / "calendar.ics").write_bytes(ics(vevent("evt-call", "Call with Wile", START + timedelta(days=3),
+                                                  attendees=("wile@acme.example",))))  # fmt: skip
+    (box / "contacts.vcf").write_bytes(VCARD)
+    return box
+
+
+def _fetch(app: App, add_mailbox, box: Path) -> None:  # type: ignore[no-untyped-def]
+    add_mailbox("alice", box)
+    with app.sessions() as session:
+        mailbox_id = session.scalars(select(Mailbox.id)).one()
+    sync_folder(app, mailbox_id, open_connector(f"maildir://{box}"), ".")
+
+
+@pytest.mark.parametrize("processes", [0, 1])
+def test_the_outcome_is_the_same_with_and_without_parsing_ahead(
+    app, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: int
+) -> None:
+    app.settings = replace(app.settings, batch_size=4)
+    _fetch(app, add_mailbox, _mailbox(tmp_path))
+    local = Counter[str]()
+    real_body = emails.parse_body
+
+    def counted_body(data: bytes, **kwargs: int) -> object:
+        local["body"] += 1
+        return real_body(data, **kwargs)
+
+    monkeypatch.setattr(emails, "parse_body", counted_body)  # the helpers are other processes: not counted
+    stats = process_pending(app, now=NOW, parse_processes=processes)
+    assert (stats.logged, stats.quarantined, stats.contacts_created) == (12, 1, 1)
+    with app.sessions() as session:
+        acts = {a["subject"]: a for a in export_activities(session)}
+        [entry] = export_quarantine(session)
+        states = Counter(session.scalars(select(RawItem.state)))
+        contacts = sorted(session.scalars(select(Contact.name)))
+    assert sorted(acts) == sorted(
+        [f"Specs {i}" for i in range(9)] + ["Rocket review (moved)", "Demo", "Call with Wile"]
+    )
+    assert acts["Rocket review (moved)"]["start"].startswith("2026-11-03T16:00")
+    assert acts["Demo"]["status"] == "cancelled"
+    assert all(sorted(acts[f"Specs {i}"]["documents"]) == [f"Specs {i}.eml", f"s{i}.pdf"] for i in range(9))
+    assert {acts[f"Specs {i}"]["opportunity"] for i in range(9)} == {"Rockets"}
+    assert entry["reason"] == "no sender and no recipient could be read from the headers (damaged message?)"
+    assert states == {"done": 15, "quarantined": 1}
+    assert "Road Runner" in contacts
+    # 16 items in batches of 4. With a helper, only the first batch's bodies are decoded here; the other
+    # batches come parsed (the invitations' bodies too).
+    if processes:
+        assert 0 < local["body"] <= 4
+    else:
+        assert local["body"] >= 9 + 4
+
+
+def test_parse_item_gives_what_the_parsers_give() -> None:
+    mail = _invite("i1@acme.example", "evt-review", "Rocket review", START, "REQUEST", 0)
+    parsed = parse_item("message", mail, OPTIONS)
+    body = parse_body(mail)
+    assert parsed.headers == parse_headers(mail)
+    assert parsed.body == body
+    assert parsed.calendars == tuple(parse_calendar(part, WINDOW) for part in body.calendar_parts)
+    calendar = ics(vevent("evt-call", "Call", START))
+    assert parse_item("calendar", calendar, OPTIONS).calendar == parse_calendar(calendar, WINDOW)
+    assert parse_item("contacts", VCARD, OPTIONS).cards == parse_vcards(VCARD)
+
+
+def test_what_fails_to_parse_is_left_for_the_processing_to_report() -> None:
+    # The processing parses these again and quarantines them with their own error.
+    assert parse_item("calendar", b"BEGIN:VCALENDAR\r\nnonsense", OPTIONS) == Parsed()
+    assert parse_item("contacts", b"no card here", OPTIONS) == Parsed()
+    assert parse_item("something else", b"x", OPTIONS) == Parsed()
+
+
+def test_a_helper_that_dies_leaves_the_parsing_to_the_run() -> None:
+    mail = message("a@acme.example", "wile@acme.example", [REP], "Specs")
+    ahead = ParseAhead(1, OPTIONS)
+    try:
+        ahead.submit([("message", "sha-a", mail)])
+        assert ahead.take()[("message", "sha-a")].headers == parse_headers(mail)
+        for pid in list(ahead._pool._processes):  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGKILL)
+        ahead.submit([("message", "sha-b", mail)])
+        assert ahead.take() == {}
+        assert ahead.broken
+        ahead.submit([("message", "sha-c", mail)])  # no more work is handed to a broken pool
+        assert ahead.take() == {} and ahead.blobs == {"sha-c": mail}
+    finally:
+        ahead.close()
