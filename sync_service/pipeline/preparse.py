@@ -63,9 +63,12 @@ def parse_item(kind: str, data: bytes, options: ParseOptions) -> Parsed:
         headers = _attempt(lambda: parse_headers(data))
         if headers is None:
             return Parsed()
+        invitation = b"text/calendar" in data
+        if headers.automated_reason and not invitation:  # always skipped (SPEC §3, rule 1): no body needed
+            return Parsed(headers=headers)
         body = _attempt(lambda: parse_body(data, max_attachment_bytes=options.max_attachment_bytes))
         calendars = None
-        if body is not None and b"text/calendar" in data:
+        if body is not None and invitation:
             calendars = _attempt(
                 lambda: tuple(
                     parse_calendar(part, options.window, max_occurrences=options.max_occurrences)

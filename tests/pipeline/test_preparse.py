@@ -51,7 +51,7 @@ def _mailbox(tmp_path: Path) -> Path:
             f"Specs {i}",
             at=START + timedelta(hours=i),
             attachment=(f"s{i}.pdf", b"%PDF", "application/pdf"),
-        )  # fmt: skip
+        )
         for i in range(9)
     ]
     mails += [
@@ -59,6 +59,7 @@ def _mailbox(tmp_path: Path) -> Path:
         _invite("i2@acme.example", "evt-review", "Rocket review (moved)", START + timedelta(hours=7), "REQUEST", 1),
         _invite("i3@acme.example", "evt-demo", "Demo", START + timedelta(hours=3), "REQUEST", 0),
         _invite("i4@acme.example", "evt-demo", "Demo", START + timedelta(hours=8), "CANCEL", 1),
+        message("news@acme.example", "news@acme.example", [REP], "ACME news", headers={"List-Id": "<news.acme>"}),
     ]
     box = maildir(tmp_path / "alice", mails)
     (box / "new" / "9.damaged").write_bytes(DAMAGED)
@@ -91,6 +92,7 @@ def test_the_outcome_is_the_same_with_and_without_parsing_ahead(
     monkeypatch.setattr(emails, "parse_body", counted_body)  # the helpers are other processes: not counted
     stats = process_pending(app, now=NOW, parse_processes=processes)
     assert (stats.logged, stats.quarantined, stats.contacts_created) == (12, 1, 1)
+    assert stats.skipped == {"automated": 1}
     with app.sessions() as session:
         acts = {a["subject"]: a for a in export_activities(session)}
         [entry] = export_quarantine(session)
@@ -104,9 +106,9 @@ def test_the_outcome_is_the_same_with_and_without_parsing_ahead(
     assert all(sorted(acts[f"Specs {i}"]["documents"]) == [f"Specs {i}.eml", f"s{i}.pdf"] for i in range(9))
     assert {acts[f"Specs {i}"]["opportunity"] for i in range(9)} == {"Rockets"}
     assert entry["reason"] == "no sender and no recipient could be read from the headers (damaged message?)"
-    assert states == {"done": 15, "quarantined": 1}
+    assert states == {"done": 16, "quarantined": 1}
     assert "Road Runner" in contacts
-    # 16 items in batches of 4. With a helper, only the first batch's bodies are decoded here; the other
+    # 17 items in batches of 4. With a helper, only the first batch's bodies are decoded here; the other
     # batches come parsed (the invitations' bodies too).
     if processes:
         assert 0 < local["body"] <= 4
@@ -148,3 +150,15 @@ def test_a_helper_that_dies_leaves_the_parsing_to_the_run() -> None:
         assert ahead.take() == {} and ahead.blobs == {"sha-c": mail}
     finally:
         ahead.close()
+
+
+def test_the_body_of_automated_mail_is_not_decoded_ahead() -> None:
+    # Bulk and automated mail is never logged (SPEC §3): its body is not needed, unless it is an invitation.
+    news = message("n@acme.example", "news@acme.example", [REP], "News", headers={"List-Unsubscribe": "<x>"})
+    parsed = parse_item("message", news, OPTIONS)
+    assert parsed.headers == parse_headers(news) and parsed.headers.automated_reason
+    assert parsed.body is None
+    invite = _invite("i@acme.example", "evt-x", "Review", START, "REQUEST", 0).replace(
+        b"Subject:", b"Auto-Submitted: auto-generated\nSubject:"
+    )
+    assert parse_item("message", invite, OPTIONS).calendars
