@@ -30,6 +30,9 @@ CHUNK = 500  # ids per IN (...) list
 class BatchCache:
     items: dict[str, SyncedItem] = field(default_factory=dict)  # email dedupe key → item (stored or new)
     made: dict[str, SyncedItem] = field(default_factory=dict)  # events made in this batch, maybe not flushed
+    # Events the batch's calendars and invitations name, when they were parsed ahead (``preparse``): looked up
+    # in one query, ``None`` for an event not stored yet. Others are looked up one by one.
+    events: dict[str, SyncedItem | None] = field(default_factory=dict)
     sources: set[tuple[int, int]] = field(default_factory=set)  # (item id, raw item id) already stored
     quarantined: dict[int, QuarantineEntry] = field(default_factory=dict)  # raw item id → its entry
     pending: dict[str, PendingEmail] = field(default_factory=dict)  # new emails of the batch, by dedupe key
@@ -42,12 +45,18 @@ class BatchCache:
     pack: PackWriter | None = None
 
     @classmethod
-    def load(cls, session: Session, raws: Sequence[RawItem], email_keys: Iterable[str]) -> BatchCache:
+    def load(
+        cls, session: Session, raws: Sequence[RawItem], email_keys: Iterable[str], event_keys: Iterable[str] = ()
+    ) -> BatchCache:
         raw_ids = [raw.id for raw in raws]
         cache = cls()
         for chunk in _chunks(sorted(set(email_keys))):
             for item in session.scalars(select(SyncedItem).where(SyncedItem.dedupe_key.in_(chunk))):
                 cache.items[item.dedupe_key] = item
+        cache.events = dict.fromkeys(event_keys)
+        for chunk in _chunks(sorted(cache.events)):
+            for item in session.scalars(select(SyncedItem).where(SyncedItem.dedupe_key.in_(chunk))):
+                cache.events[item.dedupe_key] = item
         for chunk in _chunks(raw_ids):
             rows = session.execute(
                 select(ItemSource.item_id, ItemSource.raw_item_id).where(ItemSource.raw_item_id.in_(chunk))

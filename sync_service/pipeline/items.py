@@ -36,7 +36,9 @@ def get_or_create(
         item = session.scalar(select(SyncedItem).where(SyncedItem.dedupe_key == key))
     else:
         item = cache.made.get(key)
-        if item is None:
+        if item is None and key in cache.events:
+            item = cache.events[key]  # looked up with the batch's other events
+        elif item is None:
             with session.no_autoflush:  # an item made earlier in this batch is in ``made``
                 item = session.scalar(select(SyncedItem).where(SyncedItem.dedupe_key == key))
     if item is not None:

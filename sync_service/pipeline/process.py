@@ -38,7 +38,7 @@ from sync_service.pipeline.contacts import apply_card
 from sync_service.pipeline.context import ProcessContext, ProcessStats
 from sync_service.pipeline.emails import apply_email, plan_email
 from sync_service.pipeline.events import apply_events, cancel_missing
-from sync_service.pipeline.items import email_key
+from sync_service.pipeline.items import email_key, event_key
 from sync_service.pipeline.preparse import Key, ParseAhead, Parsed, ParseOptions
 from sync_service.pipeline.quarantine import quarantine
 from sync_service.values import MessageHeaders
@@ -137,6 +137,18 @@ def _order(
         return (1, parsed.date or _EPOCH, raw.id)
 
     return sorted(raws, key=when), headers
+
+
+def _event_keys(raws: list[RawItem], ahead: Mapping[Key, Parsed]) -> set[str]:
+    """The dedupe keys of the events that the batch's calendars and invitations, as parsed ahead, name."""
+    keys: set[str] = set()
+    for raw in raws:
+        parsed = ahead.get((raw.kind, raw.sha256 or ""))
+        if parsed is None:
+            continue
+        calendars = parsed.calendars or ((parsed.calendar,) if parsed.calendar is not None else ())
+        keys.update(event_key(e.uid, e.recurrence_id) for calendar in calendars for e in calendar.events)
+    return keys
 
 
 def _thread_refs(headers: dict[int, MessageHeaders]) -> set[str]:
@@ -339,7 +351,7 @@ class _Run:
         ahead: Mapping[Key, Parsed],
     ) -> None:
         keys = [email_key(h.message_id, r.sha256) for r in ordered if (h := headers.get(r.id)) and r.sha256]
-        cache = BatchCache.load(session, raws, keys)
+        cache = BatchCache.load(session, raws, keys, _event_keys(ordered, ahead))
         cache.pack = self.app.blobs.pack_writer() if self.app.blobs.packs else None
         counters = ProcessStats()
         deferred: list[Activity | PendingEmail] = []

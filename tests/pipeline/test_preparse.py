@@ -162,3 +162,28 @@ def test_the_body_of_automated_mail_is_not_decoded_ahead() -> None:
         b"Subject:", b"Auto-Submitted: auto-generated\nSubject:"
     )
     assert parse_item("message", invite, OPTIONS).calendars
+
+
+def test_a_stored_meeting_is_updated_by_an_invitation_parsed_ahead(
+    app, crm, add_mailbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The event items a batch's invitations name are looked up in one query up front (``BatchCache.events``):
+    # an event stored by an earlier run is found there and updated, not made twice.
+    app.settings = replace(app.settings, batch_size=2)
+    first = _invite("u1@acme.example", "evt-plan", "Plan", START, "REQUEST", 0)
+    box = maildir(tmp_path / "alice", [first])
+    _fetch(app, add_mailbox, box)
+    assert process_pending(app, now=NOW, parse_processes=1).logged == 1
+    moved = _invite("u2@acme.example", "evt-plan", "Plan (moved)", START + timedelta(hours=30), "REQUEST", 1)
+    fillers = [message(f"f{i}@acme.example", "wile@acme.example", [REP], f"Filler {i}") for i in range(4)]
+    maildir(box, [*fillers, moved])
+    with app.sessions() as session:
+        mailbox_id = session.scalars(select(Mailbox.id)).one()
+    sync_folder(app, mailbox_id, open_connector(f"maildir://{box}"), ".")
+    caplog.set_level("INFO", logger="sync_service.pipeline.process")
+    stats = process_pending(app, now=NOW, parse_processes=1)
+    assert (stats.logged, stats.updated) == (4, 1)
+    assert "collided" not in caplog.text and "item by item" not in caplog.text  # no second item was made
+    with app.sessions() as session:
+        meetings = [a for a in export_activities(session) if a["type"] == "meeting"]
+    assert [(m["subject"], m["start"][:16]) for m in meetings] == [("Plan (moved)", "2026-11-04T15:00")]
