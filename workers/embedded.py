@@ -40,6 +40,15 @@ class EmbeddedQueue:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        # Signal every thread first. Each one notices at the end of its current poll (``worker_timeout``), so
+        # ``Worker.stop`` — which stops the worker threads, waits for them, then does the same for the consumer
+        # threads — then waits for one poll instead of two: about 20 ms less at the end of every ``run_once``.
+        # Nothing is running or prefetched by then unless the caller is leaving on an error, and the worker
+        # threads still finish the message in hand before they stop.
+        for worker in self.worker.workers:
+            worker.stop()
+        for consumer in self.worker.consumers.values():
+            consumer.stop()
         self.worker.stop()
         self.runtime.close()
 
