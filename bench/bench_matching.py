@@ -64,7 +64,7 @@ from sync_service.matching.decide import decide
 from sync_service.matching.load import build_index
 from sync_service.matching.model import CandidateIndex, ItemFacts
 from sync_service.parsing.mime import parse_headers
-from sync_service.pipeline.emails import facts_of
+from sync_service.pipeline.email_facts import facts_of
 
 INTERNAL = "northwind-sales.example"
 REPS = [f"rep{i}@{INTERNAL}" for i in range(20)]

@@ -13,7 +13,7 @@ from typing import Any
 from crm_store.models import Activity, ItemSource, RawItem, SyncedItem
 from sync_service.errors import ParseError
 from sync_service.matching.decide import decide
-from sync_service.matching.model import ItemFacts, LinkExclusions, MatchDecision
+from sync_service.matching.model import LinkExclusions, MatchDecision
 from sync_service.parsing.ical import parse_calendar
 from sync_service.parsing.mime import parse_body, parse_headers
 from sync_service.pipeline.advance import activity_synced, pending_synced
@@ -21,6 +21,7 @@ from sync_service.pipeline.batch import BatchCache
 from sync_service.pipeline.bulk import PendingEmail
 from sync_service.pipeline.context import ProcessContext
 from sync_service.pipeline.documents import email_files, store_email_documents
+from sync_service.pipeline.email_facts import facts_of
 from sync_service.pipeline.events import apply_events
 from sync_service.pipeline.items import (
     email_key,
@@ -36,30 +37,6 @@ from sync_service.pipeline.preparse import Parsed
 from sync_service.values import MessageBody, MessageHeaders, ParsedCalendar
 
 ITIP_UPDATES = {"REQUEST", "CANCEL", "ADD"}
-
-
-def facts_of(headers: MessageHeaders, owner_email: str) -> ItemFacts:
-    sender = headers.sender_address
-    seen = {sender.email} if sender else set()
-    participants = []
-    for address in headers.recipients:
-        if address.email not in seen:
-            seen.add(address.email)
-            participants.append(address)
-    reply_to = tuple(a for a in headers.reply_to if sender is None or a.email != sender.email)
-    return ItemFacts(
-        kind="email",
-        sender=sender,
-        participants=tuple(participants),
-        reply_to=reply_to,
-        subject=headers.subject,
-        message_id=headers.message_id,
-        in_reply_to=headers.in_reply_to,
-        references=headers.references,
-        conversation_id=headers.conversation_id,
-        automated_reason=headers.automated_reason,
-        mailbox_owner=owner_email,
-    )
 
 
 @dataclass(frozen=True)

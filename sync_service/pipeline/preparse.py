@@ -5,6 +5,12 @@ always give the same values. So a processing run with many pending items hands e
 bytes to a small pool of parser processes (``ParseAhead``) and, when it reaches that batch, takes what they
 parsed instead of parsing again. On a machine with a spare core the two stages overlap.
 
+The helpers decode only the bodies the run will need: they match each email's headers against a copy of the
+run's candidate index (made when the run starts) and leave out the body of an email that would be skipped —
+bulk and automated mail, internal mail, mail no CRM record is party to. The run still decides every email
+itself, with the index as it is by then; in the rare case that it logs an email the copy would have skipped
+(a lead created earlier in the run, say), it decodes the body itself.
+
 Nothing depends on the helpers. Their results are keyed by the item's kind and content hash, so a result
 can never be applied to other bytes; a part that failed to parse (or a pool that broke) is simply missing,
 and the processing parses that part itself, raising and quarantining exactly as it always does.
@@ -19,14 +25,18 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from sync_service.matching.decide import decide
+from sync_service.matching.model import AutoCreatePolicy, CandidateIndex
 from sync_service.parsing.ical import parse_calendar
 from sync_service.parsing.mime import parse_body, parse_headers
 from sync_service.parsing.vcard import parse_vcards
+from sync_service.pipeline.email_facts import facts_of
 from sync_service.values import ContactCard, MessageBody, MessageHeaders, ParsedCalendar, SyncWindow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Key = tuple[str, str]  # (raw item kind, sha256 of its bytes)
+Item = tuple[str, str, str, bytes]  # kind, sha256, the mailbox owner's address, the bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +46,8 @@ class ParseOptions:
     window: SyncWindow
     max_occurrences: int
     max_attachment_bytes: int
+    index: CandidateIndex | None = None  # the run's index when it started: which bodies will be needed
+    policy: AutoCreatePolicy = "account-domains"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +69,15 @@ def _attempt(parse: Callable[[], T]) -> T | None:
         return None
 
 
-def parse_item(kind: str, data: bytes, options: ParseOptions) -> Parsed:
-    """Everything the processing stage may need parsed from one stored item."""
+def parse_item(kind: str, data: bytes, options: ParseOptions, owner: str = "") -> Parsed:
+    """Everything the processing stage may need parsed from one stored item (``owner``: the address of the
+    rep whose mailbox it came from)."""
     if kind == "message":
         headers = _attempt(lambda: parse_headers(data))
         if headers is None:
             return Parsed()
         invitation = b"text/calendar" in data
-        if headers.automated_reason and not invitation:  # always skipped (SPEC §3, rule 1): no body needed
+        if not invitation and _skipped(headers, owner, options):
             return Parsed(headers=headers)
         body = _attempt(lambda: parse_body(data, max_attachment_bytes=options.max_attachment_bytes))
         calendars = None
@@ -84,9 +97,34 @@ def parse_item(kind: str, data: bytes, options: ParseOptions) -> Parsed:
     return Parsed()
 
 
-def parse_many(items: Sequence[tuple[str, str, bytes]], options: ParseOptions) -> dict[Key, Parsed]:
-    """``parse_item`` for each (kind, sha256, bytes); runs in a helper process."""
-    return {(kind, sha): parse_item(kind, data, options) for kind, sha, data in items}
+def _skipped(headers: MessageHeaders, owner: str, options: ParseOptions) -> bool:
+    """Whether the email would be skipped (SPEC §3, rule 1), so that its body is not needed. Bulk and
+    automated mail always is; the rest as the copy of the index says."""
+    if headers.automated_reason:
+        return True
+    index = options.index
+    if index is None:
+        return False
+    decision = _attempt(lambda: decide(facts_of(headers, owner), index, policy=options.policy))
+    return decision is not None and decision.skipped
+
+
+def parse_many(items: Sequence[Item], options: ParseOptions) -> dict[Key, Parsed]:
+    """``parse_item`` for each (kind, sha256, owner, bytes)."""
+    return {(kind, sha): parse_item(kind, data, options, owner) for kind, sha, owner, data in items}
+
+
+_OPTIONS: ParseOptions | None = None  # a helper process's options, set once when it starts
+
+
+def _start_helper(options: ParseOptions) -> None:
+    global _OPTIONS
+    _OPTIONS = options
+
+
+def _parse_in_helper(items: Sequence[Item]) -> dict[Key, Parsed]:
+    assert _OPTIONS is not None, "not a parser process"
+    return parse_many(items, _OPTIONS)
 
 
 class ParseAhead:
@@ -96,23 +134,24 @@ class ParseAhead:
     forking a process that has threads can copy a lock some other thread holds."""
 
     def __init__(self, processes: int, options: ParseOptions) -> None:
-        self.options = options
         self.processes = max(1, processes)
-        self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+        context = multiprocessing.get_context("spawn")
+        # The options (with the index copy) go to each helper once, when it starts; each batch sends only bytes.
+        self._pool = ProcessPoolExecutor(self.processes, context, initializer=_start_helper, initargs=(options,))
         self._futures: list[Future[dict[Key, Parsed]]] = []
         self.blobs: dict[str, bytes] = {}  # the submitted batch's bytes, by sha256 (read once, used twice)
         self.broken = False
 
-    def submit(self, items: Sequence[tuple[str, str, bytes]]) -> None:
-        """Start parsing one batch: (kind, sha256, bytes) of its items."""
-        self.blobs = {sha: data for _kind, sha, data in items}
+    def submit(self, items: Sequence[Item]) -> None:
+        """Start parsing one batch: (kind, sha256, owner, bytes) of its items."""
+        self.blobs = {sha: data for _kind, sha, _owner, data in items}
         self._futures = []
         if self.broken or not items:
             return
         size = -(-len(items) // self.processes)
         try:
             for start in range(0, len(items), size):
-                self._futures.append(self._pool.submit(parse_many, items[start : start + size], self.options))
+                self._futures.append(self._pool.submit(_parse_in_helper, items[start : start + size]))
         except Exception as error:  # a pool that cannot take work: the processing parses alone
             self._broke(error)
 

@@ -228,7 +228,9 @@ def process_pending(
             )
         }
         total = count_pending(session, mailbox_id)
-    ahead = _parse_ahead(app, now, parse_processes) if parse_processes > 0 and total > app.settings.batch_size else None
+    ahead = None
+    if parse_processes > 0 and total > app.settings.batch_size:
+        ahead = _parse_ahead(app, now, parse_processes, run.index)
     try:
         after, done = 0, 0
         while True:
@@ -243,7 +245,7 @@ def process_pending(
                 after = raws[-1].id
                 blobs, parsed = (ahead.blobs, ahead.take()) if ahead is not None else ({}, {})
                 if ahead is not None:
-                    _parse_next(app, session, ahead, mailbox_id, after)
+                    _parse_next(app, session, ahead, mailbox_id, after, run.owners)
                 run.batch(session, raws, blobs, parsed)
             done += len(raws)
             if on_progress is not None:
@@ -253,23 +255,34 @@ def process_pending(
             ahead.close()
 
 
-def _parse_ahead(app: App, now: datetime, processes: int) -> ParseAhead | None:
+def _parse_ahead(app: App, now: datetime, processes: int, index: CandidateIndex) -> ParseAhead | None:
     settings = app.settings
     try:
-        options = ParseOptions(app.window(now), settings.max_occurrences, settings.max_attachment_bytes)
+        options = ParseOptions(
+            app.window(now), settings.max_occurrences, settings.max_attachment_bytes, index, settings.auto_create
+        )
         return ParseAhead(processes, options)
     except (OSError, ValueError) as error:  # e.g. no /dev/shm for the pool's locks: parse here
         log.warning("cannot start parser processes, parsing in the run itself: %s", error)
         return None
 
 
-def _parse_next(app: App, session: Session, ahead: ParseAhead, mailbox_id: int | None, after: int) -> None:
+def _parse_next(
+    app: App,
+    session: Session,
+    ahead: ParseAhead,
+    mailbox_id: int | None,
+    after: int,
+    owners: Mapping[int, tuple[str, int]],
+) -> None:
     """Hand the batch after ``after`` to the parser processes (its bytes are kept for its turn)."""
-    columns = (RawItem.kind, RawItem.sha256, RawItem.state)
+    columns = (RawItem.kind, RawItem.sha256, RawItem.state, RawItem.mailbox_id)
     rows = session.execute(_pending(mailbox_id, after, app.settings.batch_size, *columns))  # type: ignore[call-overload]
-    wanted: list[tuple[str, str]] = [(kind, sha) for kind, sha, state in rows if state != DELETED and sha]
-    stored = app.blobs.get_many(dict.fromkeys(sha for _kind, sha in wanted))
-    ahead.submit([(kind, sha, stored[sha]) for kind, sha in wanted if sha in stored])
+    wanted: list[tuple[str, str, str]] = [
+        (kind, sha, owners.get(box, ("", 0))[0]) for kind, sha, state, box in rows if state != DELETED and sha
+    ]
+    stored = app.blobs.get_many(dict.fromkeys(sha for _kind, sha, _owner in wanted))
+    ahead.submit([(kind, sha, owner, stored[sha]) for kind, sha, owner in wanted if sha in stored])
 
 
 def _read_blobs(app: App, raws: list[RawItem], known: Mapping[str, bytes]) -> dict[int, bytes]:

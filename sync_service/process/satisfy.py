@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sync_service.process.definition import SatisfiedBy
+from sync_service.process.definition import Process, SatisfiedBy
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,23 @@ class Parties:
 
     participant_ids: frozenset[int] = frozenset()
     lead_id: int | None = None
+
+
+def may_satisfy(process: Process, activity_type: str, direction: str | None, subject: str) -> bool:
+    """Whether some step of ``process`` accepts an activity of this type, direction and subject: what
+    ``satisfies`` checks first, known without reading the activity's links or the process's state. False means
+    no step of the process can be satisfied by the activity."""
+    folded = subject.casefold()
+    for stage in process.stages:
+        for step in stage.steps:
+            rule = step.satisfied_by
+            if rule is None or activity_type not in rule.types:
+                continue
+            if rule.direction is not None and direction != rule.direction:
+                continue
+            if not rule.keywords or any(word.casefold() in folded for word in rule.keywords):
+                return True
+    return False
 
 
 def satisfies(rule: SatisfiedBy, activity: ActivityFacts, parties: Parties) -> bool:

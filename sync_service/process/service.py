@@ -45,6 +45,7 @@ from sync_service.process.model import (
     Start,
     Transition,
 )
+from sync_service.process.satisfy import may_satisfy
 from sync_service.process.store import LEAD, OPPORTUNITY, Subject
 
 log = logging.getLogger(__name__)
@@ -210,10 +211,13 @@ def _auto_start_lead(session: Session, subject: Subject, activity: Activity, now
     """A lead in an ``auto_start_on_lead_status`` status gets its process when a synced activity would
     complete (or be linked to) one of its first steps — its first meeting or call, say."""
     assert isinstance(subject.row, Lead)
-    facts = store.activity_facts(session, activity)
+    facts = None
     for definition, process in store.processes_for(session, LEAD):
         if subject.row.status.casefold() not in {s.casefold() for s in process.auto_start_on_lead_status}:
             continue
+        if not may_satisfy(process, activity.type, activity.direction, activity.subject or ""):
+            continue  # no step of it takes such an activity: nothing to read from the database
+        facts = facts or store.activity_facts(session, activity)
         start = Start(now, count_history=True, automatic=True)
         started = handle(process, store.load_state(session, subject, process), start).state
         if satisfied_step(process, started, facts) is not None:

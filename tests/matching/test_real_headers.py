@@ -24,7 +24,7 @@ from sync_service.matching.model import (
     MatchDecision,
 )
 from sync_service.parsing.mime import parse_headers
-from sync_service.pipeline.emails import facts_of
+from sync_service.pipeline.email_facts import facts_of
 
 REP = "rep@ourco.com"
 

@@ -17,10 +17,11 @@ from crm_store.models import Contact, Mailbox, RawItem
 from sync_service.bootstrap import App
 from sync_service.connectors.registry import open_connector
 from sync_service.exports import export_activities, export_quarantine
+from sync_service.matching.model import CandidateIndex
 from sync_service.parsing.ical import parse_calendar
 from sync_service.parsing.mime import parse_body, parse_headers
 from sync_service.parsing.vcard import parse_vcards
-from sync_service.pipeline import emails
+from sync_service.pipeline import emails, process
 from sync_service.pipeline.fetch import sync_folder
 from sync_service.pipeline.preparse import ParseAhead, Parsed, ParseOptions, parse_item
 from sync_service.pipeline.process import process_pending
@@ -60,6 +61,7 @@ def _mailbox(tmp_path: Path) -> Path:
         _invite("i3@acme.example", "evt-demo", "Demo", START + timedelta(hours=3), "REQUEST", 0),
         _invite("i4@acme.example", "evt-demo", "Demo", START + timedelta(hours=8), "CANCEL", 1),
         message("news@acme.example", "news@acme.example", [REP], "ACME news", headers={"List-Id": "<news.acme>"}),
+        message("x@stranger.example", "someone@stranger.example", [REP], "Hello from nowhere"),
     ]
     box = maildir(tmp_path / "alice", mails)
     (box / "new" / "9.damaged").write_bytes(DAMAGED)
@@ -92,7 +94,7 @@ def test_the_outcome_is_the_same_with_and_without_parsing_ahead(
     monkeypatch.setattr(emails, "parse_body", counted_body)  # the helpers are other processes: not counted
     stats = process_pending(app, now=NOW, parse_processes=processes)
     assert (stats.logged, stats.quarantined, stats.contacts_created) == (12, 1, 1)
-    assert stats.skipped == {"automated": 1}
+    assert stats.skipped == {"automated": 1, "unmatched": 1}
     with app.sessions() as session:
         acts = {a["subject"]: a for a in export_activities(session)}
         [entry] = export_quarantine(session)
@@ -106,9 +108,9 @@ def test_the_outcome_is_the_same_with_and_without_parsing_ahead(
     assert all(sorted(acts[f"Specs {i}"]["documents"]) == [f"Specs {i}.eml", f"s{i}.pdf"] for i in range(9))
     assert {acts[f"Specs {i}"]["opportunity"] for i in range(9)} == {"Rockets"}
     assert entry["reason"] == "no sender and no recipient could be read from the headers (damaged message?)"
-    assert states == {"done": 16, "quarantined": 1}
+    assert states == {"done": 17, "quarantined": 1}
     assert "Road Runner" in contacts
-    # 17 items in batches of 4. With a helper, only the first batch's bodies are decoded here; the other
+    # 18 items in batches of 4. With a helper, only the first batch's bodies are decoded here; the other
     # batches come parsed (the invitations' bodies too).
     if processes:
         assert 0 < local["body"] <= 4
@@ -139,14 +141,14 @@ def test_a_helper_that_dies_leaves_the_parsing_to_the_run() -> None:
     mail = message("a@acme.example", "wile@acme.example", [REP], "Specs")
     ahead = ParseAhead(1, OPTIONS)
     try:
-        ahead.submit([("message", "sha-a", mail)])
+        ahead.submit([("message", "sha-a", REP, mail)])
         assert ahead.take()[("message", "sha-a")].headers == parse_headers(mail)
         for pid in list(ahead._pool._processes):  # type: ignore[union-attr]
             os.kill(pid, signal.SIGKILL)
-        ahead.submit([("message", "sha-b", mail)])
+        ahead.submit([("message", "sha-b", REP, mail)])
         assert ahead.take() == {}
         assert ahead.broken
-        ahead.submit([("message", "sha-c", mail)])  # no more work is handed to a broken pool
+        ahead.submit([("message", "sha-c", REP, mail)])  # no more work is handed to a broken pool
         assert ahead.take() == {} and ahead.blobs == {"sha-c": mail}
     finally:
         ahead.close()
@@ -187,3 +189,36 @@ def test_a_stored_meeting_is_updated_by_an_invitation_parsed_ahead(
     with app.sessions() as session:
         meetings = [a for a in export_activities(session) if a["type"] == "meeting"]
     assert [(m["subject"], m["start"][:16]) for m in meetings] == [("Plan (moved)", "2026-11-04T15:00")]
+
+
+def test_the_run_decodes_a_body_the_helpers_thought_it_would_not_need(
+    app, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The helpers decide with a copy of the index made when the run starts. Give them an empty one: every email
+    # looks unmatched to them, so they decode no body, and the run decodes the ones it logs itself.
+    app.settings = replace(app.settings, batch_size=4)
+    _fetch(app, add_mailbox, _mailbox(tmp_path))
+    real = process._parse_ahead
+    monkeypatch.setattr(process, "_parse_ahead", lambda a, n, p, index: real(a, n, p, CandidateIndex()))
+    stats = process_pending(app, now=NOW, parse_processes=1)
+    assert (stats.logged, stats.quarantined) == (12, 1)
+    with app.sessions() as session:
+        acts = {a["subject"]: a for a in export_activities(session)}
+    assert all(sorted(acts[f"Specs {i}"]["documents"]) == [f"Specs {i}.eml", f"s{i}.pdf"] for i in range(9))
+
+
+def test_only_the_bodies_of_emails_that_would_be_logged_are_decoded_ahead() -> None:
+    index = CandidateIndex(
+        internal_domains=frozenset({"northwind-sales.example"}),
+        contacts_by_email={"wile@acme.example": (1,)},
+        contact_account={1: None},
+    )
+    options = replace(OPTIONS, index=index)
+    known = message("k@acme.example", "wile@acme.example", [REP], "Specs", attachment=("s.pdf", b"%", "x/pdf"))
+    stranger = message("s@stranger.example", "someone@stranger.example", [REP], "Hello")
+    internal = message("i@northwind-sales.example", REP, ["bob@northwind-sales.example"], "Lunch?")
+    assert parse_item("message", known, options, REP).body == parse_body(known)
+    assert parse_item("message", stranger, options, REP) == Parsed(headers=parse_headers(stranger))
+    assert parse_item("message", internal, options, REP) == Parsed(headers=parse_headers(internal))
+    # without an index only bulk and automated mail is left undecoded
+    assert parse_item("message", stranger, OPTIONS, REP).body == parse_body(stranger)

@@ -61,3 +61,37 @@ def test_with_lead_needs_the_process_lead() -> None:
 def test_a_rule_without_conditions_takes_any_activity_of_its_types() -> None:
     rule = SatisfiedBy(types=("meeting",))
     assert satisfies(rule, replace(SENT, type="meeting", direction=None, contact_ids=frozenset()), Parties())
+
+
+def test_may_satisfy_is_what_every_rule_of_the_process_needs_first() -> None:
+    # Checked for every activity of a lead before its state is read: false only when no step takes it.
+    from itertools import product
+
+    from crm_store.seed import shipped_processes
+    from sync_service.process.definition import parse_process
+    from sync_service.process.satisfy import may_satisfy
+
+    for process in (parse_process(d) for d in shipped_processes()):
+        rules = [s.satisfied_by for stage in process.stages for s in stage.steps if s.satisfied_by is not None]
+        words = {w for rule in rules for w in rule.keywords}
+        subjects = ["", "hello", *(f"Re: {w.upper()} draft" for w in words)]
+        for kind, direction, subject in product(("email", "meeting", "call", "task"), ("inbound", "outbound", None),
+                                                subjects):  # fmt: skip
+            loosest = replace(SENT, type=kind, direction=direction, subject=subject, contact_ids=frozenset({1}),
+                              lead_id=9)  # fmt: skip
+            possible = any(satisfies(rule, loosest, PARTIES) for rule in rules)
+            assert may_satisfy(process, kind, direction, subject) == possible, (process.name, kind, direction, subject)
+
+
+def test_a_definition_is_parsed_once_per_content() -> None:
+    import copy
+
+    from crm_store.seed import shipped_processes
+    from sync_service.process.store import parsed_process
+
+    definition = copy.deepcopy(shipped_processes()[0])
+    first = parsed_process(definition)
+    assert parsed_process(copy.deepcopy(definition)) is first  # the same content: remembered
+    definition["stages"][0]["steps"][0]["title"] += " (edited)"
+    edited = parsed_process(definition)
+    assert edited is not first and edited.stages[0].steps[0].title.endswith("(edited)")
