@@ -6,7 +6,9 @@ lead) is satisfied by it: a completed activity completes the step, a planned one
 to it, a cancelled linked one ends the stage early. Calling it again for the same activity changes nothing.
 
 Most synced activities belong to no running process. A processing batch reads once which opportunities and
-leads can advance (``AdvanceScope``); the others skip the engine, its queries and its savepoint.
+leads can advance (``AdvanceScope``); the others skip the engine, its queries and its savepoint. So does an
+activity of a lead that only a process start could advance, when no step of the processes that start by
+themselves takes an activity of its type, direction and subject.
 
 A process that cannot run (say, an admin's edit broke its definition) must not stop the sync: the error is
 logged and the activity stays logged; the process simply does not advance.
@@ -24,7 +26,9 @@ from crm_store.models import Activity, Lead, Opportunity
 from sync_service.pipeline.bulk import PendingEmail
 from sync_service.pipeline.context import ProcessContext
 from sync_service.process import service, store
+from sync_service.process.definition import Process
 from sync_service.process.errors import ProcessError
+from sync_service.process.satisfy import may_satisfy
 
 log = logging.getLogger(__name__)
 
@@ -36,29 +40,40 @@ class AdvanceScope:
 
     opportunities: frozenset[int]  # with a running process
     max_opportunity: int
-    leads: frozenset[int]  # with a running process, or in a status that starts one
+    leads: frozenset[int]  # with a running process
     max_lead: int
+    starting: frozenset[int] = frozenset()  # without one, in a status that starts one (``auto_start_on_lead_status``)
+    starters: tuple[Process, ...] = ()  # the lead processes that start by themselves
 
-    def may_advance(self, opportunity: int | None, lead: int | None) -> bool:
+    def may_advance(
+        self, opportunity: int | None, lead: int | None, activity: tuple[str, str | None, str] | None = None
+    ) -> bool:
+        """``activity``: its type, direction and subject, when known."""
         if opportunity is not None and (opportunity in self.opportunities or opportunity > self.max_opportunity):
             return True
-        return lead is not None and (lead in self.leads or lead > self.max_lead)
+        if lead is None:
+            return False
+        if lead in self.leads or lead > self.max_lead:
+            return True
+        if lead not in self.starting:
+            return False
+        return activity is None or any(may_satisfy(process, *activity) for process in self.starters)
 
 
 def advance_scope(session: Session) -> AdvanceScope:
-    starting = sorted(
-        {status.casefold() for _row, process in store.processes_for(session, store.LEAD)
-         for status in process.auto_start_on_lead_status}
-    )
+    starters = tuple(p for _row, p in store.processes_for(session, store.LEAD) if p.auto_start_on_lead_status)
+    statuses = sorted({status.casefold() for process in starters for status in process.auto_start_on_lead_status})
     running = session.scalars(select(Opportunity.id).where(Opportunity.process_id.is_not(None)))
-    leads = session.scalars(
-        select(Lead.id).where(or_(Lead.process_id.is_not(None), func.lower(Lead.status).in_(starting)))
-    )
+    leads = session.execute(
+        select(Lead.id, Lead.process_id).where(or_(Lead.process_id.is_not(None), func.lower(Lead.status).in_(statuses)))
+    ).all()
     return AdvanceScope(
         frozenset(running),
         int(session.scalar(select(func.max(Opportunity.id))) or 0),
-        frozenset(leads),
+        frozenset(lead for lead, process in leads if process is not None),
         int(session.scalar(select(func.max(Lead.id))) or 0),
+        frozenset(lead for lead, process in leads if process is None),
+        starters,
     )
 
 
@@ -67,7 +82,8 @@ def activity_synced(ctx: ProcessContext, activity: Activity, *, deferrable: bool
     change again in this batch (a new email), so in a batch its turn may wait until the next activity that
     cannot wait, or the batch's end: the engine still sees every activity in the same order, and the batch's
     rows are written together instead of being flushed for each email."""
-    if ctx.advancing is not None and not ctx.advancing.may_advance(activity.opportunity_id, activity.lead_id):
+    kind = (activity.type, activity.direction, activity.subject or "")
+    if ctx.advancing is not None and not ctx.advancing.may_advance(activity.opportunity_id, activity.lead_id, kind):
         return
     if deferrable and ctx.deferred is not None:
         ctx.deferred.append(activity)
@@ -79,7 +95,9 @@ def activity_synced(ctx: ProcessContext, activity: Activity, *, deferrable: bool
 def pending_synced(ctx: ProcessContext, email: PendingEmail) -> None:
     """A new email written in bulk (``pipeline.bulk``): its turn waits like a deferrable activity's."""
     assert email.activity is not None and ctx.deferred is not None
-    if ctx.advancing is None or ctx.advancing.may_advance(email.activity["opportunity_id"], email.activity["lead_id"]):
+    row = email.activity
+    kind = (row["type"], row["direction"], row["subject"] or "")
+    if ctx.advancing is None or ctx.advancing.may_advance(row["opportunity_id"], row["lead_id"], kind):
         ctx.deferred.append(email)
 
 
