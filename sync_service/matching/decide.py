@@ -74,12 +74,7 @@ def decide(
     facts: ItemFacts, index: CandidateIndex, *, policy: AutoCreatePolicy = "account-domains"
 ) -> MatchDecision:
     """Match one email, meeting or call to CRM records, or say why it is not logged."""
-    if policy not in _POLICIES:
-        raise ValueError(f"unknown auto-create policy {policy!r}; expected one of {', '.join(_POLICIES)}")
-    sender = normalize_email(facts.sender.email) if facts.sender is not None and facts.sender.email else ""
-    sender_internal = bool(sender) and is_internal_key(sender, index)
-    direction, lines = _direction(sender, sender_internal)
-    parties = _external_parties(facts, index, sender, sender_internal)
+    direction, lines, parties = _parties(facts, index, policy)
     skip = _early_skip(facts, index, parties)
     if skip:
         return MatchDecision(skip_reason=skip[0], direction=direction, explanation=(*lines, skip[1]))
@@ -93,6 +88,33 @@ def decide(
         lines.append(f"skipped: {SKIP_UNMATCHED} — no external participant is a CRM contact, lead or account")
         return MatchDecision(skip_reason=SKIP_UNMATCHED, direction=direction, explanation=tuple(lines))
     return _link(facts, index, direction, resolved, lines, new_contacts, new_leads)
+
+
+def skip_reason(
+    facts: ItemFacts, index: CandidateIndex, *, policy: AutoCreatePolicy = "account-domains"
+) -> str | None:
+    """``decide(...).skip_reason`` without the rest of the decision (no explanation, links or opportunity):
+    what parsing ahead asks to know whether an email's body will be needed."""
+    direction, _lines, parties = _parties(facts, index, policy)
+    skip = _early_skip(facts, index, parties)
+    if skip:
+        return skip[0]
+    resolved = [(party, _resolve(party, index)) for party in parties]
+    if not _new_leads(resolved, direction, policy) and not any(res.resolved for _, res in resolved):
+        return SKIP_UNMATCHED
+    return None
+
+
+def _parties(
+    facts: ItemFacts, index: CandidateIndex, policy: AutoCreatePolicy
+) -> tuple[Direction | None, list[str], list[_Party]]:
+    """The direction (with its explanation line) and the external participants, in order."""
+    if policy not in _POLICIES:
+        raise ValueError(f"unknown auto-create policy {policy!r}; expected one of {', '.join(_POLICIES)}")
+    sender = normalize_email(facts.sender.email) if facts.sender is not None and facts.sender.email else ""
+    sender_internal = bool(sender) and is_internal_key(sender, index)
+    direction, lines = _direction(sender, sender_internal)
+    return direction, lines, _external_parties(facts, index, sender, sender_internal)
 
 
 def _link(

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sync_service.matching.decide import decide
+from sync_service.matching.decide import skip_reason
 from sync_service.matching.model import AutoCreatePolicy, CandidateIndex
 from sync_service.parsing.ical import parse_calendar
 from sync_service.parsing.mime import parse_body, parse_headers
@@ -105,8 +105,8 @@ def _skipped(headers: MessageHeaders, owner: str, options: ParseOptions) -> bool
     index = options.index
     if index is None:
         return False
-    decision = _attempt(lambda: decide(facts_of(headers, owner), index, policy=options.policy))
-    return decision is not None and decision.skipped
+    reason = _attempt(lambda: skip_reason(facts_of(headers, owner), index, policy=options.policy) or "")
+    return bool(reason)
 
 
 def parse_many(items: Sequence[Item], options: ParseOptions) -> dict[Key, Parsed]:

@@ -143,3 +143,19 @@ def test_explanation_names_the_skip(index, facts):
         "outbound: sender rep@ourco.com is internal",
         "skipped: internal-only — every participant is internal",
     )
+
+
+def test_skip_reason_is_the_reason_decide_gives(index, facts):
+    # ``skip_reason`` screens emails for parsing ahead: it must agree with ``decide`` everywhere.
+    from itertools import product
+
+    from sync_service.matching.decide import skip_reason
+
+    people = [None, "rep@ourco.com", "ann@gmail.com", "bob@acme.com", "new@acme.com", "secret@acme.com",
+              "x@hr-partner.com", "lena@startup.io", "stranger@unknown.io", "friend@gmail.com", "solo@freelance.io",
+              "team@globex.com", "ceo@sub.acme.co.uk"]  # fmt: skip
+    for sender, other, automated, policy in product(people, people[1:], (None, "List-Id header"),
+                                                    ("none", "account-domains", "all")):  # fmt: skip
+        item = facts(sender, *([other] if other else []), automated_reason=automated)
+        expected = decide(item, index, policy=policy).skip_reason
+        assert skip_reason(item, index, policy=policy) == expected, (sender, other, automated, policy)
