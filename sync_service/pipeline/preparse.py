@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -128,50 +129,62 @@ def _parse_in_helper(items: Sequence[Item]) -> dict[Key, Parsed]:
 
 
 class ParseAhead:
-    """A pool of ``processes`` parser processes and the batch handed to it (``submit`` / ``take``).
+    """A pool of ``processes`` parser processes and the batches handed to it, oldest first (``submit`` /
+    ``take``). ``depth`` batches are kept in hand, so the helpers always have the next one to parse while
+    the run works through the current one.
 
     The processes are started with ``spawn``: the caller may run threads (the embedded queue's workers), and
     forking a process that has threads can copy a lock some other thread holds."""
 
-    def __init__(self, processes: int, options: ParseOptions) -> None:
+    def __init__(self, processes: int, options: ParseOptions, depth: int = 2) -> None:
         self.processes = max(1, processes)
+        self.depth = max(1, depth)
         context = multiprocessing.get_context("spawn")
         # The options (with the index copy) go to each helper once, when it starts; each batch sends only bytes.
         self._pool = ProcessPoolExecutor(self.processes, context, initializer=_start_helper, initargs=(options,))
-        self._futures: list[Future[dict[Key, Parsed]]] = []
-        self.blobs: dict[str, bytes] = {}  # the submitted batch's bytes, by sha256 (read once, used twice)
+        # Per submitted batch: its bytes by sha256 (read once, used twice) and the helpers' futures.
+        self._batches: deque[tuple[dict[str, bytes], list[Future[dict[Key, Parsed]]]]] = deque()
         self.broken = False
+
+    @property
+    def waiting(self) -> int:
+        """Batches submitted and not taken yet."""
+        return len(self._batches)
 
     def submit(self, items: Sequence[Item]) -> None:
         """Start parsing one batch: (kind, sha256, owner, bytes) of its items."""
-        self.blobs = {sha: data for _kind, sha, _owner, data in items}
-        self._futures = []
+        blobs = {sha: data for _kind, sha, _owner, data in items}
+        futures: list[Future[dict[Key, Parsed]]] = []
+        self._batches.append((blobs, futures))
         if self.broken or not items:
             return
         size = -(-len(items) // self.processes)
         try:
             for start in range(0, len(items), size):
-                self._futures.append(self._pool.submit(_parse_in_helper, items[start : start + size]))
+                futures.append(self._pool.submit(_parse_in_helper, items[start : start + size]))
         except Exception as error:  # a pool that cannot take work: the processing parses alone
             self._broke(error)
 
-    def take(self) -> dict[Key, Parsed]:
-        """What the helpers parsed of the submitted batch (waits for them); empty after a failure."""
+    def take(self) -> tuple[dict[str, bytes], dict[Key, Parsed]]:
+        """The oldest submitted batch: its bytes and what the helpers parsed of it (waits for them; nothing
+        parsed after a failure). Both empty when no batch is waiting."""
+        if not self._batches:
+            return {}, {}
+        blobs, futures = self._batches.popleft()
         parsed: dict[Key, Parsed] = {}
-        futures, self._futures = self._futures, []
         for future in futures:
             try:
                 parsed.update(future.result())
             except Exception as error:  # a helper died or could not send its result
                 self._broke(error)
-                return {}
-        return parsed
+                return blobs, {}
+        return blobs, parsed
 
     def _broke(self, error: BaseException) -> None:
-        log.warning("parsing ahead stopped; the processing parses by itself: %s: %s", type(error).__name__, error)
+        if not self.broken:
+            log.warning("parsing ahead stopped; the processing parses by itself: %s: %s", type(error).__name__, error)
         self.broken = True
 
     def close(self) -> None:
-        self._futures = []
-        self.blobs = {}
+        self._batches.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)

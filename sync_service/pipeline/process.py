@@ -233,6 +233,7 @@ def process_pending(
         ahead = _parse_ahead(app, now, parse_processes, run.index)
     try:
         after, done = 0, 0
+        handed, all_handed = 0, False  # the last raw item id given to the parser processes; nothing more to give
         while True:
             if time_slice is not None and done and time.monotonic() - started >= time_slice:
                 with app.sessions() as session:  # is anything left? (else the next run would find nothing)
@@ -243,9 +244,11 @@ def process_pending(
                 if not raws:
                     return stats
                 after = raws[-1].id
-                blobs, parsed = (ahead.blobs, ahead.take()) if ahead is not None else ({}, {})
-                if ahead is not None:
-                    _parse_next(app, session, ahead, mailbox_id, after, run.owners)
+                blobs, parsed = ahead.take() if ahead is not None else ({}, {})
+                handed = max(handed, after)
+                while ahead is not None and not all_handed and ahead.waiting < ahead.depth:
+                    last = _parse_next(app, session, ahead, mailbox_id, handed, run.owners)
+                    handed, all_handed = max(handed, last), not last
                 run.batch(session, raws, blobs, parsed)
             done += len(raws)
             if on_progress is not None:
@@ -274,15 +277,19 @@ def _parse_next(
     mailbox_id: int | None,
     after: int,
     owners: Mapping[int, tuple[str, int]],
-) -> None:
-    """Hand the batch after ``after`` to the parser processes (its bytes are kept for its turn)."""
-    columns = (RawItem.kind, RawItem.sha256, RawItem.state, RawItem.mailbox_id)
-    rows = session.execute(_pending(mailbox_id, after, app.settings.batch_size, *columns))  # type: ignore[call-overload]
+) -> int:
+    """Hand the batch after ``after`` to the parser processes (its bytes are kept for its turn); returns its
+    last raw item id, or 0 when nothing is left to hand over."""
+    columns = (RawItem.id, RawItem.kind, RawItem.sha256, RawItem.state, RawItem.mailbox_id)
+    rows = session.execute(_pending(mailbox_id, after, app.settings.batch_size, *columns)).all()  # type: ignore[call-overload]
+    if not rows:
+        return 0
     wanted: list[tuple[str, str, str]] = [
-        (kind, sha, owners.get(box, ("", 0))[0]) for kind, sha, state, box in rows if state != DELETED and sha
+        (kind, sha, owners.get(box, ("", 0))[0]) for _id, kind, sha, state, box in rows if state != DELETED and sha
     ]
     stored = app.blobs.get_many(dict.fromkeys(sha for _kind, sha, _owner in wanted))
     ahead.submit([(kind, sha, owner, stored[sha]) for kind, sha, owner in wanted if sha in stored])
+    return int(rows[-1][0])
 
 
 def _read_blobs(app: App, raws: list[RawItem], known: Mapping[str, bytes]) -> dict[int, bytes]:

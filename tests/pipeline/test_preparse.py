@@ -142,14 +142,19 @@ def test_a_helper_that_dies_leaves_the_parsing_to_the_run() -> None:
     ahead = ParseAhead(1, OPTIONS)
     try:
         ahead.submit([("message", "sha-a", REP, mail)])
-        assert ahead.take()[("message", "sha-a")].headers == parse_headers(mail)
+        ahead.submit([("message", "sha-b", REP, mail)])
+        assert ahead.waiting == 2
+        blobs, parsed = ahead.take()  # the oldest batch first
+        assert blobs == {"sha-a": mail} and parsed[("message", "sha-a")].headers == parse_headers(mail)
+        assert ahead.take()[1][("message", "sha-b")].headers == parse_headers(mail)
+        assert ahead.take() == ({}, {}) and ahead.waiting == 0
         for pid in list(ahead._pool._processes):  # type: ignore[union-attr]
             os.kill(pid, signal.SIGKILL)
-        ahead.submit([("message", "sha-b", REP, mail)])
-        assert ahead.take() == {}
+        ahead.submit([("message", "sha-c", REP, mail)])
+        assert ahead.take() == ({"sha-c": mail}, {})
         assert ahead.broken
-        ahead.submit([("message", "sha-c", REP, mail)])  # no more work is handed to a broken pool
-        assert ahead.take() == {} and ahead.blobs == {"sha-c": mail}
+        ahead.submit([("message", "sha-d", REP, mail)])  # no more work is handed to a broken pool
+        assert ahead.take() == ({"sha-d": mail}, {})
     finally:
         ahead.close()
 
