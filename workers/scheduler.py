@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crm_store.models import Mailbox
 from crm_store.models.sync import FAILED, PAUSED, SYNCING
-from sync_service.pipeline.process import pending_by_mailbox
+from sync_service.pipeline.pending import pending_by_mailbox
 from workers.broker import Runtime
 from workers.tasks import PROCESS_LOCK, mailbox_lock, process_lock, queued_marker
 

@@ -16,13 +16,13 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from crm_store.db import transaction
 from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem, User
-from crm_store.models.sync import DELETED, DONE, PENDING
+from crm_store.models.sync import DELETED, DONE
 from sync_service.bootstrap import App
 from sync_service.errors import ParseError
 from sync_service.matching.decide import thread_refs
@@ -38,25 +38,16 @@ from sync_service.pipeline.contacts import apply_card
 from sync_service.pipeline.context import ProcessContext, ProcessStats
 from sync_service.pipeline.emails import apply_email, plan_email
 from sync_service.pipeline.events import apply_events, cancel_missing
+from sync_service.pipeline.handover import Handover
 from sync_service.pipeline.items import email_key, event_key
-from sync_service.pipeline.preparse import Key, ParseAhead, Parsed, ParseOptions
+from sync_service.pipeline.pending import count_pending, pending_items
+from sync_service.pipeline.preparse import Key, Parsed
 from sync_service.pipeline.quarantine import quarantine
 from sync_service.values import MessageHeaders
 
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SLICE_PER_INDEX = 10  # a time-sliced run lasts at least this many times its candidate index's build time
-
-
-def _pending(mailbox_id: int | None, after: int, limit: int, *what: object) -> object:
-    stmt = (
-        select(*(what or (RawItem,)))  # type: ignore[call-overload]
-        .where(or_(RawItem.state == PENDING, and_(RawItem.state == DELETED, RawItem.processed_at.is_(None))))
-        .where(RawItem.id > after)
-        .order_by(RawItem.id)
-        .limit(limit)
-    )
-    return stmt.where(RawItem.mailbox_id == mailbox_id) if mailbox_id is not None else stmt
 
 
 Step = Callable[[], list[str]]  # an item's writes; returns the parts that were skipped
@@ -174,28 +165,6 @@ def _index(source: App | ProcessContext, session: Session, refs: Collection[str]
     return index
 
 
-def count_pending(session: Session, mailbox_id: int | None = None) -> int:
-    stmt = (
-        select(func.count())
-        .select_from(RawItem)
-        .where(or_(RawItem.state == PENDING, and_(RawItem.state == DELETED, RawItem.processed_at.is_(None))))
-    )
-    if mailbox_id is not None:
-        stmt = stmt.where(RawItem.mailbox_id == mailbox_id)
-    return int(session.scalar(stmt) or 0)
-
-
-def pending_by_mailbox(session: Session) -> dict[int, int]:
-    """Pending raw items per mailbox (only mailboxes that have some)."""
-    rows = session.execute(
-        select(RawItem.mailbox_id, func.count())
-        .where(or_(RawItem.state == PENDING, and_(RawItem.state == DELETED, RawItem.processed_at.is_(None))))
-        .group_by(RawItem.mailbox_id)
-        .order_by(RawItem.mailbox_id)
-    )
-    return {mailbox_id: int(count) for mailbox_id, count in rows}
-
-
 def process_pending(
     app: App,
     *,
@@ -230,25 +199,20 @@ def process_pending(
         total = count_pending(session, mailbox_id)
     ahead = None
     if parse_processes > 0 and total > app.settings.batch_size:
-        ahead = _parse_ahead(app, now, parse_processes, run.index)
+        ahead = Handover.start(app, now, parse_processes, run.index, mailbox_id, run.owners)
     try:
         after, done = 0, 0
-        handed, all_handed = 0, False  # the last raw item id given to the parser processes; nothing more to give
         while True:
             if time_slice is not None and done and time.monotonic() - started >= time_slice:
                 with app.sessions() as session:  # is anything left? (else the next run would find nothing)
-                    stats.more = session.scalar(_pending(mailbox_id, after, 1, RawItem.id)) is not None  # type: ignore[call-overload]
+                    stats.more = session.scalar(pending_items(mailbox_id, after, 1, RawItem.id)) is not None  # type: ignore[call-overload]
                 return stats
             with transaction(app.sessions) as session:
-                raws = list(session.scalars(_pending(mailbox_id, after, app.settings.batch_size)))  # type: ignore[call-overload]
+                raws = list(session.scalars(pending_items(mailbox_id, after, app.settings.batch_size)))  # type: ignore[call-overload]
                 if not raws:
                     return stats
                 after = raws[-1].id
-                blobs, parsed = ahead.take() if ahead is not None else ({}, {})
-                handed = max(handed, after)
-                while ahead is not None and not all_handed and ahead.waiting < ahead.depth:
-                    last = _parse_next(app, session, ahead, mailbox_id, handed, run.owners)
-                    handed, all_handed = max(handed, last), not last
+                blobs, parsed = ahead.next_batch(session, after) if ahead is not None else ({}, {})
                 run.batch(session, raws, blobs, parsed)
             done += len(raws)
             if on_progress is not None:
@@ -256,40 +220,6 @@ def process_pending(
     finally:
         if ahead is not None:
             ahead.close()
-
-
-def _parse_ahead(app: App, now: datetime, processes: int, index: CandidateIndex) -> ParseAhead | None:
-    settings = app.settings
-    try:
-        options = ParseOptions(
-            app.window(now), settings.max_occurrences, settings.max_attachment_bytes, index, settings.auto_create
-        )
-        return ParseAhead(processes, options)
-    except (OSError, ValueError) as error:  # e.g. no /dev/shm for the pool's locks: parse here
-        log.warning("cannot start parser processes, parsing in the run itself: %s", error)
-        return None
-
-
-def _parse_next(
-    app: App,
-    session: Session,
-    ahead: ParseAhead,
-    mailbox_id: int | None,
-    after: int,
-    owners: Mapping[int, tuple[str, int]],
-) -> int:
-    """Hand the batch after ``after`` to the parser processes (its bytes are kept for its turn); returns its
-    last raw item id, or 0 when nothing is left to hand over."""
-    columns = (RawItem.id, RawItem.kind, RawItem.sha256, RawItem.state, RawItem.mailbox_id)
-    rows = session.execute(_pending(mailbox_id, after, app.settings.batch_size, *columns)).all()  # type: ignore[call-overload]
-    if not rows:
-        return 0
-    wanted: list[tuple[str, str, str]] = [
-        (kind, sha, owners.get(box, ("", 0))[0]) for _id, kind, sha, state, box in rows if state != DELETED and sha
-    ]
-    stored = app.blobs.get_many(dict.fromkeys(sha for _kind, sha, _owner in wanted))
-    ahead.submit([(kind, sha, owner, stored[sha]) for kind, sha, owner in wanted if sha in stored])
-    return int(rows[-1][0])
 
 
 def _read_blobs(app: App, raws: list[RawItem], known: Mapping[str, bytes]) -> dict[int, bytes]:

@@ -21,8 +21,9 @@ from sync_service.matching.model import CandidateIndex
 from sync_service.parsing.ical import parse_calendar
 from sync_service.parsing.mime import parse_body, parse_headers
 from sync_service.parsing.vcard import parse_vcards
-from sync_service.pipeline import emails, process
+from sync_service.pipeline import emails
 from sync_service.pipeline.fetch import sync_folder
+from sync_service.pipeline.handover import Handover
 from sync_service.pipeline.preparse import ParseAhead, Parsed, ParseOptions, parse_item
 from sync_service.pipeline.process import process_pending
 from sync_service.values import SyncWindow
@@ -203,8 +204,12 @@ def test_the_run_decodes_a_body_the_helpers_thought_it_would_not_need(
     # looks unmatched to them, so they decode no body, and the run decodes the ones it logs itself.
     app.settings = replace(app.settings, batch_size=4)
     _fetch(app, add_mailbox, _mailbox(tmp_path))
-    real = process._parse_ahead
-    monkeypatch.setattr(process, "_parse_ahead", lambda a, n, p, index: real(a, n, p, CandidateIndex()))
+    real = Handover.start
+
+    def start(app: App, now: datetime, processes: int, index: CandidateIndex, *rest: object) -> Handover | None:
+        return real(app, now, processes, CandidateIndex(), *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Handover, "start", start)
     stats = process_pending(app, now=NOW, parse_processes=1)
     assert (stats.logged, stats.quarantined) == (12, 1)
     with app.sessions() as session:

@@ -1,0 +1,49 @@
+"""Which raw items are waiting for the processing stage (pending, or deleted at the source and not yet
+applied): the one query the processing loop, its parser processes, the scheduler and the workers share."""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from crm_store.models import RawItem
+from crm_store.models.sync import DELETED, PENDING
+
+
+def _waiting() -> ColumnElement[bool]:
+    return or_(RawItem.state == PENDING, and_(RawItem.state == DELETED, RawItem.processed_at.is_(None)))
+
+
+def pending_items(mailbox_id: int | None, after: int, limit: int, *what: object) -> object:
+    """The next ``limit`` waiting raw items after id ``after`` (of one mailbox, or all): ``what`` (columns;
+    default the ``RawItem`` objects), in id order."""
+    stmt = (
+        select(*(what or (RawItem,)))  # type: ignore[call-overload]
+        .where(_waiting())
+        .where(RawItem.id > after)
+        .order_by(RawItem.id)
+        .limit(limit)
+    )
+    return stmt.where(RawItem.mailbox_id == mailbox_id) if mailbox_id is not None else stmt
+
+
+def count_pending(session: Session, mailbox_id: int | None = None) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(RawItem)
+        .where(_waiting())
+    )
+    if mailbox_id is not None:
+        stmt = stmt.where(RawItem.mailbox_id == mailbox_id)
+    return int(session.scalar(stmt) or 0)
+
+
+def pending_by_mailbox(session: Session) -> dict[int, int]:
+    """Pending raw items per mailbox (only mailboxes that have some)."""
+    rows = session.execute(
+        select(RawItem.mailbox_id, func.count())
+        .where(_waiting())
+        .group_by(RawItem.mailbox_id)
+        .order_by(RawItem.mailbox_id)
+    )
+    return {mailbox_id: int(count) for mailbox_id, count in rows}
