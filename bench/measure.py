@@ -262,6 +262,7 @@ def _timed(app: Any, counter: StatementCounter, server: ServerCpu) -> tuple[Any,
     """``run_once`` once, with its wall and CPU seconds (this process, and the database server's)."""
     from sync_service.pipeline.runner import run_once
     from sync_service.startup import freeze_startup_objects
+    from workers.options import parse_processes_for_command
 
     # As `crm-sync sync --once` does at start-up, before it syncs (not timed). Before the re-sync this is a
     # full collection of what the first run left (20-100 ms here), which a new process never pays.
@@ -270,7 +271,7 @@ def _timed(app: Any, counter: StatementCounter, server: ServerCpu) -> tuple[Any,
     server_before, stolen_before = server.seconds(), stolen_seconds()
     helpers = _children_cpu()
     started, cpu = time.perf_counter(), time.process_time()
-    report = run_once(app, now=SYNC_NOW)
+    report = run_once(app, now=SYNC_NOW, parse_processes=parse_processes_for_command())  # as `crm-sync sync` does
     wall, own = time.perf_counter() - started, time.process_time() - cpu
     helpers = _children_cpu() - helpers
     server_after, stolen_after = server.seconds(), stolen_seconds()

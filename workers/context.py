@@ -21,6 +21,7 @@ class Hooks:
     on_progress: Callable[[int, int], None] | None = None  # processed, total
     now: datetime | None = None  # the clock of processing and completion (tests, demo)
     on_outcome: Callable[[str, tuple[object, ...], object], None] | None = None  # actor, args, result or error
+    parse_processes: int | None = None  # parser processes of the processing runs (None: the worker options')
 
 
 class WorkerContext:

@@ -9,7 +9,7 @@
 | ``CRM_WORKER_THREADS``     | 2                | (``--threads``) | embedded worker threads                      |
 | ``CRM_PROCESS_SLICE_SECONDS`` | —             | 1             | a mailbox's processing task hands the rest of |
 |                            |                  |               | its pending items to a new task after this long |
-| ``CRM_PARSE_PROCESSES``    | 1 (0 on one core) | 0            | helper processes that parse a mailbox's next  |
+| ``CRM_PARSE_PROCESSES``    | 0 (see below)    | 0             | helper processes that parse a mailbox's next  |
 |                            |                  |               | batch while its current one is written        |
 
 The time slice keeps a large mailbox's processing from holding one worker for its whole length: the tasks of
@@ -17,8 +17,11 @@ its slices go to the back of the queue, so several workers share the processing 
 Embedded mode (``sync --once``) processes everything in one run.
 
 Parsing ahead (``sync_service.pipeline.preparse``) puts a second core to work on one large mailbox; it starts
-only when more than one batch is pending. Redis workers leave it off by default: there, more worker processes
-are the way to use more cores.
+only when more than one batch is pending. crm-sync's own foreground commands (``sync``, ``demo``) use one
+helper on a machine with two or more cores (``parse_processes_for_command``); ``run_once`` called from other
+code starts none unless ``CRM_PARSE_PROCESSES`` or its ``parse_processes`` argument asks — a helper is
+started with ``spawn``, which imports the caller's main module again. Redis workers leave it off by
+default: there, more worker processes are the way to use more cores.
 """
 
 from __future__ import annotations
@@ -76,8 +79,15 @@ def worker_options(embedded: bool, env: Mapping[str, str] | None = None) -> Work
         max_backoff_ms=max(1, int(_number(env, "CRM_RETRY_MAX_BACKOFF_MS", base.max_backoff_ms))),
         threads=max(1, int(_number(env, "CRM_WORKER_THREADS", base.threads))),
         process_slice=_slice(env, base.process_slice),
-        parse_processes=int(_number(env, "CRM_PARSE_PROCESSES", (1 if _cores() > 1 else 0) if embedded else 0)),
+        parse_processes=int(_number(env, "CRM_PARSE_PROCESSES", 0)),
     )
+
+
+def parse_processes_for_command(env: Mapping[str, str] | None = None) -> int:
+    """The parser processes of crm-sync's own foreground commands: ``CRM_PARSE_PROCESSES`` when set, else one
+    on a machine with two or more cores."""
+    env = os.environ if env is None else env
+    return int(_number(env, "CRM_PARSE_PROCESSES", 1 if _cores() > 1 else 0))
 
 
 def _slice(env: Mapping[str, str], default: float | None) -> float | None:

@@ -152,7 +152,9 @@ def process_items(ctx: WorkerContext, mailbox_id: int | None = None) -> ProcessS
             now=ctx.hooks.now,
             on_progress=after_batch,
             time_slice=ctx.options.process_slice if mailbox_id is not None else None,
-            parse_processes=ctx.options.parse_processes,
+            parse_processes=(
+                ctx.hooks.parse_processes if ctx.hooks.parse_processes is not None else ctx.options.parse_processes
+            ),
         )
     except LockLost as error:
         raise _retry_later(error) from error

@@ -32,6 +32,7 @@ def _progress() -> Progress:
 def run_with_progress(app: App, names: list[str] | None) -> SyncReport:
     """``run_once`` with progress bars, in a process that does nothing else afterwards (``sync``, ``demo``)."""
     from sync_service.pipeline.runner import run_once  # the pipeline: loaded by the commands that sync
+    from workers.options import parse_processes_for_command
 
     freeze_startup_objects()
     with _progress() as progress:
@@ -44,7 +45,8 @@ def run_with_progress(app: App, names: list[str] | None) -> SyncReport:
         def on_progress(done: int, total: int) -> None:
             progress.update(work, completed=done, total=total, visible=True)
 
-        return run_once(app, names, on_page=on_page, on_progress=on_progress)
+        processes = parse_processes_for_command()  # this command's entry point is a guarded main module
+        return run_once(app, names, on_page=on_page, on_progress=on_progress, parse_processes=processes)
 
 
 def print_report(report: SyncReport) -> None:

@@ -182,16 +182,21 @@ def run_once(
     on_page: Callable[[int], None] | None = None,
     now: datetime | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    parse_processes: int | None = None,
 ) -> SyncReport:
     """Sync the mailboxes (all, or ``names``) to the end, process everything, complete due activities.
 
     The work runs on the embedded queue — the same actors the Redis workers run — so this is the one code path.
+    ``parse_processes``: parser processes for the processing (``pipeline.preparse``; None: ``CRM_PARSE_PROCESSES``,
+    default 0). They are started with ``spawn``, so a script that asks for them keeps its own start-up code
+    under ``if __name__ == "__main__":``.
     """
     from workers.embedded import EmbeddedQueue, Hooks  # the workers layer sits on top of the pipeline
 
     report = SyncReport()
     boxes = selected_mailboxes(app, names)
-    with EmbeddedQueue(app, Hooks(on_page=on_page, on_progress=on_progress, now=now)) as queue:
+    hooks = Hooks(on_page=on_page, on_progress=on_progress, now=now, parse_processes=parse_processes)
+    with EmbeddedQueue(app, hooks) as queue:
         for mailbox in boxes:
             if mailbox.state != PAUSED:
                 queue.send("sync_mailbox", mailbox.id)

@@ -232,3 +232,27 @@ def test_only_the_bodies_of_emails_that_would_be_logged_are_decoded_ahead() -> N
     assert parse_item("message", internal, options, REP) == Parsed(headers=parse_headers(internal))
     # without an index only bulk and automated mail is left undecoded
     assert parse_item("message", stranger, OPTIONS, REP).body == parse_body(stranger)
+
+
+@pytest.mark.parametrize("asked", [None, 1])
+def test_run_once_starts_parser_processes_only_when_asked(
+    app, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, asked: int | None
+) -> None:
+    # Library callers get none by default (a spawned helper imports the caller's main module again);
+    # `crm-sync sync` asks for them (``parse_processes_for_command``).
+    from sync_service.pipeline.runner import run_once
+
+    monkeypatch.delenv("CRM_PARSE_PROCESSES", raising=False)
+    app.settings = replace(app.settings, batch_size=4)
+    add_mailbox("alice", _mailbox(tmp_path))
+    local = Counter[str]()
+    real_body = emails.parse_body
+
+    def counted_body(data: bytes, **kwargs: int) -> object:
+        local["body"] += 1
+        return real_body(data, **kwargs)
+
+    monkeypatch.setattr(emails, "parse_body", counted_body)
+    report = run_once(app, now=NOW, parse_processes=asked)
+    assert (report.stats.logged, report.stats.quarantined) == (12, 1)
+    assert (local["body"] <= 4) if asked else (local["body"] >= 9 + 4)

@@ -27,15 +27,21 @@ def test_a_bad_value_is_a_one_line_error(value: str) -> None:
         worker_options(False, {"CRM_PROCESS_SLICE_SECONDS": value})
 
 
-def test_parsing_ahead_is_on_in_embedded_mode_with_a_spare_core(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parsing_ahead_is_asked_for_by_crm_syncs_own_commands_only(monkeypatch: pytest.MonkeyPatch) -> None:
     import workers.options as options
+    from workers.options import parse_processes_for_command
 
     monkeypatch.setattr(options, "_cores", lambda: 4)
-    assert (worker_options(True, {}).parse_processes, worker_options(False, {}).parse_processes) == (1, 0)
+    # `crm-sync sync` / `demo`: one helper with a spare core; run_once from other code and Redis workers: none
+    assert parse_processes_for_command({}) == 1
+    assert (worker_options(True, {}).parse_processes, worker_options(False, {}).parse_processes) == (0, 0)
     monkeypatch.setattr(options, "_cores", lambda: 1)
-    assert worker_options(True, {}).parse_processes == 0
+    assert parse_processes_for_command({}) == 0
+    # the variable decides everywhere
+    assert parse_processes_for_command({"CRM_PARSE_PROCESSES": "2"}) == 2
     assert worker_options(True, {"CRM_PARSE_PROCESSES": "2"}).parse_processes == 2
     assert worker_options(False, {"CRM_PARSE_PROCESSES": "1"}).parse_processes == 1
-    assert worker_options(True, {"CRM_PARSE_PROCESSES": "0"}).parse_processes == 0
+    monkeypatch.setattr(options, "_cores", lambda: 4)
+    assert parse_processes_for_command({"CRM_PARSE_PROCESSES": "0"}) == 0
     with pytest.raises(ConfigError, match="CRM_PARSE_PROCESSES"):
-        worker_options(True, {"CRM_PARSE_PROCESSES": "many"})
+        parse_processes_for_command({"CRM_PARSE_PROCESSES": "many"})
