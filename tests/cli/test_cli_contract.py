@@ -235,3 +235,27 @@ def test_requeue_dead_letters_of_one_mailbox(
     assert (typo.code, typo.err) == (1, "crm-sync: error: unknown queue sink (queues: sync, process, maintenance)\n")
     everything = cli("queue", "requeue-dead")
     assert (everything.code, everything.out.strip()) == (0, "requeued 2 dead-lettered messages")
+
+
+def test_sync_parses_ahead_in_a_helper_process_on_two_cores(ready, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import workers.options
+    from sync_service.pipeline.handover import Handover
+
+    started: list[int] = []
+    real = Handover.start
+
+    def start(app, now, processes, *rest):  # type: ignore[no-untyped-def]
+        started.append(processes)
+        return real(app, now, processes, *rest)
+
+    monkeypatch.setattr(Handover, "start", start)
+    monkeypatch.setattr(workers.options, "_cores", lambda: 2)
+    monkeypatch.delenv("CRM_PARSE_PROCESSES", raising=False)
+    monkeypatch.setenv("CRM_BATCH_SIZE", "2")
+    mails = [message(f"p{i}@acme.example", "wile@acme.example", [REP], f"Specs {i}") for i in range(6)]
+    box = maildir(tmp_path / "mail", mails)
+    assert ready("mailbox", "add", "alice", "--owner", REP, "--source", f"maildir://{box}").code == 0
+    assert ready("sync", "--once").code == 0
+    assert started == [1]  # more than one batch pending: one helper
+    acts = _json(ready("export", "activities", "--format", "json"))
+    assert sorted(a["subject"] for a in acts) == [f"Specs {i}" for i in range(6)]
