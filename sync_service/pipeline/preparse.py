@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -116,11 +119,21 @@ def parse_many(items: Sequence[Item], options: ParseOptions) -> dict[Key, Parsed
 
 
 _OPTIONS: ParseOptions | None = None  # a helper process's options, set once when it starts
+PARENT_CHECK_SECONDS = 1.0
 
 
-def _start_helper(options: ParseOptions) -> None:
+def _start_helper(options: ParseOptions, parent: int) -> None:
     global _OPTIONS
     _OPTIONS = options
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A helper waits for work on a pipe its parent also holds; if the parent is killed, nothing would ever
+    close it and the helper would wait forever. So it leaves as soon as it has a different parent."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
 
 
 def _parse_in_helper(items: Sequence[Item]) -> dict[Key, Parsed]:
@@ -141,7 +154,9 @@ class ParseAhead:
         self.depth = max(1, depth)
         context = multiprocessing.get_context("spawn")
         # The options (with the index copy) go to each helper once, when it starts; each batch sends only bytes.
-        self._pool = ProcessPoolExecutor(self.processes, context, initializer=_start_helper, initargs=(options,))
+        self._pool = ProcessPoolExecutor(
+            self.processes, context, initializer=_start_helper, initargs=(options, os.getpid())
+        )
         # Per submitted batch: its bytes by sha256 (read once, used twice) and the helpers' futures.
         self._batches: deque[tuple[dict[str, bytes], list[Future[dict[Key, Parsed]]]]] = deque()
         self.broken = False

@@ -256,3 +256,51 @@ def test_run_once_starts_parser_processes_only_when_asked(
     report = run_once(app, now=NOW, parse_processes=asked)
     assert (report.stats.logged, report.stats.quarantined) == (12, 1)
     assert (local["body"] <= 4) if asked else (local["body"] >= 9 + 4)
+
+
+HELPER_PARENT = """
+import sys, time
+from datetime import UTC, datetime
+from sync_service.pipeline.preparse import ParseAhead, ParseOptions
+from sync_service.values import SyncWindow
+
+if __name__ == "__main__":
+    ahead = ParseAhead(1, ParseOptions(SyncWindow.around(datetime.now(UTC), 90, 180), 1000, 1 << 20))
+    ahead.submit([("message", "sha", "", b"Subject: hi\\r\\n\\r\\nbody")])
+    ahead.take()
+    print(" ".join(str(p) for p in ahead._pool._processes), flush=True)
+    time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_helper_leaves_when_its_parent_is_killed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(HELPER_PARENT)
+    root = str(Path(__file__).resolve().parents[2])  # this checkout's code, whatever is installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert parent.stdout is not None
+        helpers = [int(p) for p in parent.stdout.readline().split()]
+        assert helpers and all(_alive(p) for p in helpers)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in helpers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in helpers), "the helper outlived its killed parent"
+    finally:
+        parent.kill()
