@@ -14,6 +14,10 @@ the last complete listing saw is not read at all — adding, removing or renamin
 long as those times were at least two seconds older than that listing (``SETTLED_NS``: a coarse file-system
 clock could otherwise give a message that arrived just after it the same time). The root is always read when
 it holds calendar or contact files, which can change in place.
+The cursor keeps ``cur/``'s part of the snapshot apart (``md2.<cur part>|<the rest>``, each part a file-source
+cursor). When only ``new/`` changed — new mail that no client has seen yet — and ``cur/`` still has the
+settled modification time of the last complete listing, ``cur/`` is neither read nor decoded, and its part of
+the cursor is carried over as it is: a re-sync of a large Maildir then reads and diffs only ``new/``.
 ``new/`` is read before ``cur/`` so a message moving between them during a scan is seen at least once, and
 a snapshot id that seems gone is confirmed by a second scan before it is reported deleted (a rename
 racing with the directory read can hide a file once).
@@ -45,13 +49,14 @@ from sync_service.connectors.localpath import (
     text_id,
     url_to_path,
 )
-from sync_service.connectors.snapshot import ROOT_FOLDER, decode_state, entries_page
+from sync_service.connectors.snapshot import ROOT_FOLDER, decode_state, encode_cursor, entries_page
 from sync_service.errors import PermanentSourceError
 
 _INFO = re.compile(r"[:!][12],")
 _LOOSE_PREFIX: dict[ItemKind, str] = {"calendar": "ics", "contacts": "vcf"}
 _LOOSE_IDS = tuple(f"{prefix}:" for prefix in _LOOSE_PREFIX.values())
 SETTLED_NS = 2_000_000_000  # directory times this much older than a scan are trusted (coarse file-system clocks)
+SPLIT_PREFIX = "md2."  # a cursor with cur/'s part apart: md2.<cur part>|<the rest>
 
 
 def unique_key(file_name: str) -> str:
@@ -67,7 +72,7 @@ class MaildirConnector:
         # The listing of a pass that has more pages, kept with the cursor of its next page: listing a folder
         # scans and stats every file, so doing it once per pass instead of once per page keeps a large
         # initial sync linear. Files that arrive meanwhile are listed by the next pass.
-        self._listing: dict[str, tuple[str, _Scan, dict[str, Any] | None]] = {}
+        self._listing: dict[str, tuple[str, _Scan, dict[str, Any] | None, str | None]] = {}
 
     def folders(self) -> Sequence[str]:
         require_path(self.root, "dir")
@@ -76,23 +81,36 @@ class MaildirConnector:
         return [ROOT_FOLDER, *names]
 
     def list_changes(self, folder: str, cursor: str | None, limit: int = 500) -> ChangePage:
-        previous, meta = decode_state(cursor)
+        cur_part, rest_part = _split(cursor)
+        rest, meta = decode_state(rest_part)
         listed = self._listing.pop(folder, None)
         marks: dict[str, Any] | None = None
         if listed is not None and listed[0] == cursor:  # the next page of the same pass
-            scan, marks = listed[1], listed[2]
+            scan, marks, kept = listed[1], listed[2], listed[3]
         else:
-            marks = self._marks(folder, previous)
+            marks = self._marks(folder, rest)
             if cursor is not None and marks is not None and _unchanged(meta, marks):
                 return ChangePage((), (), cursor, False)
-            scan = self._scan(folder, previous)
+            # cur/'s part is kept as it is when cur/ has not changed since the listing that wrote it
+            kept = cur_part if cur_part is not None and marks is not None and _cur_unchanged(meta, marks) else None
+        previous = rest if kept is not None else {**decode_state(cur_part)[0], **rest}
+        if listed is None or listed[0] != cursor:
+            scan = self._scan(folder, previous, with_cur=kept is None)
             if not scan.paths.keys() >= previous.keys():  # something seems gone: confirm with a second scan
-                again = self._scan(folder, previous)
-                scan = _Scan({**scan.paths, **again.paths}, {**scan.fresh, **again.fresh})
+                again = self._scan(folder, previous, with_cur=kept is None)
+                scan = _Scan({**scan.paths, **again.paths}, {**scan.fresh, **again.fresh}, scan.in_cur | again.in_cur)
             self._located[folder] = scan.paths
-        page = entries_page(scan.fresh, previous, limit, present=scan.paths, meta=marks)
-        if page.more:
-            self._listing[folder] = (page.next_cursor, scan, marks)  # the marks go into the pass's last cursor
+
+        def encode(snapshot: Mapping[str, str], meta: Mapping[str, Any] | None) -> str:
+            if kept is not None:
+                return f"{SPLIT_PREFIX}{kept}|{encode_cursor(snapshot, meta)}"
+            in_cur = {k: v for k, v in snapshot.items() if k in scan.in_cur}
+            others = {k: v for k, v in snapshot.items() if k not in scan.in_cur}
+            return f"{SPLIT_PREFIX}{encode_cursor(in_cur)}|{encode_cursor(others, meta)}"
+
+        page = entries_page(scan.fresh, previous, limit, present=scan.paths, meta=marks, encode=encode)
+        if page.more:  # the marks go into the pass's last cursor
+            self._listing[folder] = (page.next_cursor, scan, marks, kept)
         return page
 
     def fetch(self, folder: str, refs: Sequence[ItemRef]) -> Iterator[RawItem]:
@@ -135,13 +153,15 @@ class MaildirConnector:
         except OSError:
             return None
 
-    def _scan(self, folder: str, known: Mapping[str, str] | None = None) -> _Scan:
-        """The folder's files; a message in ``known`` (a snapshot) keeps its version there, unstat'ed."""
+    def _scan(self, folder: str, known: Mapping[str, str] | None = None, with_cur: bool = True) -> _Scan:
+        """The folder's files; a message in ``known`` (a snapshot) keeps its version there, unstat'ed.
+        ``with_cur=False``: ``new/`` (and the root's loose files) only."""
         directory = self._folder_dir(folder)
-        scan = _Scan({}, {})
+        scan = _Scan({}, {}, set())
         with source_errors(directory):
-            for sub in ("new", "cur"):
-                _scan_messages(str(directory / sub), known or {}, scan)
+            _scan_messages(str(directory / "new"), known or {}, scan)
+            if with_cur:
+                _scan_messages(str(directory / "cur"), known or {}, scan, scan.in_cur)
             if folder == ROOT_FOLDER:
                 for key, entry in _scan_loose_files(directory).items():
                     scan.paths[key] = entry.path
@@ -154,6 +174,7 @@ class _Scan(NamedTuple):
 
     paths: dict[str, str]  # unique key → file path, for everything present
     fresh: dict[str, FileEntry]  # the new (stat'ed) ones, and every loose calendar / contact file
+    in_cur: set[str]  # the keys found in cur/
 
 
 def _unchanged(meta: Mapping[str, Any], marks: Mapping[str, Any]) -> bool:
@@ -166,12 +187,30 @@ def _unchanged(meta: Mapping[str, Any], marks: Mapping[str, Any]) -> bool:
     return all(isinstance(t, int) and at - t >= SETTLED_NS for t in dirs)
 
 
+def _cur_unchanged(meta: Mapping[str, Any], marks: Mapping[str, Any]) -> bool:
+    """``cur/`` is as the cursor's last complete listing left it (as ``_unchanged``, for ``cur/`` alone)."""
+    dirs, at = meta.get("dirs"), meta.get("at")
+    if not isinstance(dirs, list) or len(dirs) < 2 or not isinstance(at, int):
+        return False
+    cur = dirs[1]
+    return isinstance(cur, int) and cur == marks["dirs"][1] and at - cur >= SETTLED_NS
+
+
+def _split(cursor: str | None) -> tuple[str | None, str | None]:
+    """(``cur/``'s part, the rest) of a cursor. A cursor in the one-part form of before is all "rest"; a
+    split cursor without its separator counts as none (a full listing follows)."""
+    if cursor is None or not cursor.startswith(SPLIT_PREFIX):
+        return None, cursor
+    cur, separator, rest = cursor[len(SPLIT_PREFIX) :].partition("|")
+    return (cur, rest) if separator else (None, None)
+
+
 def _is_subfolder(entry: os.DirEntry[str]) -> bool:
     return (entry.name.startswith(".") and entry.name not in (".", "..") and entry.is_dir()
             and os.path.isdir(os.path.join(entry.path, "cur")))
 
 
-def _scan_messages(directory: str, known: Mapping[str, str], scan: _Scan) -> None:
+def _scan_messages(directory: str, known: Mapping[str, str], scan: _Scan, found: set[str] | None = None) -> None:
     """Add a ``new/`` or ``cur/`` directory's messages to ``scan``.
 
     Messages are immutable, so one the snapshot knows keeps its version: it is neither stat'ed nor given a
@@ -192,6 +231,8 @@ def _scan_messages(directory: str, known: Mapping[str, str], scan: _Scan) -> Non
         if not key.isascii():
             key = text_id(key)
         path = prefix + name
+        if found is not None:
+            found.add(key)
         if key in known:
             paths[key] = path
             continue

@@ -165,12 +165,13 @@ def diff_page(
     present: Container[str] | None = None,
     sort_key: Callable[[str], Any] | None = None,
     meta: Mapping[str, Any] | None = None,
+    encode: Callable[[Mapping[str, str], Mapping[str, Any] | None], str] = encode_cursor,
 ) -> ChangePage:
     """One page of changes from ``previous`` (a snapshot) to ``current`` (see the module docstring).
 
     ``present``: every id the source still has, when ``current`` holds only the candidates for change (a
     source of immutable items need not read the versions of the ids its snapshot already has); default
-    ``current``."""
+    ``current``. ``encode``: how the next snapshot becomes the cursor (a connector may add to it)."""
     there = current if present is None else present
     deletes = tuple(sorted(k for k in previous if k not in there))
     changed = [k for k, (version, _) in current.items() if previous.get(k) != version]
@@ -180,7 +181,7 @@ def diff_page(
     snapshot = {k: v for k, v in previous.items() if k in there} if deletes else dict(previous)
     snapshot.update((k, current[k][0]) for k in page)
     upserts = tuple(ItemRef(k, current[k][1], current[k][0]) for k in page)
-    return ChangePage(upserts, deletes, encode_cursor(snapshot, None if more else meta), more)
+    return ChangePage(upserts, deletes, encode(snapshot, None if more else meta), more)
 
 
 def entries_page(
@@ -189,12 +190,12 @@ def entries_page(
     limit: int,
     present: Container[str] | None = None,
     meta: Mapping[str, Any] | None = None,
+    encode: Callable[[Mapping[str, str], Mapping[str, Any] | None], str] = encode_cursor,
 ) -> ChangePage:
     """``diff_page`` over scanned files, oldest modification time first."""
     current = {k: (e.version, e.kind) for k, e in entries.items()}
-    return diff_page(
-        current, previous, limit, present=present, sort_key=lambda k: (entries[k].mtime_ns, k), meta=meta
-    )
+    order = lambda k: (entries[k].mtime_ns, k)  # noqa: E731
+    return diff_page(current, previous, limit, present=present, sort_key=order, meta=meta, encode=encode)
 
 
 def check_root_folder(folder: str) -> None:

@@ -301,3 +301,91 @@ def test_the_root_with_calendar_files_is_always_read(tmp_path: Path, monkeypatch
     assert after == before  # rewritten in place: no directory shows it
     page = conn.list_changes(".", cursor)
     assert [r.external_id for r in page.upserts] == ["ics:team.ics"]
+
+
+def _in_cur(md: mailbox.Maildir, n: int) -> str:
+    message = mailbox.MaildirMessage(_msg(n))
+    message.set_subdir("cur")
+    message.set_flags("S")
+    return md.add(message)
+
+
+def _settled_inbox(root: Path) -> tuple[mailbox.Maildir, list[str], MaildirConnector, str]:
+    """A Maildir with three read messages in cur/ and one new one, listed once, its directories old."""
+    md = mailbox.Maildir(root, create=True)
+    keys = [_in_cur(md, i) for i in range(3)] + [md.add(_msg(3))]
+    _age(root, root / "new", root / "cur")
+    conn = MaildirConnector(f"maildir://{root}")
+    pages, cursor = _drain(conn)
+    assert sorted(_ids(pages)) == sorted(keys) and cursor is not None and cursor.startswith("md2.")
+    return md, keys, conn, cursor
+
+
+def test_new_mail_beside_an_unchanged_cur_reads_only_new(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cur/'s part of the cursor is carried over unread while cur/ keeps the settled time of its listing."""
+    root = tmp_path / "mail"
+    md, _keys, conn, cursor = _settled_inbox(root)
+    calls = _counting_listdir(monkeypatch)
+    arrived = md.add(_msg(4))
+    page = conn.list_changes(".", cursor)
+    assert (_ids([page]), page.deletes) == ([arrived], ())
+    assert str(root / "new") in calls and str(root / "cur") not in calls
+    assert page.next_cursor.startswith("md2." + cursor[4:].partition("|")[0] + "|")  # cur/'s part as it was
+    # Nothing is lost from the cursor: once cur/ changes, a full listing finds no change but the new one.
+    calls.clear()
+    arrived_in_cur = _in_cur(md, 5)
+    again = MaildirConnector(f"maildir://{root}").list_changes(".", page.next_cursor)
+    assert (_ids([again]), again.deletes) == ([arrived_in_cur], ()) and str(root / "cur") in calls
+
+
+def test_a_message_moved_from_new_to_cur_is_neither_new_nor_gone(tmp_path: Path) -> None:
+    root = tmp_path / "mail"
+    md, keys, conn, cursor = _settled_inbox(root)
+    message = md.get_message(keys[3])
+    message.set_subdir("cur")
+    message.add_flag("S")
+    md[keys[3]] = message  # what a mail client does when the message is read: new/ → cur/
+    page = conn.list_changes(".", cursor)
+    assert (page.upserts, page.deletes) == ((), ())
+    # and the next listing, with cur/'s part carried over, still has it
+    _age(root / "new", root / "cur")
+    page = conn.list_changes(".", page.next_cursor)
+    md.add(_msg(7))
+    later = conn.list_changes(".", page.next_cursor)
+    assert later.deletes == () and len(later.upserts) == 1
+
+
+def test_a_message_removed_from_cur_is_reported(tmp_path: Path) -> None:
+    root = tmp_path / "mail"
+    md, keys, conn, cursor = _settled_inbox(root)
+    md.remove(keys[0])
+    page = conn.list_changes(".", cursor)
+    assert (page.upserts, page.deletes) == ((), (keys[0],))
+
+
+def test_cursors_of_the_one_part_form_and_broken_split_cursors(tmp_path: Path) -> None:
+    from sync_service.connectors.snapshot import decode_state, encode_cursor
+
+    root = tmp_path / "mail"
+    _md, keys, conn, cursor = _settled_inbox(root)
+    cur_part, _, rest_part = cursor[4:].partition("|")
+    snapshot = {**decode_state(cur_part)[0], **decode_state(rest_part)[0]}
+    old = encode_cursor(snapshot)  # as a listing before the split wrote it
+    page = conn.list_changes(".", old)
+    assert (page.upserts, page.deletes) == ((), ()) and page.next_cursor.startswith("md2.")
+    broken = conn.list_changes(".", "md2." + cur_part)  # no separator: no cursor, everything is listed
+    assert sorted(_ids([broken])) == sorted(keys)
+
+
+def test_cur_changed_just_before_its_listing_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As for a whole folder: a cur/ time within SETTLED_NS of the listing is not trusted."""
+    root = tmp_path / "mail"
+    md = mailbox.Maildir(root, create=True)
+    _in_cur(md, 0)  # cur/ written just now
+    _age(root, root / "new")
+    conn = MaildirConnector(f"maildir://{root}")
+    _, cursor = _drain(conn)
+    calls = _counting_listdir(monkeypatch)
+    arrived = md.add(_msg(1))
+    page = conn.list_changes(".", cursor)
+    assert _ids([page]) == [arrived] and str(root / "cur") in calls
