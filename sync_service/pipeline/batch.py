@@ -50,13 +50,13 @@ class BatchCache:
     ) -> BatchCache:
         raw_ids = [raw.id for raw in raws]
         cache = cls()
-        for chunk in _chunks(sorted(set(email_keys))):
-            for item in session.scalars(select(SyncedItem).where(SyncedItem.dedupe_key.in_(chunk))):
-                cache.items[item.dedupe_key] = item
         cache.events = dict.fromkeys(event_keys)
-        for chunk in _chunks(sorted(cache.events)):
+        for chunk in _chunks(sorted(set(email_keys) | cache.events.keys())):
             for item in session.scalars(select(SyncedItem).where(SyncedItem.dedupe_key.in_(chunk))):
-                cache.events[item.dedupe_key] = item
+                if item.dedupe_key in cache.events:
+                    cache.events[item.dedupe_key] = item
+                else:
+                    cache.items[item.dedupe_key] = item
         for chunk in _chunks(raw_ids):
             rows = session.execute(
                 select(ItemSource.item_id, ItemSource.raw_item_id).where(ItemSource.raw_item_id.in_(chunk))

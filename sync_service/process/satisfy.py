@@ -43,28 +43,23 @@ def may_satisfy(process: Process, activity_type: str, direction: str | None, sub
     """Whether some step of ``process`` accepts an activity of this type, direction and subject: what
     ``satisfies`` checks first, known without reading the activity's links or the process's state. False means
     no step of the process can be satisfied by the activity."""
+    rules = (step.satisfied_by for stage in process.stages for step in stage.steps)
+    return any(rule is not None and _takes(rule, activity_type, direction, subject) for rule in rules)
+
+
+def _takes(rule: SatisfiedBy, activity_type: str, direction: str | None, subject: str) -> bool:
+    """The rule's conditions on the activity itself: its type, its direction, a keyword in its subject."""
+    if activity_type not in rule.types:
+        return False
+    if rule.direction is not None and direction != rule.direction:
+        return False
     folded = subject.casefold()
-    for stage in process.stages:
-        for step in stage.steps:
-            rule = step.satisfied_by
-            if rule is None or activity_type not in rule.types:
-                continue
-            if rule.direction is not None and direction != rule.direction:
-                continue
-            if not rule.keywords or any(word.casefold() in folded for word in rule.keywords):
-                return True
-    return False
+    return not rule.keywords or any(word.casefold() in folded for word in rule.keywords)
 
 
 def satisfies(rule: SatisfiedBy, activity: ActivityFacts, parties: Parties) -> bool:
-    if activity.type not in rule.types:
+    if not _takes(rule, activity.type, activity.direction, activity.subject):
         return False
-    if rule.direction is not None and activity.direction != rule.direction:
-        return False
-    if rule.keywords:
-        subject = activity.subject.casefold()
-        if not any(word.casefold() in subject for word in rule.keywords):
-            return False
     if rule.has_attachment and not activity.has_attachment:
         return False
     if rule.with_participant and not (activity.contact_ids & parties.participant_ids):
