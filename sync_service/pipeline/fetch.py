@@ -20,11 +20,11 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
 
-from sqlalchemy import Table, insert, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from crm_store.bulkload import insert_rows
 from crm_store.db import transaction
 from crm_store.models import FolderState, Mailbox, RawItem
 from crm_store.models.sync import DELETED, PENDING
@@ -118,7 +118,7 @@ def _store_items(
             quarantine(session, row, reason)
         stored += 1
     if fresh:
-        session.execute(insert(cast(Table, RawItem.__table__)), fresh)  # Core: no per-row ORM bookkeeping
+        insert_rows(session, RawItem, fresh)  # no per-row ORM bookkeeping; COPY on PostgreSQL
     return stored
 
 
