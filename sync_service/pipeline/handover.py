@@ -4,6 +4,7 @@ next, their stored bytes, and the mailbox owner each was synced for."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -17,6 +18,13 @@ from sync_service.pipeline.pending import pending_items
 from sync_service.pipeline.preparse import Key, ParseAhead, Parsed, ParseOptions
 
 log = logging.getLogger(__name__)
+
+
+def _spool(app: App) -> str | None:
+    """Where the parser processes' options file goes: the data directory, which holds the same mail and CRM
+    data already, else the system's temporary directory."""
+    directory = app.settings.data_dir
+    return str(directory) if os.path.isdir(directory) else None
 
 
 class Handover:
@@ -46,7 +54,7 @@ class Handover:
             options = ParseOptions(
                 app.window(now), settings.max_occurrences, settings.max_attachment_bytes, index, settings.auto_create
             )
-            return cls(app, ParseAhead(processes, options), mailbox_id, owners)
+            return cls(app, ParseAhead(processes, options, spool=_spool(app)), mailbox_id, owners)
         except (OSError, ValueError) as error:  # e.g. no /dev/shm for the pool's locks
             log.warning("cannot start parser processes, parsing in the run itself: %s", error)
             return None

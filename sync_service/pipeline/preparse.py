@@ -18,9 +18,12 @@ and the processing parses that part itself, raising and quarantining exactly as 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import pickle
+import tempfile
 import threading
 import time
 from collections import deque
@@ -122,9 +125,10 @@ _OPTIONS: ParseOptions | None = None  # a helper process's options, set once whe
 PARENT_CHECK_SECONDS = 1.0
 
 
-def _start_helper(options: ParseOptions, parent: int) -> None:
+def _start_helper(options_file: str, parent: int) -> None:
     global _OPTIONS
-    _OPTIONS = options
+    with open(options_file, "rb") as file:
+        _OPTIONS = pickle.load(file)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
 
 
@@ -147,16 +151,29 @@ class ParseAhead:
     the run works through the current one.
 
     The processes are started with ``spawn``: the caller may run threads (the embedded queue's workers), and
-    forking a process that has threads can copy a lock some other thread holds."""
+    forking a process that has threads can copy a lock some other thread holds.
 
-    def __init__(self, processes: int, options: ParseOptions, depth: int = 2) -> None:
+    The options, with the copy of the candidate index, reach each helper once, when it starts, through a file
+    in ``spool`` (private to this user; removed at ``close``), not in the start-up message: ``spawn`` writes
+    that message into a pipe the starting process reads, and if the process dies before reading it all — say
+    its parent's main module cannot be imported again, as for a script read from standard input — a message
+    larger than the pipe's buffer would block the run forever. With a small message the pool sees the dead
+    process and the run parses by itself."""
+
+    def __init__(self, processes: int, options: ParseOptions, depth: int = 2, spool: str | None = None) -> None:
         self.processes = max(1, processes)
         self.depth = max(1, depth)
         context = multiprocessing.get_context("spawn")
-        # The options (with the index copy) go to each helper once, when it starts; each batch sends only bytes.
-        self._pool = ProcessPoolExecutor(
-            self.processes, context, initializer=_start_helper, initargs=(options, os.getpid())
-        )
+        handle, self._options_file = tempfile.mkstemp(prefix=".parse-options-", suffix=".pickle", dir=spool)
+        with os.fdopen(handle, "wb") as file:
+            pickle.dump(options, file, pickle.HIGHEST_PROTOCOL)
+        try:  # each batch then sends only bytes
+            self._pool = ProcessPoolExecutor(
+                self.processes, context, initializer=_start_helper, initargs=(self._options_file, os.getpid())
+            )
+        except BaseException:
+            os.unlink(self._options_file)
+            raise
         # Per submitted batch: its bytes by sha256 (read once, used twice) and the helpers' futures.
         self._batches: deque[tuple[dict[str, bytes], list[Future[dict[Key, Parsed]]]]] = deque()
         self.broken = False
@@ -203,3 +220,5 @@ class ParseAhead:
     def close(self) -> None:
         self._batches.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        with contextlib.suppress(OSError):
+            os.unlink(self._options_file)

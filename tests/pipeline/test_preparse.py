@@ -304,3 +304,44 @@ def test_a_helper_leaves_when_its_parent_is_killed(tmp_path: Path) -> None:
         assert not any(_alive(p) for p in helpers), "the helper outlived its killed parent"
     finally:
         parent.kill()
+
+
+STDIN_PARENT = """
+import sys
+from datetime import UTC, datetime
+from sync_service.matching.model import CandidateIndex
+from sync_service.pipeline.preparse import ParseAhead, ParseOptions
+from sync_service.values import SyncWindow
+
+# A CRM of 20,000 contacts: the helpers' options are far larger than a pipe's buffer.
+index = CandidateIndex(contacts_by_email={f"person{i}@customer{i % 400}.example": (i,) for i in range(20000)})
+options = ParseOptions(SyncWindow.around(datetime.now(UTC), 90, 180), 1000, 1 << 20, index)
+ahead = ParseAhead(1, options, spool=sys.argv[1])
+ahead.submit([("message", "sha", "", b"Subject: hi\\r\\n\\r\\nbody")])
+blobs, parsed = ahead.take()
+ahead.close()
+print("broken" if ahead.broken else "parsed", sorted(blobs), len(parsed), flush=True)
+"""
+
+
+def test_a_helper_that_cannot_start_leaves_the_run_parsing_alone(tmp_path: Path) -> None:
+    """A script read from standard input cannot be imported again by a spawned helper, which dies at once.
+    The run must notice and go on by itself — not wait forever to hand the helper its options."""
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-", str(tmp_path)],
+        input=STDIN_PARENT,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["broken", "['sha']", "0"]
+    assert "parsing ahead stopped" in done.stderr
+    assert not list(tmp_path.glob(".parse-options-*"))  # the options file is removed at close
