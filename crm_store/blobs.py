@@ -40,6 +40,7 @@ from sqlalchemy import Engine, Insert, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from crm_store.db import one_of
 from crm_store.models import PackedBlob
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -245,7 +246,7 @@ class BlobStore:
             for start in range(0, len(digests), _CHUNK):
                 rows = connection.execute(
                     select(PackedBlob.sha256, PackedBlob.pack, PackedBlob.offset, PackedBlob.length).where(
-                        PackedBlob.sha256.in_(digests[start : start + _CHUNK])
+                        one_of(PackedBlob.sha256, digests[start : start + _CHUNK], connection.dialect.name)
                     )
                 )
                 entries.update((row.sha256, PackedEntry(*row)) for row in rows)

@@ -13,6 +13,7 @@ from typing import TypeVar
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
+from crm_store.db import one_of
 from crm_store.models import (
     AccountDomain,
     Activity,
@@ -117,9 +118,12 @@ def _rows_for_keys(
     """``stmt``'s rows whose message or conversation id is one of ``keys``, in its order (by date, then id)."""
     found: dict[int, tuple[datetime | None, _ThreadRow]] = {}
     with_order = stmt.add_columns(SyncedItem.id, SyncedItem.sent_at)
+    dialect = session.get_bind().dialect.name
     for start in range(0, len(keys), _KEYS_PER_QUERY):
         chunk = keys[start : start + _KEYS_PER_QUERY]
-        matching = or_(SyncedItem.message_id.in_(chunk), SyncedItem.conversation_id.in_(chunk))
+        matching = or_(
+            one_of(SyncedItem.message_id, chunk, dialect), one_of(SyncedItem.conversation_id, chunk, dialect)
+        )
         for message_id, conversation_id, opp_id, item_id, sent_at in session.execute(with_order.where(matching)):
             found[item_id] = (sent_at, (message_id, conversation_id, opp_id))
     # Undated first, as SQLite sorts NULLs; one order however many chunks there were.

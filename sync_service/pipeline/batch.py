@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from crm_store.blobs import PackWriter
+from crm_store.db import one_of
 from crm_store.models import ItemSource, QuarantineEntry, RawItem, SyncedItem
 from crm_store.models.sync import DELETED, DONE
 from sync_service.pipeline.bulk import BulkEmails, PendingEmail
@@ -49,20 +50,23 @@ class BatchCache:
         cls, session: Session, raws: Sequence[RawItem], email_keys: Iterable[str], event_keys: Iterable[str] = ()
     ) -> BatchCache:
         raw_ids = [raw.id for raw in raws]
+        dialect = session.get_bind().dialect.name
         cache = cls()
         cache.events = dict.fromkeys(event_keys)
         for chunk in _chunks(sorted(set(email_keys) | cache.events.keys())):
-            for item in session.scalars(select(SyncedItem).where(SyncedItem.dedupe_key.in_(chunk))):
+            for item in session.scalars(select(SyncedItem).where(one_of(SyncedItem.dedupe_key, chunk, dialect))):
                 if item.dedupe_key in cache.events:
                     cache.events[item.dedupe_key] = item
                 else:
                     cache.items[item.dedupe_key] = item
         for chunk in _chunks(raw_ids):
             rows = session.execute(
-                select(ItemSource.item_id, ItemSource.raw_item_id).where(ItemSource.raw_item_id.in_(chunk))
+                select(ItemSource.item_id, ItemSource.raw_item_id).where(one_of(ItemSource.raw_item_id, chunk, dialect))
             )
             cache.sources.update((item_id, raw_id) for item_id, raw_id in rows)
-            for entry in session.scalars(select(QuarantineEntry).where(QuarantineEntry.raw_item_id.in_(chunk))):
+            for entry in session.scalars(
+                select(QuarantineEntry).where(one_of(QuarantineEntry.raw_item_id, chunk, dialect))
+            ):
                 if entry.raw_item_id is not None:
                     cache.quarantined[entry.raw_item_id] = entry
         return cache
@@ -75,10 +79,11 @@ class BatchCache:
             (done, {"state": DONE, "processed_at": now}),
             (deleted, {"processed_at": now}),
         ]
+        dialect = session.get_bind().dialect.name
         for ids, values in changes:
             for chunk in _chunks(ids):
                 session.execute(
-                    update(RawItem).where(RawItem.id.in_(chunk)).values(values),
+                    update(RawItem).where(one_of(RawItem.id, chunk, dialect)).values(values),
                     execution_options={"synchronize_session": False},
                 )
 

@@ -25,7 +25,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from crm_store.bulkload import insert_rows
-from crm_store.db import transaction
+from crm_store.db import one_of, transaction
 from crm_store.models import FolderState, Mailbox, RawItem
 from crm_store.models.sync import DELETED, PENDING
 from sync_service.bootstrap import App
@@ -73,7 +73,9 @@ def _store_items(
         r.external_id: r
         for r in session.scalars(
             select(RawItem).where(
-                RawItem.mailbox_id == mailbox_id, RawItem.folder == folder, RawItem.external_id.in_(ids)
+                RawItem.mailbox_id == mailbox_id,
+                RawItem.folder == folder,
+                one_of(RawItem.external_id, ids, session.get_bind().dialect.name),
             )
         )
     }

@@ -28,3 +28,25 @@ def test_statements_and_percent_signs_survive_the_engine(database_url: str) -> N
         table.drop(engine, checkfirst=True)
         engine.dispose()
 
+
+def test_one_of_selects_the_same_rows_as_in_and_is_one_statement_on_postgresql(database_url: str) -> None:
+    from crm_store.db import one_of
+
+    engine = make_engine(database_url)
+    table = Table("one_of_probe", MetaData(), Column("id", Integer, primary_key=True), Column("s", String(20)))
+    try:
+        table.create(engine)
+        with engine.begin() as conn:
+            conn.execute(insert(table), [{"s": f"{i}%_'x"} for i in range(50)])
+            dialect = engine.dialect.name
+            for wanted in ([], ["7%_'x"], [f"{i}%_'x" for i in range(0, 50, 3)] + ["absent"]):
+                found = conn.execute(select(table.c.s).where(one_of(table.c.s, wanted, dialect))).scalars().all()
+                assert sorted(found) == sorted(w for w in wanted if w != "absent")
+            ids = conn.execute(select(table.c.id).where(one_of(table.c.id, range(1, 11), dialect))).scalars().all()
+            assert sorted(ids) == list(range(1, 11))
+        # PostgreSQL: one array parameter, the same statement text for any number of values (prepared once).
+        text_of = str(select(table.c.id).where(one_of(table.c.id, range(9), dialect)).compile(engine))
+        assert ("= ANY" in text_of) == (dialect == "postgresql")
+    finally:
+        table.drop(engine, checkfirst=True)
+        engine.dispose()
