@@ -80,8 +80,8 @@ def one_of(
     """``column IN (values)`` for a batch's lookups; on PostgreSQL ``column = ANY(:values)`` with the values as
     one array parameter. An IN list of n placeholders is a different statement for each n, which PostgreSQL
     parses and plans anew every time (and plans for n separate values); one array parameter keeps the text
-    the same, so the driver prepares it once. A batch's 500-key thread lookup in 20,000 stored items: 19–23 ms
-    with IN, 2.5 ms with ANY."""
+    the same, so the driver prepares it once. A batch's 500-key thread lookup in 20,000 stored items (an analyzed
+    database): 19–23 ms with IN, 2.5 ms with ANY."""
     listed = list(values)
     if dialect == "postgresql":
         return column == any_(bindparam(None, listed, type_=ARRAY(column.type)))

@@ -1,4 +1,4 @@
-"""A batch's new emails written with bulk INSERTs instead of one ORM object per row.
+"""A batch's new emails written in bulk (multi-row INSERTs, COPY on PostgreSQL) instead of one ORM object per row.
 
 New emails are most of what a sync writes: per email a canonical item and its source, and when it is logged an
 activity, its account and contact links, its documents and perhaps a review item. The optimistic pass of a
@@ -8,8 +8,8 @@ activities with their new ids known in order.
 
 Rows are written at the batch's end, and before the process engine runs (it reads activities back from the
 database). Nothing else in the batch reads them: a second copy of a pending email is recognised through the
-batch cache. The item-by-item fallback and re-matching keep using the ORM objects; the bulk rows go in as Core
-INSERTs on the tables (no per-row ORM bookkeeping).
+batch cache. The item-by-item fallback and re-matching keep using the ORM objects; the bulk rows go in without
+the ORM (no per-row bookkeeping).
 """
 
 from __future__ import annotations
