@@ -2,40 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, insert, select, text
 
 from crm_store.db import make_engine
 
 
-def test_statements_and_percent_signs_survive_the_engine(database_url: str) -> None:
+@contextmanager
+def _probe(database_url: str, name: str) -> Iterator[tuple[Engine, Table]]:
+    """An engine from ``make_engine`` and a table (id, s) made for the test, dropped after it."""
     engine = make_engine(database_url)
-    table = Table("engine_probe", MetaData(), Column("id", Integer, primary_key=True), Column("s", String(20)))
+    table = Table(name, MetaData(), Column("id", Integer, primary_key=True), Column("s", String(20)))
     try:
         table.create(engine)
-        with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":
-                assert engine.dialect.paramstyle == "numeric_dollar"
-                driver = conn.connection.driver_connection
-                assert driver is not None and isinstance(driver.cursor(), psycopg.RawCursor)
-            rows = [{"s": f"{i}%_'x"} for i in range(600)]  # a multi-row INSERT … RETURNING of 600 rows
-            ids = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
-            assert len(ids) == 600 and ids == sorted(ids)
-            assert conn.execute(select(table.c.s).where(table.c.id == ids[7])).scalar() == "7%_'x"
-            assert conn.execute(text("SELECT count(*) FROM engine_probe WHERE s LIKE '1%'")).scalar() == 111
-            assert conn.execute(select(func.count()).where(table.c.s.startswith("5%", autoescape=True))).scalar() == 1
+        yield engine, table
     finally:
         table.drop(engine, checkfirst=True)
         engine.dispose()
 
 
+def test_statements_and_percent_signs_survive_the_engine(database_url: str) -> None:
+    with _probe(database_url, "engine_probe") as (engine, table), engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            assert engine.dialect.paramstyle == "numeric_dollar"
+            driver = conn.connection.driver_connection
+            assert driver is not None and isinstance(driver.cursor(), psycopg.RawCursor)
+        rows = [{"s": f"{i}%_'x"} for i in range(600)]  # a multi-row INSERT … RETURNING of 600 rows
+        ids = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
+        assert len(ids) == 600 and ids == sorted(ids)
+        assert conn.execute(select(table.c.s).where(table.c.id == ids[7])).scalar() == "7%_'x"
+        assert conn.execute(text("SELECT count(*) FROM engine_probe WHERE s LIKE '1%'")).scalar() == 111
+        assert conn.execute(select(func.count()).where(table.c.s.startswith("5%", autoescape=True))).scalar() == 1
+
+
 def test_one_of_selects_the_same_rows_as_in_and_is_one_statement_on_postgresql(database_url: str) -> None:
     from crm_store.db import one_of
 
-    engine = make_engine(database_url)
-    table = Table("one_of_probe", MetaData(), Column("id", Integer, primary_key=True), Column("s", String(20)))
-    try:
-        table.create(engine)
+    with _probe(database_url, "one_of_probe") as (engine, table):
         with engine.begin() as conn:
             conn.execute(insert(table), [{"s": f"{i}%_'x"} for i in range(50)])
             dialect = engine.dialect.name
@@ -47,6 +53,3 @@ def test_one_of_selects_the_same_rows_as_in_and_is_one_statement_on_postgresql(d
         # PostgreSQL: one array parameter, the same statement text for any number of values (prepared once).
         text_of = str(select(table.c.id).where(one_of(table.c.id, range(9), dialect)).compile(engine))
         assert ("= ANY" in text_of) == (dialect == "postgresql")
-    finally:
-        table.drop(engine, checkfirst=True)
-        engine.dispose()
