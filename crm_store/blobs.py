@@ -30,11 +30,11 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import Engine, Insert, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -53,6 +53,42 @@ _CHUNK = 500  # digests per IN (...) list
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+class Located(NamedTuple):
+    """Where a stored blob's bytes are: a slice of a pack file, or a whole file (``length`` -1). Plain data,
+    so that another process (a parser process) can read the bytes without the database."""
+
+    path: str
+    offset: int = 0
+    length: int = -1
+
+
+def read_located(blobs: Mapping[str, Located]) -> dict[str, bytes]:
+    """The bytes of each located blob that is there and matches its hash (a damaged or vanished one is left
+    out: "missing", never wrong bytes); each file is opened once."""
+    found: dict[str, bytes] = {}
+    by_path: dict[str, list[tuple[str, Located]]] = {}
+    for digest, where in blobs.items():
+        by_path.setdefault(where.path, []).append((digest, where))
+    for path, located in by_path.items():
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            for digest, where in located:
+                data = os.pread(fd, where.length, where.offset) if where.length >= 0 else _read_all(fd)
+                if sha256_hex(data) == digest:
+                    found[digest] = data
+        finally:
+            os.close(fd)
+    return found
+
+
+def _read_all(fd: int) -> bytes:
+    with open(fd, "rb", closefd=False) as handle:
+        return handle.read()
 
 
 _PACKED = cast(Table, PackedBlob.__table__)  # Core inserts: plain rows, no per-row ORM bookkeeping
@@ -160,6 +196,22 @@ class BlobStore:
                 found[digest] = data
         return found
 
+    def locate_many(self, digests: Iterable[str]) -> dict[str, Located]:
+        """Where the stored ones of ``digests`` are (one index query for the packed ones), for ``read_located``
+        — in this process or another; missing ones are left out. The bytes are checked when read."""
+        wanted = list(dict.fromkeys(digests))
+        for digest in wanted:
+            if not _HEX64.fullmatch(digest):
+                raise ValueError(f"not a sha256 hex digest: {digest!r}")
+        located = self._packed(wanted)
+        for digest in wanted:
+            if digest not in located:
+                for path in (self._location(digest)[1], self._legacy(digest)):
+                    if os.path.exists(path):
+                        located[digest] = Located(path)
+                        break
+        return located
+
     def exists(self, sha256: str) -> bool:
         if not _HEX64.fullmatch(sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
@@ -253,26 +305,15 @@ class BlobStore:
         return entries
 
     def _from_packs(self, digests: list[str]) -> dict[str, bytes]:
-        entries = self._index(digests)
-        found: dict[str, bytes] = {}
-        by_pack: dict[str, list[PackedEntry]] = {}
-        for entry in entries.values():
-            by_pack.setdefault(entry.pack, []).append(entry)
-        for pack, in_pack in by_pack.items():
-            if "/" in pack or pack.startswith("."):
+        return read_located(self._packed(digests))
+
+    def _packed(self, digests: list[str]) -> dict[str, Located]:
+        located: dict[str, Located] = {}
+        for entry in self._index(digests).values():
+            if "/" in entry.pack or entry.pack.startswith("."):
                 continue  # not a name this store writes
-            try:
-                fd = os.open(os.path.join(self._packs, pack), os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                for entry in in_pack:
-                    data = os.pread(fd, entry.length, entry.offset)
-                    if sha256_hex(data) == entry.sha256:  # a damaged pack yields "missing", not wrong bytes
-                        found[entry.sha256] = data
-            finally:
-                os.close(fd)
-        return found
+            located[entry.sha256] = Located(os.path.join(self._packs, entry.pack), entry.offset, entry.length)
+        return located
 
 
 class PackWriter:

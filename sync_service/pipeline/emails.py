@@ -6,7 +6,7 @@ instead of becoming an email activity (SPEC §4).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,42 +57,50 @@ class EmailPlan:
 def plan_email(
     ctx: ProcessContext,
     raw: RawItem,
-    data: bytes,
+    stored: bytes | Callable[[], bytes],
     headers: MessageHeaders | None = None,
     parsed: Parsed | None = None,
 ) -> EmailPlan:
     """Parse and decide without writing: every ``ParseError`` of an email is raised here. ``parsed``: what a
-    helper process parsed of these bytes already (``preparse``); what it lacks is parsed here."""
+    helper process parsed of these bytes already (``preparse``); what it lacks is parsed here. ``stored``:
+    the bytes, or how to read them for an email parsed ahead whole (``preparse.parsed_whole``), which needs
+    them only when it is logged although the helper left its body out."""
     parsed = parsed or Parsed()
-    headers = headers or parsed.headers or parse_headers(data)
+    content: Callable[[], bytes]
+    if isinstance(stored, bytes):
+        data = stored
+        size, invitation, content = len(data), b"text/calendar" in data, (lambda: data)
+    else:
+        size, invitation, content = parsed.size, parsed.invitation, stored
+    headers = headers or parsed.headers or parse_headers(content())
     if headers.sender_address is None and not headers.recipients:
         # Nothing to match on: a damaged message, not private mail. Quarantine it so an admin sees it.
         raise ParseError("no sender and no recipient could be read from the headers (damaged message?)")
     assert raw.sha256 is not None
     key = email_key(headers.message_id, raw.sha256)
-    if b"text/calendar" in data:
-        invitations = _invitations(ctx, data, parsed.calendars)
+    if invitation:
+        invitations = _invitations(ctx, content, parsed.calendars)
         if invitations:
-            return EmailPlan(raw, headers, key, len(data), invitations=invitations)
+            return EmailPlan(raw, headers, key, size, invitations=invitations)
     pending = ctx.batch.pending.get(key) if ctx.batch is not None else None
     if pending is not None:
-        return EmailPlan(raw, headers, key, len(data), pending=pending)
+        return EmailPlan(raw, headers, key, size, pending=pending)
     existing = find_item(ctx.session, key, ctx.batch)
     if existing is not None:
-        return EmailPlan(raw, headers, key, len(data), existing=existing)
+        return EmailPlan(raw, headers, key, size, existing=existing)
     decision = decide(facts_of(headers, ctx.owner_email), ctx.index, policy=ctx.settings.auto_create)
     body = None
     if not decision.skipped:
-        body = parsed.body or parse_body(data, max_attachment_bytes=ctx.settings.max_attachment_bytes)
-    return EmailPlan(raw, headers, key, len(data), decision=decision, body=body)
+        body = parsed.body or parse_body(content(), max_attachment_bytes=ctx.settings.max_attachment_bytes)
+    return EmailPlan(raw, headers, key, size, decision=decision, body=body)
 
 
 def _invitations(
-    ctx: ProcessContext, data: bytes, parsed: tuple[ParsedCalendar, ...] | None
+    ctx: ProcessContext, content: Callable[[], bytes], parsed: tuple[ParsedCalendar, ...] | None
 ) -> tuple[ParsedCalendar, ...]:
     """The calendar parts of an invitation email that update a meeting (METHOD REQUEST / CANCEL / ADD)."""
     if parsed is None:
-        body = parse_body(data, max_attachment_bytes=ctx.settings.max_attachment_bytes)
+        body = parse_body(content(), max_attachment_bytes=ctx.settings.max_attachment_bytes)
         limit = ctx.settings.max_occurrences
         parsed = tuple(parse_calendar(part, ctx.window, max_occurrences=limit) for part in body.calendar_parts)
     return tuple(c for c in parsed if (c.method or "").upper() in ITIP_UPDATES)

@@ -1,5 +1,5 @@
 """Handing a processing run's next batches to its parser processes (``preparse``): which raw items come
-next, their stored bytes, and the mailbox owner each was synced for."""
+next, where their bytes are stored, and the mailbox owner each was synced for."""
 
 from __future__ import annotations
 
@@ -60,8 +60,9 @@ class Handover:
             return None
 
     def next_batch(self, session: Session, after: int) -> tuple[dict[str, bytes], dict[Key, Parsed]]:
-        """For the batch the run loaded (its last raw item id ``after``): the bytes handed over for it and
-        what was parsed of them; then the batches after it are handed over, up to the pool's depth."""
+        """For the batch the run loaded (its last raw item id ``after``): the bytes handed over for it (none:
+        the parser process reads them) and what was parsed of them; then the batches after it are handed
+        over, up to the pool's depth."""
         blobs, parsed = self.ahead.take()
         self.handed = max(self.handed, after)
         while not self.all_handed and self.ahead.waiting < self.ahead.depth:
@@ -80,7 +81,8 @@ class Handover:
         wanted: list[tuple[str, str, str]] = [
             (kind, sha, owners.get(box, ("", 0))[0]) for _id, kind, sha, state, box in rows if state != DELETED and sha
         ]
-        stored = self.app.blobs.get_many(dict.fromkeys(sha for _kind, sha, _owner in wanted))
+        # Where the bytes are, not the bytes: the parser process reads them (and checks them) itself.
+        stored = self.app.blobs.locate_many(dict.fromkeys(sha for _kind, sha, _owner in wanted))
         self.ahead.submit([(kind, sha, owner, stored[sha]) for kind, sha, owner in wanted if sha in stored])
         return int(rows[-1][0])
 

@@ -32,6 +32,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from crm_store.blobs import Located, read_located
 from sync_service.matching.decide import skip_reason
 from sync_service.matching.model import AutoCreatePolicy, CandidateIndex
 from sync_service.parsing.ical import parse_calendar
@@ -43,7 +44,8 @@ from sync_service.values import ContactCard, MessageBody, MessageHeaders, Parsed
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Key = tuple[str, str]  # (raw item kind, sha256 of its bytes)
-Item = tuple[str, str, str, bytes]  # kind, sha256, the mailbox owner's address, the bytes
+# kind, sha256, the mailbox owner's address, and the bytes or where they are stored (the helper reads them)
+Item = tuple[str, str, str, bytes | Located]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,24 @@ class Parsed:
     calendars: tuple[ParsedCalendar, ...] | None = None  # an email's text/calendar parts, all of them
     calendar: ParsedCalendar | None = None  # a calendar item
     cards: tuple[list[ContactCard], list[str]] | None = None  # an address book: (cards, problems)
+    size: int = -1  # the item's size in bytes (-1: not read)
+    invitation: bool = False  # an email that mentions text/calendar (its calendar parts are in ``calendars``)
+
+
+def parsed_whole(kind: str, parsed: Parsed | None) -> bool:
+    """Whether ``parsed`` holds what the processing needs of an item of ``kind``, so that it need not read the
+    item's bytes — unless it logs an email whose body the helper left out as not needed, or an error makes it
+    parse again (it then reads them)."""
+    if parsed is None:
+        return False
+    if kind == "message":
+        complete = parsed.headers is not None and parsed.size >= 0
+        return complete and (not parsed.invitation or parsed.calendars is not None)
+    if kind == "calendar":
+        return parsed.calendar is not None
+    if kind == "contacts":
+        return parsed.cards is not None
+    return False
 
 
 def _attempt(parse: Callable[[], T]) -> T | None:
@@ -85,7 +105,7 @@ def parse_item(kind: str, data: bytes, options: ParseOptions, owner: str = "") -
             return Parsed()
         invitation = b"text/calendar" in data
         if not invitation and _skipped(headers, owner, options):
-            return Parsed(headers=headers)
+            return Parsed(headers=headers, size=len(data))
         body = _attempt(lambda: parse_body(data, max_attachment_bytes=options.max_attachment_bytes))
         calendars = None
         if body is not None and invitation:
@@ -95,7 +115,7 @@ def parse_item(kind: str, data: bytes, options: ParseOptions, owner: str = "") -
                     for part in body.calendar_parts
                 )
             )
-        return Parsed(headers=headers, body=body, calendars=calendars)
+        return Parsed(headers=headers, body=body, calendars=calendars, size=len(data), invitation=invitation)
     if kind == "calendar":
         limit = options.max_occurrences
         return Parsed(calendar=_attempt(lambda: parse_calendar(data, options.window, max_occurrences=limit)))
@@ -117,8 +137,16 @@ def _skipped(headers: MessageHeaders, owner: str, options: ParseOptions) -> bool
 
 
 def parse_many(items: Sequence[Item], options: ParseOptions) -> dict[Key, Parsed]:
-    """``parse_item`` for each (kind, sha256, owner, bytes)."""
-    return {(kind, sha): parse_item(kind, data, options, owner) for kind, sha, owner, data in items}
+    """``parse_item`` for each (kind, sha256, owner, bytes or their location). Stored bytes are read here,
+    each pack file opened once; an item whose bytes are missing or damaged is left out (the processing reads
+    it itself, and quarantines it when they are missing there too)."""
+    located = read_located({sha: data for _kind, sha, _owner, data in items if isinstance(data, Located)})
+    parsed: dict[Key, Parsed] = {}
+    for kind, sha, owner, data in items:
+        content = data if isinstance(data, bytes) else located.get(sha)
+        if content is not None:
+            parsed[(kind, sha)] = parse_item(kind, content, options, owner)
+    return parsed
 
 
 _OPTIONS: ParseOptions | None = None  # a helper process's options, set once when it starts
@@ -184,8 +212,8 @@ class ParseAhead:
         return len(self._batches)
 
     def submit(self, items: Sequence[Item]) -> None:
-        """Start parsing one batch: (kind, sha256, owner, bytes) of its items."""
-        blobs = {sha: data for _kind, sha, _owner, data in items}
+        """Start parsing one batch: (kind, sha256, owner, bytes or their location) of its items."""
+        blobs = {sha: data for _kind, sha, _owner, data in items if isinstance(data, bytes)}
         futures: list[Future[dict[Key, Parsed]]] = []
         self._batches.append((blobs, futures))
         if self.broken or not items:
@@ -198,8 +226,9 @@ class ParseAhead:
             self._broke(error)
 
     def take(self) -> tuple[dict[str, bytes], dict[Key, Parsed]]:
-        """The oldest submitted batch: its bytes and what the helpers parsed of it (waits for them; nothing
-        parsed after a failure). Both empty when no batch is waiting."""
+        """The oldest submitted batch: the bytes it was given (not those it was told where to find) and what
+        the helpers parsed of it (waits for them; nothing parsed after a failure). Both empty when no batch is
+        waiting."""
         if not self._batches:
             return {}, {}
         blobs, futures = self._batches.popleft()

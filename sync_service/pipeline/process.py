@@ -41,7 +41,7 @@ from sync_service.pipeline.events import apply_events, cancel_missing
 from sync_service.pipeline.handover import Handover
 from sync_service.pipeline.items import email_key, event_key
 from sync_service.pipeline.pending import count_pending, pending_items
-from sync_service.pipeline.preparse import Key, Parsed
+from sync_service.pipeline.preparse import Key, Parsed, parsed_whole
 from sync_service.pipeline.quarantine import quarantine
 from sync_service.values import MessageHeaders
 
@@ -51,6 +51,22 @@ SLICE_PER_INDEX = 10  # a time-sliced run lasts at least this many times its can
 
 
 Step = Callable[[], list[str]]  # an item's writes; returns the parts that were skipped
+
+
+MISSING = "the stored bytes of this item are missing"
+
+
+def _reader(ctx: ProcessContext, raw: RawItem) -> Callable[[], bytes]:
+    """Reads a raw item's stored bytes when the processing needs them after all (items parsed ahead whole)."""
+
+    def read() -> bytes:
+        digest = raw.sha256 or ""
+        found = ctx.blobs.get_many([digest]).get(digest) if digest else None
+        if found is None:
+            raise ParseError(MISSING)
+        return found
+
+    return read
 
 
 def _prepare(
@@ -73,11 +89,11 @@ def _prepare(
             return []
 
         return cancel
-    if data is None:
-        raise ParseError("the stored bytes of this item are missing")
     parsed = ahead.get((raw.kind, raw.sha256 or ""))
+    if data is None and not parsed_whole(raw.kind, parsed):
+        raise ParseError(MISSING)
     if raw.kind == "message":
-        plan = plan_email(ctx, raw, data, headers, parsed)
+        plan = plan_email(ctx, raw, data if data is not None else _reader(ctx, raw), headers, parsed)
 
         def write_email() -> list[str]:
             apply_email(ctx, plan)
@@ -88,6 +104,7 @@ def _prepare(
         if parsed is not None and parsed.calendar is not None:
             calendar = parsed.calendar
         else:
+            assert data is not None  # not parsed whole: read
             calendar = parse_calendar(data, ctx.window, max_occurrences=ctx.settings.max_occurrences)
 
         def apply_calendar() -> list[str]:
@@ -97,7 +114,11 @@ def _prepare(
 
         return apply_calendar
     if raw.kind == "contacts":
-        cards, problems = parsed.cards if parsed is not None and parsed.cards is not None else parse_vcards(data)
+        if parsed is not None and parsed.cards is not None:
+            cards, problems = parsed.cards
+        else:
+            assert data is not None  # not parsed whole: read
+            cards, problems = parse_vcards(data)
 
         def apply_cards() -> list[str]:
             for card in cards:
@@ -117,11 +138,11 @@ def _order(
     headers: dict[int, MessageHeaders] = {}
 
     def when(raw: RawItem) -> tuple[int, datetime, int]:
-        if raw.kind != "message" or raw.id not in blobs:
+        early = ahead.get((raw.kind, raw.sha256 or "")) if raw.kind == "message" else None
+        found = early.headers if early is not None else None
+        if raw.kind != "message" or raw.state == DELETED or (found is None and raw.id not in blobs):
             return (0, _EPOCH, raw.id)
         try:
-            early = ahead.get((raw.kind, raw.sha256 or ""))
-            found = early.headers if early is not None else None
             parsed = headers[raw.id] = found or parse_headers(blobs[raw.id])
         except ParseError:
             return (1, _EPOCH, raw.id)
@@ -222,10 +243,17 @@ def process_pending(
             ahead.close()
 
 
-def _read_blobs(app: App, raws: list[RawItem], known: Mapping[str, bytes]) -> dict[int, bytes]:
-    """The stored bytes of a batch (``known``: read already, by sha256). A missing file is left out:
-    ``_prepare`` quarantines that item alone."""
-    wanted = [raw for raw in raws if raw.state != DELETED and raw.sha256]
+def _read_blobs(
+    app: App, raws: list[RawItem], known: Mapping[str, bytes], ahead: Mapping[Key, Parsed]
+) -> dict[int, bytes]:
+    """The stored bytes of a batch (``known``: read already, by sha256), except those of items parsed ahead
+    whole, which are read only if the processing turns out to need them (``_prepare``). A missing file is
+    left out: ``_prepare`` quarantines that item alone."""
+    wanted = [
+        raw
+        for raw in raws
+        if raw.state != DELETED and raw.sha256 and not parsed_whole(raw.kind, ahead.get((raw.kind, raw.sha256)))
+    ]
     stored = {sha: known[sha] for raw in wanted if (sha := raw.sha256 or "") in known}
     stored.update(app.blobs.get_many(raw.sha256 for raw in wanted if raw.sha256 and raw.sha256 not in stored))
     found: dict[int, bytes] = {}
@@ -256,7 +284,7 @@ class _Run:
         back and runs it optimistically once more: by then the other run has committed. Any other failure
         while writing, or a second collision, sends the batch item by item, each in its own savepoint (the way
         every item used to run), so only the failing item is quarantined."""
-        blobs = _read_blobs(self.app, raws, known)
+        blobs = _read_blobs(self.app, raws, known, ahead)
         ordered, headers = _order(raws, blobs, ahead)
         refs = _thread_refs(headers)
         load_threads(session, self.index, refs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from crm_store.blobs import BlobStore
 from crm_store.models import Contact, Mailbox, RawItem
 from sync_service.bootstrap import App
 from sync_service.connectors.registry import open_connector
@@ -24,7 +26,7 @@ from sync_service.parsing.vcard import parse_vcards
 from sync_service.pipeline import emails
 from sync_service.pipeline.fetch import sync_folder
 from sync_service.pipeline.handover import Handover
-from sync_service.pipeline.preparse import ParseAhead, Parsed, ParseOptions, parse_item
+from sync_service.pipeline.preparse import ParseAhead, Parsed, ParseOptions, parse_item, parse_many
 from sync_service.pipeline.process import process_pending
 from sync_service.values import SyncWindow
 from tests.support.builders import REP, ics, maildir, message, vevent
@@ -197,6 +199,32 @@ def test_a_stored_meeting_is_updated_by_an_invitation_parsed_ahead(
     assert [(m["subject"], m["start"][:16]) for m in meetings] == [("Plan (moved)", "2026-11-04T15:00")]
 
 
+def test_the_run_reads_no_stored_bytes_of_what_was_parsed_ahead_whole(
+    app, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The parser process reads the bytes it parses from where they are stored; the run reads only those of
+    # the first batch, which it parses itself (the damaged message is quarantined from its parsed headers).
+    app.settings = replace(app.settings, batch_size=4)
+    _fetch(app, add_mailbox, _mailbox(tmp_path))
+    with app.sessions() as session:
+        stored = len(session.scalars(select(RawItem.id)).all())
+    read: list[str] = []
+    real = BlobStore.get_many
+
+    def counted(store: BlobStore, digests: Iterable[str]) -> dict[str, bytes]:
+        found = real(store, digests)
+        read.extend(found)
+        return found
+
+    monkeypatch.setattr(BlobStore, "get_many", counted)
+    stats = process_pending(app, now=NOW, parse_processes=1)
+    assert (stats.logged, stats.quarantined) == (12, 1)
+    assert stored == 18 and len(read) == 4, read
+    read.clear()
+    again = process_pending(app, now=NOW, parse_processes=0)  # nothing left: nothing read
+    assert again.logged == 0 and read == []
+
+
 def test_the_run_decodes_a_body_the_helpers_thought_it_would_not_need(
     app, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -228,8 +256,8 @@ def test_only_the_bodies_of_emails_that_would_be_logged_are_decoded_ahead() -> N
     stranger = message("s@stranger.example", "someone@stranger.example", [REP], "Hello")
     internal = message("i@northwind-sales.example", REP, ["bob@northwind-sales.example"], "Lunch?")
     assert parse_item("message", known, options, REP).body == parse_body(known)
-    assert parse_item("message", stranger, options, REP) == Parsed(headers=parse_headers(stranger))
-    assert parse_item("message", internal, options, REP) == Parsed(headers=parse_headers(internal))
+    assert parse_item("message", stranger, options, REP) == Parsed(headers=parse_headers(stranger), size=len(stranger))
+    assert parse_item("message", internal, options, REP) == Parsed(headers=parse_headers(internal), size=len(internal))
     # without an index only bulk and automated mail is left undecoded
     assert parse_item("message", stranger, OPTIONS, REP).body == parse_body(stranger)
 
@@ -345,3 +373,25 @@ def test_a_helper_that_cannot_start_leaves_the_run_parsing_alone(tmp_path: Path)
     assert done.stdout.split() == ["broken", "['sha']", "0"]
     assert "parsing ahead stopped" in done.stderr
     assert not list(tmp_path.glob(".parse-options-*"))  # the options file is removed at close
+
+
+def test_a_helper_leaves_out_what_it_cannot_read_from_the_store(tmp_path: Path) -> None:
+    # Bytes handed over by location are read and checked in the helper: a vanished file or a damaged slice
+    # gives no result (the run then reads the item itself and quarantines it if the bytes are missing).
+    from crm_store.blobs import Located, sha256_hex
+
+    good, other = message("g@acme.example", "wile@acme.example", [REP], "Good"), b"Subject: x\r\n\r\ny"
+    pack = tmp_path / "one.pack"
+    pack.write_bytes(good + other)
+    digest, damaged = sha256_hex(good), sha256_hex(other + b"!")
+    parsed = parse_many(
+        [
+            ("message", digest, REP, Located(str(pack), 0, len(good))),
+            ("message", damaged, REP, Located(str(pack), len(good), len(other))),  # hashes differently
+            ("message", "f" * 64, REP, Located(str(tmp_path / "gone.pack"), 0, 10)),
+            ("message", "given", REP, other),
+        ],
+        OPTIONS,
+    )
+    assert sorted(parsed) == [("message", digest), ("message", "given")]
+    assert parsed[("message", digest)] == parse_item("message", good, OPTIONS, REP)
