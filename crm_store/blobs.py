@@ -86,6 +86,15 @@ def read_located(blobs: Mapping[str, Located]) -> dict[str, bytes]:
     return found
 
 
+def _digests(digests: Iterable[str]) -> list[str]:
+    """``digests`` once each, in order; a string that is not a sha256 hex digest is a ``ValueError``."""
+    wanted = list(dict.fromkeys(digests))
+    for digest in wanted:
+        if not _HEX64.fullmatch(digest):
+            raise ValueError(f"not a sha256 hex digest: {digest!r}")
+    return wanted
+
+
 def _read_all(fd: int) -> bytes:
     with open(fd, "rb", closefd=False) as handle:
         return handle.read()
@@ -186,10 +195,7 @@ class BlobStore:
     def get_many(self, digests: Iterable[str]) -> dict[str, bytes]:
         """The stored ones of ``digests`` (one index query for the packed ones); missing ones are left out.
         Packs are looked at first: most stored messages are packed, and a failed open per blob costs more."""
-        wanted = list(dict.fromkeys(digests))
-        for digest in wanted:
-            if not _HEX64.fullmatch(digest):
-                raise ValueError(f"not a sha256 hex digest: {digest!r}")
+        wanted = _digests(digests)
         found = self._from_packs(wanted)
         for digest in wanted:
             if digest not in found and (data := self._loose(digest)) is not None:
@@ -199,10 +205,7 @@ class BlobStore:
     def locate_many(self, digests: Iterable[str]) -> dict[str, Located]:
         """Where the stored ones of ``digests`` are (one index query for the packed ones), for ``read_located``
         — in this process or another; missing ones are left out. The bytes are checked when read."""
-        wanted = list(dict.fromkeys(digests))
-        for digest in wanted:
-            if not _HEX64.fullmatch(digest):
-                raise ValueError(f"not a sha256 hex digest: {digest!r}")
+        wanted = _digests(digests)
         located = self._packed(wanted)
         for digest in wanted:
             if digest not in located:
