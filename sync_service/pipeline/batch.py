@@ -10,6 +10,7 @@ it: after a per-item rollback the cache could name rows that no longer exist.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,11 +21,19 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from crm_store.blobs import PackWriter
 from crm_store.db import one_of
-from crm_store.models import ItemSource, QuarantineEntry, RawItem, SyncedItem
+from crm_store.models import Activity, ItemSource, QuarantineEntry, RawItem, SyncedItem
 from crm_store.models.sync import DELETED, DONE
 from sync_service.pipeline.bulk import BulkEmails, PendingEmail
+from sync_service.pipeline.new_contacts import NewContacts
 
 CHUNK = 500  # ids per IN (...) list
+
+
+class Unknown(enum.Enum):
+    UNKNOWN = "unknown"
+
+
+UNKNOWN = Unknown.UNKNOWN  # ``BatchCache.activity_of``: the batch does not know
 
 
 @dataclass
@@ -35,6 +44,9 @@ class BatchCache:
     # in one query, ``None`` for an event not stored yet. Others are looked up one by one.
     events: dict[str, SyncedItem | None] = field(default_factory=dict)
     sources: set[tuple[int, int]] = field(default_factory=set)  # (item id, raw item id) already stored
+    added: set[tuple[int, int]] = field(default_factory=set)  # (id() of the item object, raw item id) added
+    # The activities of the events in ``events`` (None: none yet) and of those made in this batch.
+    event_activities: dict[str, Activity | None] = field(default_factory=dict)
     quarantined: dict[int, QuarantineEntry] = field(default_factory=dict)  # raw item id → its entry
     pending: dict[str, PendingEmail] = field(default_factory=dict)  # new emails of the batch, by dedupe key
     bulk: BulkEmails = field(default_factory=BulkEmails)  # … and their rows, until written
@@ -42,6 +54,7 @@ class BatchCache:
     # dirtying each ORM object: every query of the batch autoflushes, and each flush would write the raw
     # items finished since the one before (a third of the processing stage's flushing, measured).
     finished: list[RawItem] = field(default_factory=list)
+    contacts: NewContacts = field(default_factory=NewContacts)  # made without a lookup, checked at the end
     # The batch's attachments go into one pack file (``crm_store.blobs``), recorded at the batch's end.
     pack: PackWriter | None = None
 
@@ -59,6 +72,12 @@ class BatchCache:
                     cache.events[item.dedupe_key] = item
                 else:
                     cache.items[item.dedupe_key] = item
+        stored_events = {item.id: key for key, item in cache.events.items() if item is not None}
+        cache.event_activities = dict.fromkeys(stored_events.values())
+        for chunk in _chunks(sorted(stored_events)):
+            for activity in session.scalars(select(Activity).where(one_of(Activity.item_id, chunk, dialect))):
+                if activity.item_id is not None:
+                    cache.event_activities[stored_events[activity.item_id]] = activity
         for chunk in _chunks(raw_ids):
             rows = session.execute(
                 select(ItemSource.item_id, ItemSource.raw_item_id).where(one_of(ItemSource.raw_item_id, chunk, dialect))
@@ -96,8 +115,21 @@ class BatchCache:
                 set_committed_value(raw, "state", DONE)
 
     def carries(self, item: SyncedItem, raw_id: int) -> bool:
-        """True when this raw item is already recorded as a source of ``item`` (a new item has none)."""
-        return item.id is not None and (item.id, raw_id) in self.sources
+        """True when this raw item is already recorded as a source of ``item``: stored before the batch, or
+        added in it (``linked``)."""
+        return (item.id is not None and (item.id, raw_id) in self.sources) or (id(item), raw_id) in self.added
+
+    def linked(self, item: SyncedItem, raw_id: int) -> None:
+        """This raw item was made a source of ``item`` in the batch (the item may have no id yet: the batch
+        holds it, so its ``id()`` stays its own until the batch ends)."""
+        self.added.add((id(item), raw_id))
+
+    def activity_of(self, item: SyncedItem) -> Activity | Unknown | None:
+        """The activity of an event the batch knows (``UNKNOWN``: look it up)."""
+        key = item.dedupe_key
+        if key in self.event_activities:
+            return self.event_activities[key]
+        return None if self.made.get(key) is item else UNKNOWN
 
 
 def _chunks(values: list[str] | list[int]) -> Iterable[list[str] | list[int]]:

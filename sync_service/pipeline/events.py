@@ -18,6 +18,7 @@ from sync_service.matching.decide import decide
 from sync_service.matching.model import ItemFacts, LinkExclusions, MatchDecision
 from sync_service.parsing.classify import event_activity_type, event_phone_numbers
 from sync_service.pipeline.advance import activity_synced
+from sync_service.pipeline.batch import UNKNOWN
 from sync_service.pipeline.context import ProcessContext
 from sync_service.pipeline.items import event_key, facts_to_json, get_or_create, link_source, record_decision
 from sync_service.pipeline.links import apply_decision
@@ -49,17 +50,19 @@ def _upsert_event(ctx: ProcessContext, raw: RawItem, event: CalendarEvent) -> Sy
     item, created = get_or_create(ctx.session, event_key(event.uid, event.recurrence_id), "event", ctx.batch)
     if created:  # a new item has no sources and no activity yet: nothing to look up (nor flush)
         ctx.session.add(ItemSource(item=item, raw_item_id=raw.id))
+        if ctx.batch is not None:
+            ctx.batch.linked(item, raw.id)
     else:
-        if item.id is None:  # made earlier in this batch: the lookups below need its row
+        if item.id is None:  # made earlier in this batch: what is done to its activity below needs ids
             ctx.session.flush()
-        link_source(ctx.session, item, raw.id)
+        link_source(ctx.session, item, raw.id, ctx.batch)  # in a batch: from what it knows, no query
     if not created and event.sequence < item.sequence:
         return item  # an older version of the event (e.g. a stale copy in another calendar)
     facts = _facts(ctx, event)
     item.ical_uid, item.recurrence_id, item.sequence = event.uid, event.recurrence_id, event.sequence
     item.subject, item.sent_at, item.facts = event.summary[:1000], event.start, facts_to_json(facts)
     item.deleted_at_source = False
-    activity = None if created else ctx.session.scalar(select(Activity).where(Activity.item_id == item.id))
+    activity = None if created else _activity_of(ctx, item)
     decision = decide(facts, ctx.index, policy=ctx.settings.auto_create)
     if decision.skipped and activity is None:
         record_decision(item, decision, ctx.now)
@@ -68,6 +71,13 @@ def _upsert_event(ctx: ProcessContext, raw: RawItem, event: CalendarEvent) -> Sy
         return item
     write_event_activity(ctx, item, event, decision, activity)
     return item
+
+
+def _activity_of(ctx: ProcessContext, item: SyncedItem) -> Activity | None:
+    known = ctx.batch.activity_of(item) if ctx.batch is not None else UNKNOWN
+    if known is not UNKNOWN:
+        return known
+    return ctx.session.scalar(select(Activity).where(Activity.item_id == item.id))
 
 
 def write_event_activity(
@@ -85,6 +95,8 @@ def write_event_activity(
     if activity is None:
         activity = Activity(item=item, origin="sync")  # the item may not be flushed yet
         ctx.session.add(activity)
+        if ctx.batch is not None:
+            ctx.batch.event_activities[item.dedupe_key] = activity
         ctx.stats.logged += 1
     else:
         ctx.stats.updated += 1

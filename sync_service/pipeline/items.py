@@ -65,6 +65,7 @@ def link_source(session: Session, item: SyncedItem, raw_item_id: int, cache: Bat
         if cache.carries(item, raw_item_id):
             return False
         session.add(ItemSource(item=item, raw_item_id=raw_item_id))  # no flush: the item may be new
+        cache.linked(item, raw_item_id)
         return True
     exists = session.scalar(
         select(ItemSource.id).where(ItemSource.item_id == item.id, ItemSource.raw_item_id == raw_item_id)

@@ -31,34 +31,44 @@ from sync_service.matching.model import LinkExclusions, MatchDecision, NewContac
 from sync_service.matching.overrides import apply_exclusions, keep_earlier_opportunity
 from sync_service.pipeline.context import ProcessContext
 from sync_service.pipeline.link_state import LinkState, wanted_state
+from sync_service.pipeline.new_contacts import insert_contact, lock_name_of
 
 REVIEW_REASON = "several open opportunities match; choose one"
 
 
 def _create_contact(ctx: ProcessContext, new: NewContact) -> int:
-    # No autoflush: the lookup is for rows committed by another worker or an import (what this run creates is
-    # flushed and indexed at once), and the rows are written with two plain INSERTs; flushing the batch's
-    # pending changes before each would cost more than the contact.
-    session = ctx.session
-    with session.no_autoflush:
-        lock_name(session, f"contact-email:{new.email}")  # another worker creating the same contact waits
-        existing = session.execute(
-            select(ContactEmail.contact_id, Contact.account_id)
-            .join(Contact, Contact.id == ContactEmail.contact_id)
-            .where(ContactEmail.email == new.email)
-            .limit(1)
-        ).first()
-        if existing is not None:  # made since the index was built (by another worker, or an import)
-            ctx.index.contacts_by_email[new.email] = (existing.contact_id,)
-            ctx.index.contact_account[existing.contact_id] = existing.account_id
-            return int(existing.contact_id)
-        name = new.name or new.email.partition("@")[0]
-        contact_id = _insert_id(session, Contact, name=name, account_id=new.account_id, source="sync")
-        session.execute(insert(ContactEmail), [{"contact_id": contact_id, "email": new.email, "position": 0}])
+    """The contact of a new person. In a batch it is made without a lookup (``new_contacts``); alone (item by
+    item, re-matching) the lookup comes first, under a lock on the address."""
+    # No autoflush: what this run creates is flushed and indexed at once, and flushing the batch's pending
+    # changes before each statement here would cost more than the contact.
+    with ctx.session.no_autoflush:
+        if ctx.batch is not None:
+            contact_id = ctx.batch.contacts.make(ctx.session, new)
+        elif (found := _made_meanwhile(ctx, new.email)) is not None:
+            return found
+        else:
+            contact_id = insert_contact(ctx.session, new)
     ctx.index.contacts_by_email[new.email] = (contact_id,)
     ctx.index.contact_account[contact_id] = new.account_id
     ctx.stats.contacts_created += 1
     return contact_id
+
+
+def _made_meanwhile(ctx: ProcessContext, email: str) -> int | None:
+    """The contact another run (or an import) made for ``email`` since the index was built, now indexed too.
+    The lock makes another run creating the same contact wait until this one commits."""
+    lock_name(ctx.session, lock_name_of(email))
+    existing = ctx.session.execute(
+        select(ContactEmail.contact_id, Contact.account_id)
+        .join(Contact, Contact.id == ContactEmail.contact_id)
+        .where(ContactEmail.email == email)
+        .limit(1)
+    ).first()
+    if existing is None:
+        return None
+    ctx.index.contacts_by_email[email] = (existing.contact_id,)
+    ctx.index.contact_account[existing.contact_id] = existing.account_id
+    return int(existing.contact_id)
 
 
 def _create_lead(ctx: ProcessContext, new: NewLead) -> int:

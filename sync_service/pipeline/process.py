@@ -40,6 +40,7 @@ from sync_service.pipeline.emails import apply_email, plan_email
 from sync_service.pipeline.events import apply_events, cancel_missing
 from sync_service.pipeline.handover import Handover
 from sync_service.pipeline.items import email_key, event_key
+from sync_service.pipeline.new_contacts import ContactCollision, IdPool, NewContacts
 from sync_service.pipeline.pending import count_pending, pending_items
 from sync_service.pipeline.preparse import Key, Parsed, parsed_whole
 from sync_service.pipeline.quarantine import quarantine
@@ -275,6 +276,7 @@ class _Run:
     stats: ProcessStats
     index: CandidateIndex
     owners: dict[int, tuple[str, int]] = field(default_factory=dict)
+    contact_ids: IdPool = field(default_factory=IdPool)  # new contacts' ids, on PostgreSQL
 
     def batch(
         self, session: Session, raws: list[RawItem], known: Mapping[str, bytes], ahead: Mapping[Key, Parsed]
@@ -293,12 +295,12 @@ class _Run:
             try:
                 self._optimistic(session, raws, ordered, blobs, headers, scope, ahead)
                 return
-            except (IntegrityError, OperationalError) as error:
+            except (IntegrityError, OperationalError, ContactCollision) as error:
                 log.info(
                     "batch of %d items collided with another run (attempt %d): %s",
                     len(raws),
                     attempt,
-                    _one_line(error.orig),
+                    _one_line(error if isinstance(error, ContactCollision) else error.orig),
                 )
                 # The savepoint rolled back: rows and index entries made inside it are gone.
                 self.index = _index(self.app, session, refs)
@@ -331,13 +333,16 @@ class _Run:
         keys = [email_key(h.message_id, r.sha256) for r in ordered if (h := headers.get(r.id)) and r.sha256]
         cache = BatchCache.load(session, raws, keys, _event_keys(ordered, ahead))
         cache.pack = self.app.blobs.pack_writer() if self.app.blobs.packs else None
+        on_postgresql = session.get_bind().dialect.name == "postgresql"
+        cache.contacts = NewContacts(self.contact_ids if on_postgresql else None)
         counters = ProcessStats()
         deferred: list[Activity | PendingEmail] = []
         try:
-            with session.begin_nested():
+            with cache.contacts.written_before_flush(session), session.begin_nested():
                 for raw in ordered:
                     ctx = self._context(session, raw, counters, cache, scope, deferred)
                     _process_in_batch(ctx, raw, blobs.get(raw.id), headers.get(raw.id), cache, ahead)
+                cache.contacts.check(session)
                 advance_deferred(ctx)  # writes the pending emails too
                 session.flush()
                 cache.write_finished(session, self.now)

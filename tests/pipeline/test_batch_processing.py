@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, select
 
-from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem
+from crm_store.db import transaction
+from crm_store.models import Activity, ActivityContact, Contact, ContactEmail, Mailbox, QuarantineEntry, RawItem
 from sync_service.bootstrap import App
 from sync_service.connectors.registry import open_connector
 from sync_service.exports import export_activities, export_quarantine
@@ -177,3 +178,96 @@ def test_meetings_from_invitations_are_written_with_the_batch(app, crm, add_mail
     # Each new meeting used to flush twice (its lookup, its insert): 14 flushes here. Now only the update and
     # the cancellation of evt-a flush (they look up what the batch wrote), plus the batch's own few.
     assert len(flushes) <= 9, len(flushes)
+
+
+def test_a_contact_another_run_made_meanwhile_is_used_not_duplicated(
+    app, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch inserts the contacts of new people without looking them up first; at its end it finds the one
+    another run committed for the same address after this run's index was built, and is redone with it."""
+    from sync_service.pipeline import process
+
+    box = maildir(tmp_path / "alice", [message(f"c{i}@acme.example", "newbie@acme.example", [REP], f"Hello {i}")
+                                       for i in range(3)])
+    _fetch_only(app, add_mailbox, box)
+    built = process._index
+    made: list[int] = []
+
+    def index_then_another_run(*args, **kwargs):  # type: ignore[no-untyped-def]
+        index = built(*args, **kwargs)
+        if not made:  # the run's index is built: now another run commits the same new person's contact
+            with transaction(app.sessions) as other:
+                contact = Contact(name="Newbie", account_id=crm["acme"], source="sync")
+                contact.emails.append(ContactEmail(email="newbie@acme.example", position=0))
+                other.add(contact)
+                other.flush()
+                made.append(contact.id)
+        return index
+
+    monkeypatch.setattr(process, "_index", index_then_another_run)
+    caplog.set_level("INFO", logger="sync_service.pipeline.process")
+    stats = process_pending(app)
+    assert (stats.logged, stats.quarantined, stats.contacts_created) == (3, 0, 0)
+    assert "another run made a contact for newbie@acme.example" in caplog.text
+    assert "redone item by item" not in caplog.text  # the second optimistic pass found it
+    with app.sessions() as session:
+        owners = session.scalars(select(ContactEmail.contact_id).where(ContactEmail.email == "newbie@acme.example"))
+        assert list(owners) == made
+        linked = session.scalars(select(ActivityContact.contact_id)).all()
+    assert linked == made * 3
+
+
+def test_a_batch_makes_a_new_persons_contact_once_and_links_it_everywhere(
+    app, crm, add_mailbox, tmp_path: Path
+) -> None:
+    box = maildir(tmp_path / "alice", [message(f"d{i}@acme.example", f"new{i % 2}@acme.example", [REP], f"Hi {i}")
+                                       for i in range(6)])
+    _fetch_only(app, add_mailbox, box)
+    lookups: list[str] = []
+
+    def seen(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if "contact_emails" in statement and "WHERE" in statement and not statement.startswith("INSERT"):
+            lookups.append(statement)
+
+    event.listen(app.engine, "before_cursor_execute", seen)
+    stats = process_pending(app)
+    event.remove(app.engine, "before_cursor_execute", seen)
+    assert (stats.logged, stats.contacts_created) == (6, 2)
+    with app.sessions() as session:
+        rows = session.execute(select(ContactEmail.email, Contact.id, Contact.account_id, Contact.source, Contact.name)
+                               .join(Contact).where(ContactEmail.email.like("new%"))).all()
+        links = Counter(session.scalars(select(ActivityContact.contact_id)))
+    assert sorted((e, a, s, n.lower()) for e, _i, a, s, n in rows) == [
+        ("new0@acme.example", crm["acme"], "sync", "new0"), ("new1@acme.example", crm["acme"], "sync", "new1")]
+    assert links == {rows[0][1]: 3, rows[1][1]: 3}
+    # No lookup per new contact: one check of all of them at the batch's end.
+    assert len(lookups) == 1, lookups
+
+
+def test_a_new_person_met_and_mailed_in_one_batch_is_one_contact(
+    app, crm, add_mailbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The meeting (ORM objects, flushed mid-batch) and the emails (rows written at the batch's end) link the
+    contact the batch made; on PostgreSQL its rows are written before the flush that links it."""
+    start = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    meeting = vevent("evt-new", "Kick-off", start + timedelta(days=2), attendees=(REP,),
+                     organizer="newboss@acme.example")  # fmt: skip
+    invite = message("inv@acme.example", "newboss@acme.example", [REP], "Invitation: Kick-off", at=start,
+                     attachment=("invite.ics", ics(meeting, method="REQUEST"), "text/calendar"))  # fmt: skip
+    mails = [message(f"nb{i}@acme.example", "newboss@acme.example", [REP], f"Plan {i}",
+                     at=start + timedelta(hours=1 + i)) for i in range(3)]  # fmt: skip
+    moved = vevent("evt-new", "Kick-off", start + timedelta(days=3), attendees=(REP,),
+                   organizer="newboss@acme.example", extra=("SEQUENCE:1",))  # fmt: skip
+    update = message("inv2@acme.example", "newboss@acme.example", [REP], "Updated: Kick-off", at=start + timedelta(
+        hours=5), attachment=("invite.ics", ics(moved, method="REQUEST"), "text/calendar"))  # fmt: skip
+    # The update flushes the batch's ORM objects (the meeting made before it, with its link to the contact).
+    _fetch_only(app, add_mailbox, maildir(tmp_path / "alice", [invite, *mails, update]))
+    caplog.set_level("INFO", logger="sync_service.pipeline.process")
+    stats = process_pending(app)
+    assert (stats.logged, stats.updated, stats.contacts_created, stats.quarantined) == (4, 1, 1, 0)
+    assert "collided" not in caplog.text and "item by item" not in caplog.text
+    with app.sessions() as session:
+        boss = select(ContactEmail.contact_id).where(ContactEmail.email == "newboss@acme.example")
+        [contact_id] = session.scalars(boss)
+        links = session.execute(select(Activity.type, ActivityContact.contact_id).join(ActivityContact)).all()
+    assert sorted(links) == [("email", contact_id)] * 3 + [("meeting", contact_id)]

@@ -4,6 +4,7 @@ the same as parsing in the processing run itself, and a helper that dies loses n
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections import Counter
 from collections.abc import Iterable
@@ -12,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from crm_store.blobs import BlobStore
 from crm_store.models import Contact, Mailbox, RawItem
@@ -174,8 +175,9 @@ def test_the_body_of_automated_mail_is_not_decoded_ahead() -> None:
     assert parse_item("message", invite, OPTIONS).calendars
 
 
+@pytest.mark.parametrize("processes", [0, 1])
 def test_a_stored_meeting_is_updated_by_an_invitation_parsed_ahead(
-    app, crm, add_mailbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    app, crm, add_mailbox, tmp_path: Path, caplog: pytest.LogCaptureFixture, processes: int
 ) -> None:
     # The event items a batch's invitations name are looked up in one query up front (``BatchCache.events``):
     # an event stored by an earlier run is found there and updated, not made twice.
@@ -191,9 +193,20 @@ def test_a_stored_meeting_is_updated_by_an_invitation_parsed_ahead(
         mailbox_id = session.scalars(select(Mailbox.id)).one()
     sync_folder(app, mailbox_id, open_connector(f"maildir://{box}"), ".")
     caplog.set_level("INFO", logger="sync_service.pipeline.process")
-    stats = process_pending(app, now=NOW, parse_processes=1)
+    lookups: list[str] = []
+
+    def seen(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        flat = " ".join(statement.split())
+        if re.search(r"WHERE (activities|item_sources)\.item_id = (\?|\$1\b)", flat):  # one item's, not a batch's
+            lookups.append(flat)
+
+    event.listen(app.engine, "before_cursor_execute", seen)
+    stats = process_pending(app, now=NOW, parse_processes=processes)
+    event.remove(app.engine, "before_cursor_execute", seen)
     assert (stats.logged, stats.updated) == (4, 1)
     assert "collided" not in caplog.text and "item by item" not in caplog.text  # no second item was made
+    # Parsed ahead, the stored meeting's activity and sources came with the batch: no lookup of its own.
+    assert len(lookups) == (0 if processes else 1), lookups
     with app.sessions() as session:
         meetings = [a for a in export_activities(session) if a["type"] == "meeting"]
     assert [(m["subject"], m["start"][:16]) for m in meetings] == [("Plan (moved)", "2026-11-04T15:00")]

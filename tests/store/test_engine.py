@@ -7,8 +7,9 @@ from contextlib import contextmanager
 
 import psycopg
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, insert, select, text
+from sqlalchemy.orm import Session
 
-from crm_store.db import make_engine
+from crm_store.db import lock_key, lock_name, lock_names, make_engine
 
 
 @contextmanager
@@ -53,3 +54,24 @@ def test_one_of_selects_the_same_rows_as_in_and_is_one_statement_on_postgresql(d
         # PostgreSQL: one array parameter, the same statement text for any number of values (prepared once).
         text_of = str(select(table.c.id).where(one_of(table.c.id, range(9), dialect)).compile(engine))
         assert ("= ANY" in text_of) == (dialect == "postgresql")
+
+
+def test_lock_names_holds_every_name_until_the_transaction_ends(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as holder, Session(engine) as other:
+            holder.begin()
+            lock_names(holder, ["contact-email:b@x.example", "contact-email:a@x.example"])
+            lock_name(holder, "contact-email:c@x.example")
+            if engine.dialect.name != "postgresql":  # SQLite serialises writers itself: nothing is locked
+                return
+            try_lock = text("SELECT pg_try_advisory_xact_lock(:key)")
+            for name, held in (("a", True), ("b", True), ("c", True), ("d", False)):
+                with other.begin():
+                    key = lock_key(f"contact-email:{name}@x.example")
+                    assert other.execute(try_lock, {"key": key}).scalar() is not held, name
+            holder.rollback()
+            with other.begin():
+                assert other.execute(try_lock, {"key": lock_key("contact-email:a@x.example")}).scalar() is True
+    finally:
+        engine.dispose()
