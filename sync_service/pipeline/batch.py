@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from crm_store.blobs import PackWriter
 from crm_store.db import one_of
-from crm_store.models import Activity, ItemSource, QuarantineEntry, RawItem, SyncedItem
+from crm_store.models import Activity, ItemSource, QuarantineEntry, RawItem, ReviewItem, SyncedItem
 from crm_store.models.sync import DELETED, DONE
+from sync_service.matching.model import LinkExclusions
 from sync_service.pipeline.bulk import BulkEmails, PendingEmail
+from sync_service.pipeline.links import load_exclusions
 from sync_service.pipeline.new_contacts import NewContacts
 
 CHUNK = 500  # ids per IN (...) list
@@ -37,6 +39,14 @@ UNKNOWN = Unknown.UNKNOWN  # ``BatchCache.activity_of``: the batch does not know
 
 
 @dataclass
+class KnownLinks:
+    """What ``links.apply_decision`` reads of an activity besides the activity itself."""
+
+    exclusions: LinkExclusions  # the links a person removed
+    review: ReviewItem | None  # its review item, open or resolved (None: it has none)
+
+
+@dataclass
 class BatchCache:
     items: dict[str, SyncedItem] = field(default_factory=dict)  # email dedupe key → item (stored or new)
     made: dict[str, SyncedItem] = field(default_factory=dict)  # events made in this batch, maybe not flushed
@@ -45,8 +55,12 @@ class BatchCache:
     events: dict[str, SyncedItem | None] = field(default_factory=dict)
     sources: set[tuple[int, int]] = field(default_factory=set)  # (item id, raw item id) already stored
     added: set[tuple[int, int]] = field(default_factory=set)  # (id() of the item object, raw item id) added
-    # The activities of the events in ``events`` (None: none yet) and of those made in this batch.
+    # The activities of the events in ``events`` (None: none yet) and of those made in this batch; the stored
+    # ones with their links loaded.
     event_activities: dict[str, Activity | None] = field(default_factory=dict)
+    # … and what else applying a decision to them reads, kept up to date by ``links.apply_decision``: an
+    # updated meeting is applied without a query, so without flushing the batch's other rows.
+    known: dict[Activity, KnownLinks] = field(default_factory=dict)
     quarantined: dict[int, QuarantineEntry] = field(default_factory=dict)  # raw item id → its entry
     pending: dict[str, PendingEmail] = field(default_factory=dict)  # new emails of the batch, by dedupe key
     bulk: BulkEmails = field(default_factory=BulkEmails)  # … and their rows, until written
@@ -75,9 +89,12 @@ class BatchCache:
         stored_events = {item.id: key for key, item in cache.events.items() if item is not None}
         cache.event_activities = dict.fromkeys(stored_events.values())
         for chunk in _chunks(sorted(stored_events)):
-            for activity in session.scalars(select(Activity).where(one_of(Activity.item_id, chunk, dialect))):
+            query = select(Activity).where(one_of(Activity.item_id, chunk, dialect))
+            links = (selectinload(Activity.account_links), selectinload(Activity.contact_links))
+            for activity in session.scalars(query.options(*links)):
                 if activity.item_id is not None:
                     cache.event_activities[stored_events[activity.item_id]] = activity
+        cache._load_known(session, [a for a in cache.event_activities.values() if a is not None])
         for chunk in _chunks(raw_ids):
             rows = session.execute(
                 select(ItemSource.item_id, ItemSource.raw_item_id).where(one_of(ItemSource.raw_item_id, chunk, dialect))
@@ -89,6 +106,19 @@ class BatchCache:
                 if entry.raw_item_id is not None:
                     cache.quarantined[entry.raw_item_id] = entry
         return cache
+
+    def _load_known(self, session: Session, activities: list[Activity]) -> None:
+        dialect = session.get_bind().dialect.name
+        exclusions: dict[int, LinkExclusions] = {}
+        reviews: dict[int, ReviewItem] = {}
+        ids = sorted(activity.id for activity in activities)
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            exclusions.update(load_exclusions(session, chunk))
+            for review in session.scalars(select(ReviewItem).where(one_of(ReviewItem.activity_id, chunk, dialect))):
+                reviews[review.activity_id] = review
+        for activity in activities:
+            self.known[activity] = KnownLinks(exclusions.get(activity.id, LinkExclusions()), reviews.get(activity.id))
 
     def write_finished(self, session: Session, now: datetime) -> None:
         """Record the finished raw items in the database: ``done``, or still ``deleted`` for a deletion."""
@@ -113,6 +143,10 @@ class BatchCache:
             set_committed_value(raw, "processed_at", now)
             if raw.state != DELETED:
                 set_committed_value(raw, "state", DONE)
+
+    def remember(self, activity: Activity, exclusions: LinkExclusions, review: ReviewItem | None) -> None:
+        """What the batch now knows of an activity whose links it applied."""
+        self.known[activity] = KnownLinks(exclusions, review)
 
     def carries(self, item: SyncedItem, raw_id: int) -> bool:
         """True when this raw item is already recorded as a source of ``item``: stored before the batch, or

@@ -53,9 +53,9 @@ def _upsert_event(ctx: ProcessContext, raw: RawItem, event: CalendarEvent) -> Sy
         if ctx.batch is not None:
             ctx.batch.linked(item, raw.id)
     else:
-        if item.id is None:  # made earlier in this batch: what is done to its activity below needs ids
-            ctx.session.flush()
-        link_source(ctx.session, item, raw.id, ctx.batch)  # in a batch: from what it knows, no query
+        # In a batch: from what it knows, no query. An item made earlier in the batch has no id yet, and
+        # needs none: the batch knows its activity and that activity's links (``BatchCache.known``).
+        link_source(ctx.session, item, raw.id, ctx.batch)
     if not created and event.sequence < item.sequence:
         return item  # an older version of the event (e.g. a stale copy in another calendar)
     facts = _facts(ctx, event)

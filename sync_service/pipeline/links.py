@@ -147,23 +147,35 @@ def apply_decision(
     """Write the decision's links (creating the records the policy allows); returns the decision as written:
     without the links a person removed, with an earlier opportunity kept where history should stand, with the
     records it created. ``exclusions``: pass them when already loaded. ``new``: the activity was just made
-    (not flushed, no review item yet): its links are saved with it at the next flush."""
+    (not flushed, no review item yet): its links are saved with it at the next flush. In a batch, what the
+    batch knows of the activity (``BatchCache.known``) is used instead of queries and kept up to date."""
+    known = ctx.batch.known.get(activity) if ctx.batch is not None and not new else None
     if exclusions is None:
-        exclusions = load_exclusions(ctx.session, [activity.id]).get(activity.id, LinkExclusions())
+        if known is not None:
+            exclusions = known.exclusions
+        else:
+            exclusions = load_exclusions(ctx.session, [activity.id]).get(activity.id, LinkExclusions())
     decision = apply_exclusions(decision, exclusions)
     if not activity.opportunity_manual:
         decision = keep_earlier_opportunity(decision, activity.opportunity_id, ctx.index.open_opportunities)
     written = create_records(ctx, decision, exclusions)
     account_ids, contact_ids = list(written.account_ids), list(written.contact_ids)
-    review = None if new else ctx.session.scalar(select(ReviewItem).where(ReviewItem.activity_id == activity.id))
+    if new or known is not None:
+        review = known.review if known is not None else None
+    else:
+        review = ctx.session.scalar(select(ReviewItem).where(ReviewItem.activity_id == activity.id))
     wanted = wanted_state(state_of(activity, review), written)
-    _set_links(activity, account_ids, wanted.auto_accounts, contact_ids, wanted.auto_contacts)
+    removed = _set_links(activity, account_ids, wanted.auto_accounts, contact_ids, wanted.auto_contacts)
     activity.account_id = wanted.primary_account
     activity.lead_id = wanted.lead
     activity.opportunity_id = wanted.opportunity
-    if not new:
+    if (not new and known is None) or removed:
+        # Removed links are deleted before anything else is flushed: a flush inserts before it deletes, and
+        # a later update of the activity could add the same link back.
         ctx.session.flush()
-    _set_review(ctx, activity, review, wanted.review)
+    review = _set_review(ctx, activity, review, wanted.review)
+    if ctx.batch is not None:
+        ctx.batch.remember(activity, exclusions, review)
     return written
 
 
@@ -189,29 +201,39 @@ def _set_links(
     accounts: frozenset[int],
     contact_order: list[int],
     contacts: frozenset[int],
-) -> None:
+) -> bool:
     """Make the automatic links equal to the wanted ones; manual links stay. Existing rows are kept (not
-    deleted and re-inserted), so the unique constraints never see a transient duplicate."""
+    deleted and re-inserted), so the unique constraints never see a transient duplicate. True when a link
+    was removed."""
+    before = len(activity.account_links) + len(activity.contact_links)
     activity.account_links[:] = [link for link in activity.account_links if link.manual or link.account_id in accounts]
+    activity.contact_links[:] = [link for link in activity.contact_links if link.manual or link.contact_id in contacts]
+    removed = len(activity.account_links) + len(activity.contact_links) < before
     have = {link.account_id for link in activity.account_links}
     for account_id in dict.fromkeys(account_order):
         if account_id in accounts and account_id not in have:
             activity.account_links.append(ActivityAccount(account_id=account_id))
-    activity.contact_links[:] = [link for link in activity.contact_links if link.manual or link.contact_id in contacts]
     have = {link.contact_id for link in activity.contact_links}
     for contact_id in dict.fromkeys(contact_order):
         if contact_id in contacts and contact_id not in have:
             activity.contact_links.append(ActivityContact(contact_id=contact_id))
+    return removed
 
 
 def _set_review(
     ctx: ProcessContext, activity: Activity, review: ReviewItem | None, candidates: tuple[int, ...] | None
-) -> None:
-    """Open (or reopen, after a person undid their choice) the review item, update it, or drop it."""
+) -> ReviewItem | None:
+    """Open (or reopen, after a person undid their choice) the review item, update it, or drop it; returns
+    the activity's review item after."""
     if candidates:
         if review is None:
-            ctx.session.add(ReviewItem(activity=activity, reason=REVIEW_REASON, candidates=list(candidates)))
+            review = ReviewItem(activity=activity, reason=REVIEW_REASON, candidates=list(candidates))
+            ctx.session.add(review)
         elif review.resolved_at is not None or list(review.candidates) != list(candidates):
             review.candidates, review.resolved_at = list(candidates), None
     elif review is not None and review.resolved_at is None:
         ctx.session.delete(review)
+        if ctx.batch is not None:
+            ctx.session.flush()  # deleted before the batch could open a new one (one per activity)
+        review = None
+    return review
