@@ -49,7 +49,7 @@ from sync_service.connectors.localpath import (
     text_id,
     url_to_path,
 )
-from sync_service.connectors.snapshot import ROOT_FOLDER, decode_state, encode_cursor, entries_page
+from sync_service.connectors.snapshot import ROOT_FOLDER, DiffPass, decode_state, encode_cursor, entries_pass
 from sync_service.errors import PermanentSourceError
 
 _INFO = re.compile(r"[:!][12],")
@@ -72,7 +72,7 @@ class MaildirConnector:
         # The listing of a pass that has more pages, kept with the cursor of its next page: listing a folder
         # scans and stats every file, so doing it once per pass instead of once per page keeps a large
         # initial sync linear. Files that arrive meanwhile are listed by the next pass.
-        self._listing: dict[str, tuple[str, _Scan, dict[str, Any] | None, str | None]] = {}
+        self._listing: dict[str, _Pass] = {}
 
     def folders(self) -> Sequence[str]:
         require_path(self.root, "dir")
@@ -81,36 +81,30 @@ class MaildirConnector:
         return [ROOT_FOLDER, *names]
 
     def list_changes(self, folder: str, cursor: str | None, limit: int = 500) -> ChangePage:
+        listed = self._listing.pop(folder, None)
+        if listed is not None and listed.cursor == cursor:  # the next page of the same pass
+            return self._next_page(folder, listed, limit)
         cur_part, rest_part = _split(cursor)
         rest, meta = decode_state(rest_part)
-        listed = self._listing.pop(folder, None)
-        marks: dict[str, Any] | None = None
-        if listed is not None and listed[0] == cursor:  # the next page of the same pass
-            scan, marks, kept = listed[1], listed[2], listed[3]
-        else:
-            marks = self._marks(folder, rest)
-            if cursor is not None and marks is not None and _unchanged(meta, marks):
-                return ChangePage((), (), cursor, False)
-            # cur/'s part is kept as it is when cur/ has not changed since the listing that wrote it
-            kept = cur_part if cur_part is not None and marks is not None and _cur_unchanged(meta, marks) else None
+        marks = self._marks(folder, rest)
+        if cursor is not None and marks is not None and _unchanged(meta, marks):
+            return ChangePage((), (), cursor, False)
+        # cur/'s part is kept as it is when cur/ has not changed since the listing that wrote it
+        kept = cur_part if cur_part is not None and marks is not None and _cur_unchanged(meta, marks) else None
         previous = rest if kept is not None else {**decode_state(cur_part)[0], **rest}
-        if listed is None or listed[0] != cursor:
-            scan = self._scan(folder, previous, with_cur=kept is None)
-            if not scan.paths.keys() >= previous.keys():  # something seems gone: confirm with a second scan
-                again = self._scan(folder, previous, with_cur=kept is None)
-                scan = _Scan({**scan.paths, **again.paths}, {**scan.fresh, **again.fresh}, scan.in_cur | again.in_cur)
-            self._located[folder] = scan.paths
+        scan = self._scan(folder, previous, with_cur=kept is None)
+        if not scan.paths.keys() >= previous.keys():  # something seems gone: confirm with a second scan
+            again = self._scan(folder, previous, with_cur=kept is None)
+            scan = _Scan({**scan.paths, **again.paths}, {**scan.fresh, **again.fresh}, scan.in_cur | again.in_cur)
+        self._located[folder] = scan.paths
+        listing = _Pass(entries_pass(scan.fresh, previous, present=scan.paths), scan.in_cur, marks, kept)
+        return self._next_page(folder, listing, limit)
 
-        def encode(snapshot: Mapping[str, str], meta: Mapping[str, Any] | None) -> str:
-            if kept is not None:
-                return f"{SPLIT_PREFIX}{kept}|{encode_cursor(snapshot, meta)}"
-            in_cur = {k: v for k, v in snapshot.items() if k in scan.in_cur}
-            others = {k: v for k, v in snapshot.items() if k not in scan.in_cur}
-            return f"{SPLIT_PREFIX}{encode_cursor(in_cur)}|{encode_cursor(others, meta)}"
-
-        page = entries_page(scan.fresh, previous, limit, present=scan.paths, meta=marks, encode=encode)
+    def _next_page(self, folder: str, listing: _Pass, limit: int) -> ChangePage:
+        page = listing.diff.next_page(limit, listing.marks, listing.encode)
         if page.more:  # the marks go into the pass's last cursor
-            self._listing[folder] = (page.next_cursor, scan, marks, kept)
+            listing.cursor = page.next_cursor
+            self._listing[folder] = listing
         return page
 
     def fetch(self, folder: str, refs: Sequence[ItemRef]) -> Iterator[RawItem]:
@@ -167,6 +161,30 @@ class MaildirConnector:
                     scan.paths[key] = entry.path
                     scan.fresh[key] = entry
         return scan
+
+
+class _Pass:
+    """A listing pass with more pages to come: its changes (``DiffPass``), and the split cursor's two parts
+    kept up to date page by page instead of being split again from the whole snapshot for each."""
+
+    def __init__(self, diff: DiffPass, in_cur: set[str], marks: dict[str, Any] | None, kept: str | None) -> None:
+        self.diff, self.in_cur, self.marks, self.kept = diff, in_cur, marks, kept
+        self.cursor: str | None = None  # the cursor of the page handed out last
+        self._parts: tuple[dict[str, str], dict[str, str]] | None = None  # (cur/'s, the rest's) snapshot
+        self._split_upto = 0  # ``diff.changed[:_split_upto]`` are in ``_parts``
+
+    def encode(self, snapshot: Mapping[str, str], meta: Mapping[str, Any] | None) -> str:
+        """The cursor of ``snapshot`` (``diff.snapshot``, as of the page just taken)."""
+        if self.kept is not None:  # cur/ unchanged: its part as it was
+            return f"{SPLIT_PREFIX}{self.kept}|{encode_cursor(snapshot, meta)}"
+        if self._parts is None:
+            in_cur = {k: v for k, v in snapshot.items() if k in self.in_cur}
+            self._parts = in_cur, {k: v for k, v in snapshot.items() if k not in self.in_cur}
+        else:
+            for key in self.diff.changed[self._split_upto : self.diff.done]:
+                self._parts[0 if key in self.in_cur else 1][key] = snapshot[key]
+        self._split_upto = self.diff.done
+        return f"{SPLIT_PREFIX}{encode_cursor(self._parts[0])}|{encode_cursor(self._parts[1], meta)}"
 
 
 class _Scan(NamedTuple):

@@ -157,6 +157,50 @@ def _default_order(current: Current) -> Callable[[str], tuple[int, str]]:
     return key
 
 
+class DiffPass:
+    """One listing pass from ``previous`` (a snapshot) to ``current``, page by page (see the module
+    docstring). The changes are found and ordered once, and the snapshot grows by each page's upserts, so a
+    pass over n changes costs O(n) and not O(n) per page; each page and its cursor are those ``diff_page``
+    would give for the cursor of the page before.
+
+    ``present``: every id the source still has, when ``current`` holds only the candidates for change (a
+    source of immutable items need not read the versions of the ids its snapshot already has); default
+    ``current``."""
+
+    def __init__(
+        self,
+        current: Current,
+        previous: Mapping[str, str],
+        *,
+        present: Container[str] | None = None,
+        sort_key: Callable[[str], Any] | None = None,
+    ) -> None:
+        there = current if present is None else present
+        self.deletes = tuple(sorted(k for k in previous if k not in there))
+        self.changed = [k for k, (version, _) in current.items() if previous.get(k) != version]
+        self.changed.sort(key=sort_key or _default_order(current))
+        self.current = current
+        self.done = 0  # changes handed out so far
+        # the snapshot as of the last page: ``previous`` without the deletes, with the pages so far
+        self.snapshot = {k: v for k, v in previous.items() if k in there} if self.deletes else dict(previous)
+
+    def next_page(
+        self,
+        limit: int,
+        meta: Mapping[str, Any] | None = None,
+        encode: Callable[[Mapping[str, str], Mapping[str, Any] | None], str] = encode_cursor,
+    ) -> ChangePage:
+        """The next page. ``meta`` goes into the last page's cursor; ``encode``: how the snapshot becomes the
+        cursor (a connector may add to it)."""
+        deletes = self.deletes if self.done == 0 else ()
+        page = self.changed[self.done : self.done + max(1, limit)]
+        self.done += len(page)
+        more = self.done < len(self.changed)
+        self.snapshot.update((k, self.current[k][0]) for k in page)
+        upserts = tuple(ItemRef(k, self.current[k][1], self.current[k][0]) for k in page)
+        return ChangePage(upserts, deletes, encode(self.snapshot, None if more else meta), more)
+
+
 def diff_page(
     current: Current,
     previous: Mapping[str, str],
@@ -167,21 +211,17 @@ def diff_page(
     meta: Mapping[str, Any] | None = None,
     encode: Callable[[Mapping[str, str], Mapping[str, Any] | None], str] = encode_cursor,
 ) -> ChangePage:
-    """One page of changes from ``previous`` (a snapshot) to ``current`` (see the module docstring).
+    """The first page of changes from ``previous`` to ``current`` (``DiffPass``)."""
+    return DiffPass(current, previous, present=present, sort_key=sort_key).next_page(limit, meta, encode)
 
-    ``present``: every id the source still has, when ``current`` holds only the candidates for change (a
-    source of immutable items need not read the versions of the ids its snapshot already has); default
-    ``current``. ``encode``: how the next snapshot becomes the cursor (a connector may add to it)."""
-    there = current if present is None else present
-    deletes = tuple(sorted(k for k in previous if k not in there))
-    changed = [k for k, (version, _) in current.items() if previous.get(k) != version]
-    changed.sort(key=sort_key or _default_order(current))
-    page = changed[: max(1, limit)]
-    more = len(changed) > len(page)
-    snapshot = {k: v for k, v in previous.items() if k in there} if deletes else dict(previous)
-    snapshot.update((k, current[k][0]) for k in page)
-    upserts = tuple(ItemRef(k, current[k][1], current[k][0]) for k in page)
-    return ChangePage(upserts, deletes, encode(snapshot, None if more else meta), more)
+
+def entries_pass(
+    entries: Mapping[str, FileEntry], previous: Mapping[str, str], present: Container[str] | None = None
+) -> DiffPass:
+    """A ``DiffPass`` over scanned files, oldest modification time first."""
+    current = {k: (e.version, e.kind) for k, e in entries.items()}
+    order = lambda k: (entries[k].mtime_ns, k)  # noqa: E731
+    return DiffPass(current, previous, present=present, sort_key=order)
 
 
 def entries_page(
@@ -192,10 +232,8 @@ def entries_page(
     meta: Mapping[str, Any] | None = None,
     encode: Callable[[Mapping[str, str], Mapping[str, Any] | None], str] = encode_cursor,
 ) -> ChangePage:
-    """``diff_page`` over scanned files, oldest modification time first."""
-    current = {k: (e.version, e.kind) for k, e in entries.items()}
-    order = lambda k: (entries[k].mtime_ns, k)  # noqa: E731
-    return diff_page(current, previous, limit, present=present, sort_key=order, meta=meta, encode=encode)
+    """The first page of ``entries_pass``."""
+    return entries_pass(entries, previous, present).next_page(limit, meta, encode)
 
 
 def check_root_folder(folder: str) -> None:

@@ -8,6 +8,7 @@ import re
 import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -17,6 +18,7 @@ from sync_service.connectors.base import ChangePage, Connector
 from sync_service.connectors.localpath import url_to_path
 from sync_service.connectors.maildir import MaildirConnector, unique_key
 from sync_service.connectors.registry import open_connector
+from sync_service.connectors.snapshot import decode_state
 from sync_service.errors import ConfigError, PermanentSourceError
 
 
@@ -77,6 +79,41 @@ def test_paging_then_fresh_connector_continues(tmp_path: Path) -> None:
     ids = _ids([first, *pages])
     assert sorted(ids) == sorted(keys) and len(ids) == len(set(ids))
     assert MaildirConnector(url).list_changes(".", cursor).upserts == ()
+
+
+def test_the_pages_of_one_pass_are_those_of_fresh_listings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One connector keeps its listing between the pages of a pass (the changes found once, the cursor's
+    # cur/ and new/ parts grown page by page); a fresh connector per page lists and diffs anew. Both give
+    # the same pages and cursors.
+    md, _ = _maildir(tmp_path / "mail", 9)
+    for n, key in enumerate(md.keys()):
+        if n % 2:  # some already read, in cur/
+            message = md[key]
+            message.set_subdir("cur")
+            message.add_flag("S")
+            md[key] = message
+    url = f"maildir://{tmp_path / 'mail'}"
+    scans = []
+    scan = MaildirConnector._scan
+    monkeypatch.setattr(MaildirConnector, "_scan", lambda self, *a, **k: scans.append(1) or scan(self, *a, **k))
+    kept, _ = _drain(MaildirConnector(url), limit=2)
+    assert len(scans) == 1  # one scan and one diff for the whole pass
+    cursor: str | None = None
+    fresh = []
+    while True:
+        page = MaildirConnector(url).list_changes(".", cursor, 2)
+        fresh.append(page)
+        cursor = page.next_cursor
+        if not page.more:
+            break
+    def parts(cursor: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
+        states = [decode_state(part) for part in cursor.removeprefix("md2.").split("|")]
+        return [(snapshot, {k: v for k, v in meta.items() if k != "at"}) for snapshot, meta in states]
+
+    assert len(kept) == 5 and [(p.upserts, p.deletes, parts(p.next_cursor), p.more) for p in kept] == [
+        (p.upserts, p.deletes, parts(p.next_cursor), p.more) for p in fresh
+    ]
+    assert [p.next_cursor for p in kept[:-1]] == [p.next_cursor for p in fresh[:-1]]  # the last: a later scan time
 
 
 def test_new_deleted_and_renamed_messages(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from sync_service.connectors.base import ItemKind
 from sync_service.connectors.snapshot import (
     CURSOR_PREFIX,
     LEGACY_PREFIX,
+    DiffPass,
     decode_cursor,
     decode_state,
     diff_page,
@@ -160,6 +161,34 @@ def test_ref_carries_kind_and_version_and_meta_only_on_last_page() -> None:
     assert decode_state(first.next_cursor)[1] == {}
     last = diff_page(current, decode_cursor(first.next_cursor), 1, meta={"size": 5})
     assert not last.more and decode_state(last.next_cursor)[1] == {"size": 5}
+
+
+@pytest.mark.parametrize("limit", [1, 3, 100])
+def test_a_pass_gives_the_pages_diffing_each_cursor_again_gives(limit: int) -> None:
+    previous = {f"old{i}": f"{i}:1" for i in range(6)}
+    current = {k: v for k, v in previous.items() if k not in ("old1", "old4")}
+    current |= {"old2": "2:2", "old5": "5:9"} | {f"new{i}": f"{50 - i}:3" for i in range(8)}
+    keys = []
+
+    def order(key: str) -> tuple[int, str]:
+        return (int(current[key].partition(":")[0]), key)
+
+    def counted(key: str) -> tuple[int, str]:
+        keys.append(key)
+        return order(key)
+
+    passing = DiffPass(_current(current), previous, sort_key=counted)
+    cursor, pages = encode_cursor(previous), 0
+    while True:
+        page = passing.next_page(limit, meta={"end": 1})
+        again = diff_page(_current(current), decode_cursor(cursor), limit, meta={"end": 1}, sort_key=order)
+        assert page == again
+        cursor, pages = page.next_cursor, pages + 1
+        if not page.more:
+            break
+    assert pages == -(-10 // limit)  # 2 changed + 8 new, the deletes with the first page
+    assert decode_state(cursor) == (current, {"end": 1})
+    assert sorted(keys) == sorted(k for k in current if previous.get(k) != current[k])  # ordered once
 
 
 def test_custom_sort_key_and_nonpositive_limit() -> None:
