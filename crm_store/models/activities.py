@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_store.models.base import Base, utcnow
@@ -30,7 +30,7 @@ class Activity(Base):
     result: Mapped[str | None] = mapped_column(String(200))
     direction: Mapped[str | None] = mapped_column(String(20))  # inbound | outbound
     start_at: Mapped[datetime | None] = mapped_column(index=True)
-    end_at: Mapped[datetime | None] = mapped_column(index=True)
+    end_at: Mapped[datetime | None] = mapped_column()
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)  # primary account
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)
@@ -56,6 +56,17 @@ class Activity(Base):
         cascade="all, delete-orphan", order_by="ActivityContact.id"
     )
     documents: Mapped[list[Document]] = relationship(back_populates="activity", order_by="Document.id")
+
+    # Completing due meetings and calls (``runner.complete_due``) looks for planned ones whose end has passed:
+    # the few planned activities, not the end time of every email.
+    __table_args__ = (
+        Index(
+            "ix_activities_planned_end_at",
+            "end_at",
+            sqlite_where=text("status = 'planned'"),
+            postgresql_where=text("status = 'planned'"),
+        ),
+    )
 
 
 class ActivityAccount(Base):

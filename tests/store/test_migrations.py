@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -57,3 +59,40 @@ def test_conversation_ids_are_filled_from_the_facts(database_url: str) -> None:
         rows = dict(connection.execute(text("SELECT dedupe_key, conversation_id FROM synced_items")).all())
     engine.dispose()
     assert rows == {"msg:a": "AAECAwQFBgcICQoLDA0ODxAREhMUFQ==", "msg:b": None, "evt:c|": None}
+
+
+def test_due_activities_are_found_by_the_partial_index(database_url: str) -> None:
+    """0007: planned activities by end time, instead of every activity's end time (the emails' too)."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import event
+
+    from crm_store.migrate import alembic_config
+    from sync_service.pipeline.runner import due_activities
+
+    engine = make_engine(database_url)
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0006")
+    assert "ix_activities_end_at" in {i["name"] for i in inspect(engine).get_indexes("activities")}
+    upgrade(engine)
+    indexes = {i["name"] for i in inspect(engine).get_indexes("activities")}
+    assert "ix_activities_planned_end_at" in indexes and "ix_activities_end_at" not in indexes
+    if engine.dialect.name == "sqlite":  # the planner's choice; PostgreSQL's depends on its statistics
+        sent: list[tuple[str, Any]] = []  # the statement and parameters as a run sends them
+        listen = event.listens_for(engine, "before_cursor_execute")(lambda *a: sent.append((a[2], a[3])))
+        with engine.connect() as connection:
+            connection.execute(due_activities(datetime(2026, 11, 20, tzinfo=UTC))).all()
+            event.remove(engine, "before_cursor_execute", listen)
+            statement, params = sent[-1]
+            rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
+            plan = " ".join(str(row[-1]) for row in rows)
+        assert "ix_activities_planned_end_at" in plan, plan
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0006")
+    indexes = {i["name"] for i in inspect(engine).get_indexes("activities")}
+    engine.dispose()
+    assert "ix_activities_end_at" in indexes and "ix_activities_planned_end_at" not in indexes
