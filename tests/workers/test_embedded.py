@@ -132,3 +132,29 @@ def test_one_folder_can_be_synced_alone(app: App, tmp_path: Path) -> None:
         queue.join()
     with app.sessions() as session:
         assert list(session.scalars(select(RawItem.folder))) == ["Sent"]
+
+
+def test_after_join_the_idle_threads_end_by_themselves(app: App, tmp_path: Path) -> None:
+    prepare(app, {"alice": f"maildir://{generated_mail(tmp_path / 'a', 3)}"})
+    with EmbeddedQueue(app) as queue:
+        queue.send("sync_mailbox", _mailbox(app, "alice").id)
+        queue.join()
+        threads = [*queue.worker.workers, *queue.worker.consumers.values()]
+    # Leaving does not wait for their polls to end; they end within one (20 ms), none is left behind.
+    wait_for(lambda: not any(thread.is_alive() for thread in threads), 5, "the queue's threads to end")
+    assert _raw_count(app) == 3
+
+
+def test_leaving_on_an_error_waits_for_the_message_in_hand(app: App, flaky: None, tmp_path: Path) -> None:
+    app.settings = replace(app.settings, batch_size=4)
+    prepare(app, {"alice": flaky_url(generated_mail(tmp_path / "mail", 12), delay=0.1)})
+    try:
+        with EmbeddedQueue(app) as queue:
+            queue.send("sync_mailbox", _mailbox(app, "alice").id)
+            wait_for(lambda: _raw_count(app) >= 4, 30, "the first page")  # the sync is in hand
+            threads = [*queue.worker.workers, *queue.worker.consumers.values()]
+            raise KeyboardInterrupt  # the caller leaves
+    except KeyboardInterrupt:
+        pass
+    assert not any(thread.is_alive() for thread in threads)  # stopped, and the sync in hand finished first
+    assert _raw_count(app) == 12 and _mailbox(app, "alice").state == IDLE
