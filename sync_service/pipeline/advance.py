@@ -102,9 +102,10 @@ def pending_synced(ctx: ProcessContext, email: PendingEmail) -> None:
 
 
 def advance_deferred(ctx: ProcessContext) -> None:
-    """Run the engine for the activities that waited, in their order — after writing the batch's pending
-    emails, which the engine reads back from the database."""
+    """Run the engine for the activities that waited, in their order — after writing the batch's new contacts
+    and pending emails, which the engine reads back from the database."""
     if ctx.batch is not None:
+        ctx.batch.contacts.write(ctx.session)  # the emails' links may name them
         ctx.batch.bulk.write(ctx.session)
     if ctx.deferred:
         waiting = list(ctx.deferred)

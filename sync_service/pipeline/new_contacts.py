@@ -2,10 +2,11 @@
 
 Outside a batch (item by item, re-matching) a new person's contact is looked up under a lock on the address,
 then inserted (``links._create_contact``): four statements per contact. A batch instead makes it at once and
-checks all of them at its end (``NewContacts.check``): under a lock on each address, taken in order and held
-to the commit, no other contact may have the address. Another run making the same contact has then either
-committed — its row is seen, and ``ContactCollision`` sends the batch round again with a new index, where that
-contact is found and used — or it waits for this batch and finds this contact.
+checks all of them at its end (``NewContacts.check``), once every other row of the batch is written: under a
+lock on each address, taken in order and held to the commit, no other contact may have the address. Another
+run making the same contact has then either committed — its row is seen, and the batch moves its links to
+that contact and drops its own (``use_theirs``) — or it waits for this batch and finds this contact. A run
+holding those locks writes nothing more that could wait for another run, so two runs cannot deadlock on them.
 
 On PostgreSQL a contact costs no statement of its own: its id comes from a pool taken from the table's
 sequence (``IdPool``) and its rows are copied with the batch's other new contacts — before the batch's next
@@ -21,20 +22,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, bindparam, event, insert, select
+from sqlalchemy import Executable, Table, bindparam, delete, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from crm_store.bulkload import allocate_ids, insert_rows
 from crm_store.db import lock_names, one_of
-from crm_store.models import Contact, ContactEmail
+from crm_store.models import ActivityContact, Contact, ContactEmail, OpportunityParticipant
 from sync_service.matching.model import NewContact
 
 ADDRESSES_PER_QUERY = 500
 POOL_MAX = 64  # ids taken from the sequence at a time, at most (unused ones are gaps in the ids)
 
 
-class ContactCollision(Exception):
-    """Another run committed a contact for an address this batch made one for: the batch is redone."""
+@dataclass(frozen=True)
+class Collision:
+    """Another run committed a contact (``theirs``, of ``account_id``) for an address this batch made one for."""
+
+    email: str
+    ours: int
+    theirs: int
+    account_id: int | None
 
 
 def lock_name_of(email: str) -> str:
@@ -119,22 +126,37 @@ class NewContacts:
         finally:
             event.remove(session, "before_flush", before_flush)
 
-    def check(self, session: Session) -> None:
-        """No other contact has an address this batch made a contact for (see the module docstring)."""
+    def check(self, session: Session) -> list[Collision]:
+        """The addresses another run made a contact for, too (see the module docstring); none, mostly."""
         self.write(session)
         if not self.made:
-            return
+            return []
         addresses = sorted(self.made)
         lock_names(session, [lock_name_of(email) for email in addresses])
         dialect = session.get_bind().dialect.name
+        found: list[Collision] = []
         for start in range(0, len(addresses), ADDRESSES_PER_QUERY):
             chunk = addresses[start : start + ADDRESSES_PER_QUERY]
             with session.no_autoflush:
                 rows = session.execute(
-                    select(ContactEmail.email, ContactEmail.contact_id).where(
-                        one_of(ContactEmail.email, chunk, dialect)
-                    )
+                    select(ContactEmail.email, ContactEmail.contact_id, Contact.account_id)
+                    .join(Contact, Contact.id == ContactEmail.contact_id)
+                    .where(one_of(ContactEmail.email, chunk, dialect))
                 )
-                for email, contact_id in rows:
+                for email, contact_id, account_id in rows:
                     if contact_id != self.made[email]:
-                        raise ContactCollision(f"another run made a contact for {email} (id {contact_id})")
+                        found.append(Collision(email, self.made[email], contact_id, account_id))
+        return found
+
+    def use_theirs(self, session: Session, collisions: list[Collision]) -> None:
+        """Link the other run's contact wherever the batch linked its own, and drop its own: rows of this
+        batch only, which no other run can hold."""
+        quiet = {"synchronize_session": False}
+        for collision in collisions:
+            ours, theirs = collision.ours, collision.theirs
+            for table in (ActivityContact, OpportunityParticipant):
+                moved = update(table).where(table.contact_id == ours).values(contact_id=theirs)
+                session.execute(moved, execution_options=quiet)
+            session.execute(delete(ContactEmail).where(ContactEmail.contact_id == ours), execution_options=quiet)
+            session.execute(delete(Contact).where(Contact.id == ours), execution_options=quiet)
+            self.made[collision.email] = theirs

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from crm_store.db import transaction
 from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem, User
-from crm_store.models.sync import DELETED, DONE
+from crm_store.models.sync import DELETED, DONE, PENDING
 from sync_service.bootstrap import App
 from sync_service.errors import ParseError
 from sync_service.matching.decide import thread_refs
@@ -40,7 +40,7 @@ from sync_service.pipeline.emails import apply_email, plan_email
 from sync_service.pipeline.events import apply_events, cancel_missing
 from sync_service.pipeline.handover import Handover
 from sync_service.pipeline.items import email_key, event_key
-from sync_service.pipeline.new_contacts import ContactCollision, IdPool, NewContacts
+from sync_service.pipeline.new_contacts import Collision, IdPool, NewContacts
 from sync_service.pipeline.pending import count_pending, pending_items
 from sync_service.pipeline.preparse import Key, Parsed, parsed_whole
 from sync_service.pipeline.quarantine import quarantine
@@ -235,7 +235,11 @@ def process_pending(
                     return stats
                 after = raws[-1].id
                 blobs, parsed = ahead.next_batch(session, after) if ahead is not None else ({}, {})
-                run.batch(session, raws, blobs, parsed)
+                alone = run.batch(session, raws, blobs, parsed)
+            if alone is not None:  # the batch failed: its items one by one, each in its own transaction
+                for raw_id in alone.ids:
+                    with transaction(app.sessions) as session:
+                        run.alone(session, raw_id, alone)
             done += len(raws)
             if on_progress is not None:
                 on_progress(done, max(total, done))
@@ -267,6 +271,18 @@ def _read_blobs(
     return found
 
 
+@dataclass(frozen=True)
+class _Alone:
+    """A batch to be done item by item, in order, with what its optimistic pass read."""
+
+    ids: list[int]
+    blobs: dict[int, bytes]
+    headers: dict[int, MessageHeaders]
+    refs: set[str]
+    scope: AdvanceScope
+    ahead: Mapping[Key, Parsed]
+
+
 @dataclass
 class _Run:
     """One processing run: the candidate index carried from batch to batch, the owners, the counters."""
@@ -280,12 +296,14 @@ class _Run:
 
     def batch(
         self, session: Session, raws: list[RawItem], known: Mapping[str, bytes], ahead: Mapping[Key, Parsed]
-    ) -> None:
+    ) -> _Alone | None:
         """Optimistic pass: the whole batch in ONE savepoint, rows prefetched, writes flushed together. A
         collision with another worker's rows (a unique key it committed first, a deadlock) rolls the batch
         back and runs it optimistically once more: by then the other run has committed. Any other failure
-        while writing, or a second collision, sends the batch item by item, each in its own savepoint (the way
-        every item used to run), so only the failing item is quarantined."""
+        while writing, or a second collision, returns the batch to be done item by item (``alone``), so only
+        the failing item is quarantined. Each item then has its own transaction: the locks an item takes on
+        new contacts' addresses are not held while the items after it write (and perhaps wait for another
+        run, which may be waiting for those locks)."""
         blobs = _read_blobs(self.app, raws, known, ahead)
         ordered, headers = _order(raws, blobs, ahead)
         refs = _thread_refs(headers)
@@ -294,13 +312,13 @@ class _Run:
         for attempt in (1, 2):
             try:
                 self._optimistic(session, raws, ordered, blobs, headers, scope, ahead)
-                return
-            except (IntegrityError, OperationalError, ContactCollision) as error:
+                return None
+            except (IntegrityError, OperationalError) as error:
                 log.info(
                     "batch of %d items collided with another run (attempt %d): %s",
                     len(raws),
                     attempt,
-                    _one_line(error if isinstance(error, ContactCollision) else error.orig),
+                    _one_line(error.orig),
                 )
                 # The savepoint rolled back: rows and index entries made inside it are gone.
                 self.index = _index(self.app, session, refs)
@@ -316,9 +334,16 @@ class _Run:
                 )
                 self.index = _index(self.app, session, refs)
             break
-        for raw in ordered:
-            ctx = self._context(session, raw, self.stats, None, scope, None)
-            self.index = _process_alone(ctx, raw, blobs.get(raw.id), headers.get(raw.id), refs, ahead)
+        return _Alone([raw.id for raw in ordered], blobs, headers, refs, scope, ahead)
+
+    def alone(self, session: Session, raw_id: int, batch: _Alone) -> None:
+        """One item of a failed batch, in its own savepoint (``_process_alone``)."""
+        raw = session.get_one(RawItem, raw_id)
+        if not (raw.state == PENDING or (raw.state == DELETED and raw.processed_at is None)):
+            return  # no longer waiting (``pending._waiting``)
+        ctx = self._context(session, raw, self.stats, None, batch.scope, None)
+        data, headers = batch.blobs.get(raw_id), batch.headers.get(raw_id)
+        self.index = _process_alone(ctx, raw, data, headers, batch.refs, batch.ahead)
 
     def _optimistic(
         self,
@@ -342,18 +367,32 @@ class _Run:
                 for raw in ordered:
                     ctx = self._context(session, raw, counters, cache, scope, deferred)
                     _process_in_batch(ctx, raw, blobs.get(raw.id), headers.get(raw.id), cache, ahead)
-                cache.contacts.check(session)
-                advance_deferred(ctx)  # writes the pending emails too
+                advance_deferred(ctx)  # writes the new contacts and pending emails too
                 session.flush()
                 cache.write_finished(session, self.now)
                 if cache.pack is not None:  # the attachments' pack file, recorded with the documents
                     self.app.blobs.record_packed(session, cache.pack.close())
+                # Last, once every row of the batch is written: the new contacts' locks and check. A run
+                # that holds those locks then waits for no other run's rows, so two runs sharing mail
+                # (a meeting, a new person) cannot deadlock on them (``new_contacts``).
+                for collision in cache.contacts.check(session):
+                    self._use_theirs(session, cache, counters, collision)
         except BaseException:
             if cache.pack is not None:
                 cache.pack.discard()  # nothing of the batch stays, not even its pack file
             raise
         cache.mark_finished(self.now)  # the savepoint held: the loaded raw items may say so too
         self.stats.merge(counters)
+
+    def _use_theirs(self, session: Session, cache: BatchCache, counters: ProcessStats, collision: Collision) -> None:
+        """Another run committed a contact for a new person this batch made one for: the batch uses theirs."""
+        email, theirs = collision.email, collision.theirs
+        log.info("another run made a contact for %s (id %d): used instead of the batch's", email, theirs)
+        cache.contacts.use_theirs(session, [collision])
+        self.index.contacts_by_email[collision.email] = (collision.theirs,)
+        self.index.contact_account.pop(collision.ours, None)
+        self.index.contact_account[collision.theirs] = collision.account_id
+        counters.contacts_created -= 1
 
     def _context(
         self,

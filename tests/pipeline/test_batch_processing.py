@@ -184,11 +184,16 @@ def test_a_contact_another_run_made_meanwhile_is_used_not_duplicated(
     app, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A batch inserts the contacts of new people without looking them up first; at its end it finds the one
-    another run committed for the same address after this run's index was built, and is redone with it."""
+    another run committed for the same address after this run's index was built, moves its links to that
+    contact and drops its own — without redoing the batch."""
     from sync_service.pipeline import process
 
-    box = maildir(tmp_path / "alice", [message(f"c{i}@acme.example", "newbie@acme.example", [REP], f"Hello {i}")
-                                       for i in range(3)])
+    start = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    meeting = vevent("evt-nb", "Intro", start + timedelta(days=2), attendees=(REP,), organizer="newbie@acme.example")
+    invite = message("inv@acme.example", "newbie@acme.example", [REP], "Invitation: Intro", at=start,
+                     attachment=("invite.ics", ics(meeting, method="REQUEST"), "text/calendar"))  # fmt: skip
+    box = maildir(tmp_path / "alice", [invite, *[message(f"c{i}@acme.example", "newbie@acme.example", [REP],
+                                                         f"Hello {i}") for i in range(3)]])  # fmt: skip
     _fetch_only(app, add_mailbox, box)
     built = process._index
     made: list[int] = []
@@ -207,14 +212,15 @@ def test_a_contact_another_run_made_meanwhile_is_used_not_duplicated(
     monkeypatch.setattr(process, "_index", index_then_another_run)
     caplog.set_level("INFO", logger="sync_service.pipeline.process")
     stats = process_pending(app)
-    assert (stats.logged, stats.quarantined, stats.contacts_created) == (3, 0, 0)
+    assert (stats.logged, stats.quarantined, stats.contacts_created) == (4, 0, 0)
     assert "another run made a contact for newbie@acme.example" in caplog.text
-    assert "redone item by item" not in caplog.text  # the second optimistic pass found it
+    assert "collided" not in caplog.text and "item by item" not in caplog.text  # the batch was not redone
     with app.sessions() as session:
         owners = session.scalars(select(ContactEmail.contact_id).where(ContactEmail.email == "newbie@acme.example"))
         assert list(owners) == made
         linked = session.scalars(select(ActivityContact.contact_id)).all()
-    assert linked == made * 3
+        assert session.scalars(select(Contact.id).where(Contact.source == "sync")).all() == made  # none of ours
+    assert linked == made * 4  # the meeting (an ORM object) and the three emails (rows written in bulk)
 
 
 def test_a_batch_makes_a_new_persons_contact_once_and_links_it_everywhere(
@@ -271,3 +277,69 @@ def test_a_new_person_met_and_mailed_in_one_batch_is_one_contact(
         [contact_id] = session.scalars(boss)
         links = session.execute(select(Activity.type, ActivityContact.contact_id).join(ActivityContact)).all()
     assert sorted(links) == [("email", contact_id)] * 3 + [("meeting", contact_id)]
+
+
+def test_a_batch_takes_its_new_contacts_locks_after_all_its_writes(
+    app, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs sharing mail (a meeting both update, a new person both meet) must not deadlock: a run that
+    holds the new contacts' locks must then wait for no other run's rows. So on PostgreSQL the locks are the
+    batch's last statement before its commit: no INSERT, UPDATE, DELETE or COPY follows them."""
+    from crm_store import bulkload
+
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's (SQLite serialises writers)")
+    start = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    meeting = vevent("evt-new", "Kick-off", start + timedelta(days=2), attendees=(REP, "wile@acme.example"),
+                     organizer="newboss@acme.example")  # fmt: skip
+    invite = message("inv@acme.example", "newboss@acme.example", [REP], "Invitation: Kick-off", at=start,
+                     attachment=("invite.ics", ics(meeting, method="REQUEST"), "text/calendar"))  # fmt: skip
+    mails = [message(f"nb{i}@acme.example", f"new{i}@acme.example", [REP], f"Plan {i}",
+                     at=start + timedelta(hours=1 + i)) for i in range(3)]  # fmt: skip
+    _fetch_only(app, add_mailbox, maildir(tmp_path / "alice", [invite, *mails]))
+    seen: list[str] = []
+
+    def statement(conn, cursor, sql, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if "pg_advisory_xact_lock" in sql:
+            seen.append("lock")
+        elif sql.lstrip().split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            seen.append("write")
+
+    copy = bulkload._copy
+    monkeypatch.setattr(bulkload, "_copy", lambda *a, **k: seen.append("write") or copy(*a, **k))
+    event.listen(app.engine, "before_cursor_execute", statement)
+    stats = process_pending(app)
+    event.remove(app.engine, "before_cursor_execute", statement)
+    assert (stats.logged, stats.contacts_created) == (4, 4)
+    assert seen.count("lock") == 1 and "write" in seen
+    assert "write" not in seen[seen.index("lock") :], seen
+
+
+def test_item_by_item_each_item_holds_its_contact_locks_alone(
+    app, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed batch is done item by item, each item in its own transaction: the lock an item takes on a
+    new person's address ends with it, and is not held while the items after it write (another run waiting
+    for that lock might hold rows they need)."""
+    from sqlalchemy import text
+
+    from sync_service.pipeline import process
+
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's (SQLite serialises writers)")
+    box = maildir(tmp_path / "alice", [message(f"n{i}@acme.example", f"new{i}@acme.example", [REP], f"Mail {i}")
+                                       for i in range(4)])  # fmt: skip
+    _fetch_only(app, add_mailbox, box)
+    fail_while_writing(monkeypatch, "Mail 3")
+    held: list[int] = []
+    alone = process._process_alone
+
+    def counting(ctx, *args):  # type: ignore[no-untyped-def]
+        mine = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        held.append(ctx.session.scalar(text(mine)))
+        return alone(ctx, *args)
+
+    monkeypatch.setattr(process, "_process_alone", counting)
+    stats = process_pending(app)
+    assert (stats.logged, stats.quarantined, stats.contacts_created) == (3, 1, 3)
+    assert held == [0, 0, 0, 0]  # the locks of the items before were released with their commit
