@@ -324,6 +324,7 @@ class _Run:
                 self.index = _index(self.app, session, refs)
                 if attempt == 1:
                     continue
+                log.info("batch of %d items redone item by item after colliding twice", len(raws))
             except Exception as error:  # any other failure while writing: redo item by item, below
                 log.info(
                     "batch of %d items redone item by item after %s: %s",
