@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from crm_store.db import make_engine
-from crm_store.migrate import upgrade
+from crm_store.migrate import alembic_config, upgrade
 from crm_store.models import Base
+
+
+@contextmanager
+def _migrated(engine: Any, revision: str, *, down: bool = False) -> Iterator[Any]:
+    """Upgrade (or downgrade) to ``revision``; the migration's connection, in its transaction."""
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+        yield connection
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
@@ -33,16 +46,10 @@ def test_every_model_table_exists_after_upgrade(database_url: str) -> None:
 
 def test_conversation_ids_are_filled_from_the_facts(database_url: str) -> None:
     """0005 moves each email's Outlook conversation id out of its facts into an indexed column."""
-    from alembic import command
     from sqlalchemy import text
 
-    from crm_store.migrate import alembic_config
-
     engine = make_engine(database_url)
-    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "0004")
+    with _migrated(engine, "0004") as connection:
         connection.execute(
             text(
                 "INSERT INTO synced_items (kind, dedupe_key, sequence, subject, facts, deleted_at_source, created_at,"
@@ -65,17 +72,13 @@ def test_due_activities_are_found_by_the_partial_index(database_url: str) -> Non
     """0007: planned activities by end time, instead of every activity's end time (the emails' too)."""
     from datetime import UTC, datetime
 
-    from alembic import command
     from sqlalchemy import event
 
-    from crm_store.migrate import alembic_config
     from sync_service.pipeline.runner import due_activities
 
     engine = make_engine(database_url)
-    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "0006")
+    with _migrated(engine, "0006"):
+        pass
     assert "ix_activities_end_at" in {i["name"] for i in inspect(engine).get_indexes("activities")}
     upgrade(engine)
     indexes = {i["name"] for i in inspect(engine).get_indexes("activities")}
@@ -90,9 +93,8 @@ def test_due_activities_are_found_by_the_partial_index(database_url: str) -> Non
             rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
             plan = " ".join(str(row[-1]) for row in rows)
         assert "ix_activities_planned_end_at" in plan, plan
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0006")
+    with _migrated(engine, "0006", down=True):
+        pass
     indexes = {i["name"] for i in inspect(engine).get_indexes("activities")}
     engine.dispose()
     assert "ix_activities_end_at" in indexes and "ix_activities_planned_end_at" not in indexes
