@@ -31,7 +31,7 @@ from sync_service.matching.model import LinkExclusions, MatchDecision, NewContac
 from sync_service.matching.overrides import apply_exclusions, keep_earlier_opportunity
 from sync_service.pipeline.context import ProcessContext
 from sync_service.pipeline.link_state import LinkState, wanted_state
-from sync_service.pipeline.new_contacts import insert_contact, lock_name_of
+from sync_service.pipeline.new_contacts import insert_contact, lead_lock_name, lock_name_of
 
 REVIEW_REASON = "several open opportunities match; choose one"
 
@@ -72,16 +72,21 @@ def _made_meanwhile(ctx: ProcessContext, email: str) -> int | None:
 
 
 def _create_lead(ctx: ProcessContext, new: NewLead) -> int:
+    """The lead of a new person (policy ``all``). In a batch it is inserted without a lookup and checked at
+    the batch's end with its new contacts (``new_contacts``); alone, the lookup comes first, under a lock."""
     session = ctx.session
     with session.no_autoflush:  # as for contacts
-        lock_name(session, f"lead-email:{new.email}")
-        existing = session.scalar(select(LeadEmail.lead_id).where(LeadEmail.email == new.email))
-        if existing is not None:
-            return int(existing)
+        if ctx.batch is None:
+            lock_name(session, lead_lock_name(new.email))
+            existing = session.scalar(select(LeadEmail.lead_id).where(LeadEmail.email == new.email))
+            if existing is not None:
+                return int(existing)
         lead_id = _insert_id(
             session, Lead, name=new.name or new.email, company=new.company, origin="sync", owner_id=ctx.owner_id or None
         )
         session.execute(insert(LeadEmail), [{"lead_id": lead_id, "email": new.email, "position": 0}])
+        if ctx.batch is not None:
+            ctx.batch.contacts.made_lead(new.email, lead_id)
     ctx.index.leads_by_email[new.email] = (lead_id,)
     ctx.stats.leads_created += 1
     return lead_id

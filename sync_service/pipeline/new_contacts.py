@@ -27,11 +27,20 @@ from sqlalchemy.orm import Session
 
 from crm_store.bulkload import allocate_ids, insert_rows
 from crm_store.db import lock_names, one_of
-from crm_store.models import ActivityContact, Contact, ContactEmail, OpportunityParticipant
+from crm_store.models import ActivityContact, Contact, ContactEmail, LeadEmail, OpportunityParticipant
 from sync_service.matching.model import NewContact
 
 ADDRESSES_PER_QUERY = 500
 POOL_MAX = 64  # ids taken from the sequence at a time, at most (unused ones are gaps in the ids)
+
+
+class LeadCollision(Exception):
+    """Another run committed a lead for an address this batch made a lead for: the batch is redone (a lead may
+    have started a process already, so it is not simply swapped for the other run's)."""
+
+
+def lead_lock_name(email: str) -> str:
+    return f"lead-email:{email}"
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,7 @@ class IdPool:
 class NewContacts:
     pool: IdPool | None = None  # PostgreSQL: ids from here, rows copied later; None: inserted at once
     made: dict[str, int] = field(default_factory=dict)  # address → id of every contact the batch made
+    leads: dict[str, int] = field(default_factory=dict)  # address → id of every lead the batch made (inserted at once)
     _rows: list[dict[str, Any]] = field(default_factory=list)  # not written yet (pool only)
     _emails: list[dict[str, Any]] = field(default_factory=list)
 
@@ -104,6 +114,10 @@ class NewContacts:
             self._emails.append({"contact_id": contact_id, "email": new.email, "position": 0})
         self.made[new.email] = contact_id
         return contact_id
+
+    def made_lead(self, email: str, lead_id: int) -> None:
+        """A lead the batch inserted without a lookup (policy ``all``: rare): checked with the contacts."""
+        self.leads[email] = lead_id
 
     def write(self, session: Session) -> None:
         """Write the contacts made since the last write (pool only)."""
@@ -129,11 +143,19 @@ class NewContacts:
     def check(self, session: Session) -> list[Collision]:
         """The addresses another run made a contact for, too (see the module docstring); none, mostly."""
         self.write(session)
-        if not self.made:
+        if not self.made and not self.leads:
             return []
         addresses = sorted(self.made)
-        lock_names(session, [lock_name_of(email) for email in addresses])
+        lock_names(session, [*map(lock_name_of, addresses), *map(lead_lock_name, self.leads)])
         dialect = session.get_bind().dialect.name
+        if self.leads:
+            with session.no_autoflush:
+                emails = sorted(self.leads)
+                for email, lead_id in session.execute(
+                    select(LeadEmail.email, LeadEmail.lead_id).where(one_of(LeadEmail.email, emails, dialect))
+                ):
+                    if lead_id != self.leads[email]:
+                        raise LeadCollision(f"another run made a lead for {email} (id {lead_id})")
         found: list[Collision] = []
         for start in range(0, len(addresses), ADDRESSES_PER_QUERY):
             chunk = addresses[start : start + ADDRESSES_PER_QUERY]

@@ -40,7 +40,7 @@ from sync_service.pipeline.emails import apply_email, plan_email
 from sync_service.pipeline.events import apply_events, cancel_missing
 from sync_service.pipeline.handover import Handover
 from sync_service.pipeline.items import email_key, event_key
-from sync_service.pipeline.new_contacts import Collision, IdPool, NewContacts
+from sync_service.pipeline.new_contacts import Collision, IdPool, LeadCollision, NewContacts
 from sync_service.pipeline.pending import count_pending, pending_items
 from sync_service.pipeline.preparse import Key, Parsed, parsed_whole
 from sync_service.pipeline.quarantine import quarantine
@@ -313,12 +313,12 @@ class _Run:
             try:
                 self._optimistic(session, raws, ordered, blobs, headers, scope, ahead)
                 return None
-            except (IntegrityError, OperationalError) as error:
+            except (IntegrityError, OperationalError, LeadCollision) as error:
                 log.info(
                     "batch of %d items collided with another run (attempt %d): %s",
                     len(raws),
                     attempt,
-                    _one_line(error.orig),
+                    _one_line(error if isinstance(error, LeadCollision) else error.orig),
                 )
                 # The savepoint rolled back: rows and index entries made inside it are gone.
                 self.index = _index(self.app, session, refs)

@@ -343,3 +343,58 @@ def test_item_by_item_each_item_holds_its_contact_locks_alone(
     stats = process_pending(app)
     assert (stats.logged, stats.quarantined, stats.contacts_created) == (3, 1, 3)
     assert held == [0, 0, 0, 0]  # the locks of the items before were released with their commit
+
+
+def test_a_lead_another_run_made_meanwhile_is_used_not_duplicated(
+    app, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Policy ``all``: a batch inserts the lead of an unknown sender without a lookup; at its end (its last
+    statements, with the new contacts' locks) it finds the lead another run committed meanwhile, and is redone
+    with it."""
+    from dataclasses import replace
+
+    from crm_store.models import Lead, LeadEmail
+    from sync_service.pipeline import process
+
+    app.settings = replace(app.settings, auto_create="all")
+    box = maildir(tmp_path / "alice", [message(f"l{i}@initech.example", "bill@initech.example", [REP], f"Quote {i}")
+                                       for i in range(3)])  # fmt: skip
+    _fetch_only(app, add_mailbox, box)
+    built = process._index
+    made: list[int] = []
+
+    def index_then_another_run(*args, **kwargs):  # type: ignore[no-untyped-def]
+        index = built(*args, **kwargs)
+        if not made:  # the run's index is built: now another run commits the same new person's lead
+            with transaction(app.sessions) as other:
+                lead = Lead(name="Bill", company="Initech", origin="sync")
+                lead.emails.append(LeadEmail(email="bill@initech.example", position=0))
+                other.add(lead)
+                other.flush()
+                made.append(lead.id)
+        return index
+
+    monkeypatch.setattr(process, "_index", index_then_another_run)
+    caplog.set_level("INFO", logger="sync_service.pipeline.process")
+    seen: list[str] = []
+
+    def statement(conn, cursor, sql, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if "pg_advisory_xact_lock" in sql:
+            seen.append("lock")
+        elif sql.lstrip().upper().startswith("ROLLBACK TO SAVEPOINT"):
+            seen.append("rollback")
+        elif sql.lstrip().split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            seen.append("write")
+
+    event.listen(app.engine, "before_cursor_execute", statement)
+    stats = process_pending(app)
+    event.remove(app.engine, "before_cursor_execute", statement)
+    assert (stats.logged, stats.quarantined, stats.leads_created) == (3, 0, 0)
+    assert "another run made a lead for bill@initech.example" in caplog.text
+    assert "item by item" not in caplog.text  # the second optimistic pass found it
+    with app.sessions() as session:
+        assert session.scalars(select(LeadEmail.lead_id).where(LeadEmail.email == "bill@initech.example")).all() == made
+        assert session.scalars(select(Activity.lead_id)).all() == made * 3
+    if app.engine.dialect.name == "postgresql":  # the first pass locked once, after all its writes, then gave up
+        assert seen.count("lock") == 1, seen  # the second found the lead in its index: nothing to lock
+        assert seen[seen.index("lock") + 1] == "rollback" and "write" in seen[: seen.index("lock")], seen
