@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from sqlalchemy import inspect
+from sqlalchemy.engine import URL
 
 from sync_service.bootstrap import App, bootstrap
 from sync_service.config import Settings, load_settings
@@ -28,11 +30,22 @@ def settings() -> Settings:
 def open_app(require_schema: bool = True, app_settings: Settings | None = None) -> Iterator[App]:
     app = bootstrap(app_settings or settings())
     try:
+        if require_schema and (missing := _missing_sqlite_file(app.engine.url)) is not None:
+            # connecting would create an empty database file: say so without leaving one behind
+            raise ConfigError(f"no database at {missing}; run: crm-sync init")
         if require_schema and not inspect(app.engine).has_table("alembic_version"):
             raise ConfigError("the database is not initialised; run: crm-sync init")
         yield app
     finally:
         app.close()
+
+
+def _missing_sqlite_file(url: URL) -> str | None:
+    """The path of a SQLite database file that does not exist (None for other databases and in-memory ones)."""
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return None if Path(path).exists() else path
 
 
 def is_terminal() -> bool:

@@ -58,10 +58,15 @@ def test_init_is_idempotent(cli) -> None:  # type: ignore[no-untyped-def]
     assert second.code == 0 and "added 0 lookup values and 0 processes" in second.out
 
 
-def test_commands_before_init_fail_with_one_line(cli) -> None:  # type: ignore[no-untyped-def]
-    result = cli("status")
-    assert result.code == 1
-    assert result.err.strip().count("\n") == 0 and "crm-sync init" in result.err
+def test_commands_before_init_fail_with_one_line(cli, database_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    before = sorted(tmp_path.rglob("*"))
+    for args in (("status",), ("export", "documents"), ("mailbox", "list")):
+        result = cli(*args)
+        assert result.code == 1, args
+        assert result.err.strip().count("\n") == 0 and "crm-sync init" in result.err, result.err
+    if database_url.startswith("sqlite"):  # no empty database file is left behind
+        assert "no database at" in result.err
+        assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_usage_errors_exit_2(cli) -> None:  # type: ignore[no-untyped-def]
