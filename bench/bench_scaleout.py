@@ -245,8 +245,8 @@ def group_cpu(groups: Sequence[int]) -> float | None:
 
 def task_summary(log: Path) -> dict[str, Any]:
     """What the worker processes did, from their JSON log lines: syncs and processing runs, the seconds each
-    process spent in them, the batches that collided with another run's rows (and were redone, optimistically
-    or item by item), and the new contacts another run had made meanwhile (used, without a redo)."""
+    process spent in them, the batches that collided with another run's rows (and were redone, optimistically,
+    then in halves or item by item), and the new contacts another run had made meanwhile (used, without a redo)."""
     busy: dict[str, float] = {}
     summary = {"syncs": 0, "process_runs": 0, "skipped": 0, "redone_batches": 0, "collisions": 0, "contacts_used": 0}
     try:
@@ -265,7 +265,7 @@ def task_summary(log: Path) -> dict[str, Any]:
             busy[pid] = busy.get(pid, 0.0) + float(record.get("duration") or 0.0)
         elif event in ("sync_skipped", "process_skipped"):
             summary["skipped"] += 1
-        elif "redone item by item" in (message := str(record.get("msg", ""))):
+        elif " redone " in (message := str(record.get("msg", ""))):  # in two halves or item by item
             summary["redone_batches"] += 1
         elif "collided with another run" in message:
             summary["collisions"] += 1
@@ -522,7 +522,7 @@ def summary(results: dict[str, Any]) -> str:
             lines.append(
                 f"run {run.label}: {tasks['syncs']} syncs and {tasks['process_runs']} processing runs, "
                 f"busy {busy} s in tasks per worker process; {tasks.get('collisions', 0)} batch collision(s) with "
-                f"another run, {tasks['redone_batches']} batch(es) redone item by item; "
+                f"another run, {tasks['redone_batches']} batch(es) redone in halves or item by item; "
                 f"{tasks.get('contacts_used', 0)} new contact(s) another run had made, used; "
                 f"{tasks['skipped']} skipped as already running"
             )

@@ -22,7 +22,9 @@ def corpus_parser(prog: str, description: str, *, messages: int, keep: str) -> a
     parser.add_argument("--accounts", type=int, default=400)
     parser.add_argument("--leads", type=int, default=150)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where generated corpora are kept")
-    parser.add_argument("--workdir", type=Path, default=None, help="parent of the temporary work folder")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="parent of the temporary work folder (created if missing)"
+    )
     parser.add_argument("--keep", action="store_true", help=f"keep the work folder ({keep})")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
     return parser
@@ -35,6 +37,11 @@ def parse_corpus_args(parser: argparse.ArgumentParser, argv: Any) -> argparse.Na
         args.messages = QUICK_MESSAGES
     if args.messages < 10:
         parser.error("--messages must be at least 10")
+    if args.workdir is not None:
+        try:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            parser.error(f"--workdir {args.workdir}: {error.strerror or error}")
     return args
 
 

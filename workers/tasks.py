@@ -7,9 +7,10 @@ and re-matching converge. Locks keep two copies of the same work from running at
 - ``mailbox:<id>`` — one sync per mailbox (every worker process and ``sync --once`` share it in Redis mode);
 - ``process:<id>`` — one processing run per mailbox. Runs of different mailboxes go in parallel on several
   workers. Rows they share are protected: the same email seen by two reps by the unique dedupe key (a batch
-  that collides with another run's commit is redone item by item, where the committed row is found and
-  used), an auto-created contact or lead by a lock on its address (``crm_store.db.lock_name``; a batch
-  checks its new contacts under those locks at its end, ``pipeline.new_contacts``);
+  that collides with another run's commit runs again, and the committed row is found and used; after a
+  second collision it is redone in halves, ``pipeline.process``), an auto-created contact or lead by a lock
+  on its address (``crm_store.db.lock_name``; a batch checks its new contacts under those locks at its end,
+  ``pipeline.new_contacts``);
 - ``process`` — exclusive: a run over every mailbox, and re-matching. It waits until no ``process:<id>``
   lease is held, and mailbox runs do not start while it is held.
 """

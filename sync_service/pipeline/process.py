@@ -3,9 +3,10 @@
 A batch is one transaction. It first runs optimistically inside ONE savepoint: the rows it needs are read
 up front (``BatchCache``), each item is parsed and decided before it writes anything (a parse error then
 quarantines it in place), and the writes of all its items are flushed together. If an item fails while
-writing, the savepoint is rolled back and the batch runs again item by item, each in its own savepoint, so
-that only the failing item is quarantined (with a one-line reason). Emails of a batch are processed in date
-order so that a reply finds the message it answers (opportunity rule a).
+writing, the savepoint is rolled back and the batch is redone in halves, each a batch of its own (and split
+again if it fails), down to parts of ``ALONE_AT_MOST`` items, which run item by item, each in its own
+transaction, so that only the failing item is quarantined (with a one-line reason). Emails of a batch are
+processed in date order so that a reply finds the message it answers (opportunity rule a).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from crm_store.db import transaction
+from crm_store.db import lock_names, transaction
 from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem, User
 from crm_store.models.sync import DELETED, DONE, PENDING
 from sync_service.bootstrap import App
@@ -42,13 +43,17 @@ from sync_service.pipeline.handover import Handover
 from sync_service.pipeline.items import email_key, event_key
 from sync_service.pipeline.new_contacts import Collision, IdPool, LeadCollision, NewContacts
 from sync_service.pipeline.pending import count_pending, pending_items
-from sync_service.pipeline.preparse import Key, Parsed, parsed_whole
+from sync_service.pipeline.preparse import Key, Parsed, ParseOptions, parse_item, parsed_whole
 from sync_service.pipeline.quarantine import quarantine
 from sync_service.values import MessageHeaders
 
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SLICE_PER_INDEX = 10  # a time-sliced run lasts at least this many times its candidate index's build time
+# A failed batch of more items than this is redone in two halves, each a batch of its own; one of at most this
+# many items is redone item by item. Halving finds one bad item of 500 in a few batches instead of 500
+# transactions, and a batch that collided twice with another run (a shared meeting) is usually done in two.
+ALONE_AT_MOST = 32
 
 
 Step = Callable[[], list[str]]  # an item's writes; returns the parts that were skipped
@@ -236,10 +241,8 @@ def process_pending(
                 after = raws[-1].id
                 blobs, parsed = ahead.next_batch(session, after) if ahead is not None else ({}, {})
                 alone = run.batch(session, raws, blobs, parsed)
-            if alone is not None:  # the batch failed: its items one by one, each in its own transaction
-                for raw_id in alone.ids:
-                    with transaction(app.sessions) as session:
-                        run.alone(session, raw_id, alone)
+            if alone is not None:  # the batch failed: in halves, or item by item (``_Run.redo``)
+                run.redo(alone)
             done += len(raws)
             if on_progress is not None:
                 on_progress(done, max(total, done))
@@ -271,9 +274,24 @@ def _read_blobs(
     return found
 
 
+def _how(items: int) -> str:
+    return "in two halves" if items > ALONE_AT_MOST else "item by item"
+
+
+def _waiting(raw: RawItem) -> bool:
+    """Still to be processed (``pending._waiting``): another run may have done it since it was read."""
+    return raw.state == PENDING or (raw.state == DELETED and raw.processed_at is None)
+
+
+def _still_waiting(session: Session, ids: list[int]) -> list[RawItem]:
+    """The raw items of ``ids`` that still wait, in the order of ``ids``."""
+    found = {raw.id: raw for raw in session.scalars(select(RawItem).where(RawItem.id.in_(ids)))}
+    return [raw for raw_id in ids if (raw := found.get(raw_id)) is not None and _waiting(raw)]
+
+
 @dataclass(frozen=True)
 class _Alone:
-    """A batch to be done item by item, in order, with what its optimistic pass read."""
+    """A failed batch, to be redone in halves or item by item, in order, with what its optimistic pass read."""
 
     ids: list[int]
     blobs: dict[int, bytes]
@@ -300,12 +318,15 @@ class _Run:
         """Optimistic pass: the whole batch in ONE savepoint, rows prefetched, writes flushed together. A
         collision with another worker's rows (a unique key it committed first, a deadlock) rolls the batch
         back and runs it optimistically once more: by then the other run has committed. Any other failure
-        while writing, or a second collision, returns the batch to be done item by item (``alone``), so only
-        the failing item is quarantined. Each item then has its own transaction: the locks an item takes on
-        new contacts' addresses are not held while the items after it write (and perhaps wait for another
-        run, which may be waiting for those locks)."""
+        while writing, or a second collision, returns the batch to be redone (``redo``)."""
         blobs = _read_blobs(self.app, raws, known, ahead)
+        ahead = {**ahead, **self._events_first(raws, blobs, ahead)}
         ordered, headers = _order(raws, blobs, ahead)
+        # The events the batch will write, locked before it reads them (in key order, one statement): a run
+        # sharing a meeting with this one waits until this batch commits, then finds the meeting, instead of
+        # colliding with it (``uq_synced_items_dedupe_key``) and redoing its batch. Nothing is written yet, so
+        # no run can be waiting for this one (the new contacts' locks come last, ``new_contacts``).
+        lock_names(session, [f"event:{key}" for key in _event_keys(ordered, ahead)])
         refs = _thread_refs(headers)
         load_threads(session, self.index, refs)
         scope = advance_scope(session)
@@ -324,11 +345,12 @@ class _Run:
                 self.index = _index(self.app, session, refs)
                 if attempt == 1:
                     continue
-                log.info("batch of %d items redone item by item after colliding twice", len(raws))
-            except Exception as error:  # any other failure while writing: redo item by item, below
+                log.info("batch of %d items collided twice: redone %s", len(raws), _how(len(raws)))
+            except Exception as error:  # any other failure while writing: redone, below
                 log.info(
-                    "batch of %d items redone item by item after %s: %s",
+                    "batch of %d items redone %s after %s: %s",
                     len(raws),
+                    _how(len(raws)),
                     type(error).__name__,
                     _one_line(error),
                     exc_info=True,
@@ -337,11 +359,49 @@ class _Run:
             break
         return _Alone([raw.id for raw in ordered], blobs, headers, refs, scope, ahead)
 
+    def _events_first(
+        self, raws: list[RawItem], blobs: Mapping[int, bytes], ahead: Mapping[Key, Parsed]
+    ) -> dict[Key, Parsed]:
+        """The batch's invitations and calendars that no parser process parsed, parsed now (the processing then
+        uses what was parsed, so nothing is parsed twice): the batch knows each event it will write before it
+        writes anything, and looks them all up in one query (``BatchCache``)."""
+        wanted = [
+            raw
+            for raw in raws
+            if (raw.kind, raw.sha256 or "") not in ahead
+            and raw.id in blobs
+            and (raw.kind == "calendar" or (raw.kind == "message" and b"text/calendar" in blobs[raw.id]))
+        ]
+        if not wanted:
+            return {}
+        settings = self.app.settings
+        options = ParseOptions(self.app.window(self.now), settings.max_occurrences, settings.max_attachment_bytes)
+        return {(raw.kind, raw.sha256 or ""): parse_item(raw.kind, blobs[raw.id], options) for raw in wanted}
+
+    def redo(self, failed: _Alone) -> None:
+        """A failed batch again: a part of more than ``ALONE_AT_MOST`` items as two halves in order, each a batch
+        in its own transaction (redone the same way if it fails too); a smaller part item by item. Each item
+        then has its own transaction: the locks an item takes on new contacts' addresses are not held while
+        the items after it write (and perhaps wait for another run, which may be waiting for those locks)."""
+        if len(failed.ids) <= ALONE_AT_MOST:
+            for raw_id in failed.ids:
+                with transaction(self.app.sessions) as session:
+                    self.alone(session, raw_id, failed)
+            return
+        middle = len(failed.ids) // 2
+        for half in (failed.ids[:middle], failed.ids[middle:]):
+            with transaction(self.app.sessions) as session:
+                raws = _still_waiting(session, half)
+                known = {raw.sha256: failed.blobs[raw.id] for raw in raws if raw.sha256 and raw.id in failed.blobs}
+                again = self.batch(session, raws, known, failed.ahead) if raws else None
+            if again is not None:
+                self.redo(again)
+
     def alone(self, session: Session, raw_id: int, batch: _Alone) -> None:
         """One item of a failed batch, in its own savepoint (``_process_alone``)."""
         raw = session.get_one(RawItem, raw_id)
-        if not (raw.state == PENDING or (raw.state == DELETED and raw.processed_at is None)):
-            return  # no longer waiting (``pending._waiting``)
+        if not _waiting(raw):
+            return
         ctx = self._context(session, raw, self.stats, None, batch.scope, None)
         data, headers = batch.blobs.get(raw_id), batch.headers.get(raw_id)
         self.index = _process_alone(ctx, raw, data, headers, batch.refs, batch.ahead)

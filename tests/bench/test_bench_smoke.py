@@ -60,7 +60,7 @@ def test_the_benchmark_prints_every_row(tmp_path: Path, capsys: pytest.CaptureFi
             "--cache",
             str(tmp_path / "cache"),
             "--workdir",
-            str(tmp_path),
+            str(tmp_path / "work" / "not-there-yet"),  # created
             "--json",
             str(out),
         ]

@@ -18,7 +18,7 @@ from sync_service.connectors.registry import open_connector
 from sync_service.exports import export_activities, export_quarantine
 from sync_service.pipeline.fetch import sync_folder
 from sync_service.pipeline.process import process_pending
-from tests.support.builders import REP, ics, maildir, message, vevent
+from tests.support.builders import REP, REP2, ics, maildir, message, vevent
 from tests.support.faults import fail_while_writing
 
 
@@ -137,6 +137,38 @@ def test_an_item_failing_while_writing_sends_the_batch_item_by_item(
     with app.sessions() as session:
         assert export_quarantine(session) == []
         assert Counter(session.scalars(select(RawItem.state))) == {"done": 6}
+
+
+def test_a_large_failed_batch_is_redone_in_halves_down_to_a_few_items_alone(
+    app, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """100 items, the 71st fails while writing: halves of 50 (the first is written as one batch), the second
+    fails again and is halved into 25 + 25, and only the 25 around the bad item go one by one."""
+    from sync_service.pipeline import process
+
+    start = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    box = maildir(tmp_path / "alice", [message(f"h{i}@acme.example", "wile@acme.example", [REP], f"Mail {i}",
+                                               at=start + timedelta(minutes=i)) for i in range(100)])  # fmt: skip
+    _fetch_only(app, add_mailbox, box)
+    fail_while_writing(monkeypatch, "Mail 70")
+    alone: list[str] = []
+    real = process._process_alone
+
+    def counting(ctx, raw, *args):  # type: ignore[no-untyped-def]
+        alone.append(raw.external_id)
+        return real(ctx, raw, *args)
+
+    monkeypatch.setattr(process, "_process_alone", counting)
+    caplog.set_level("INFO", logger="sync_service.pipeline.process")
+    stats = process_pending(app)
+    assert (stats.logged, stats.quarantined) == (99, 1)
+    assert len(alone) == 25  # items 50-74, not 100
+    assert caplog.text.count("redone in two halves") == 2 and caplog.text.count("redone item by item") == 1
+    with app.sessions() as session:
+        [entry] = session.scalars(select(QuarantineEntry)).all()
+        assert entry.reason == "internal error: RuntimeError: disk on fire"
+        assert len(set(session.scalars(select(Activity.subject)))) == 99
+        assert Counter(session.scalars(select(RawItem.state))) == {"done": 99, "quarantined": 1}
 
 
 def test_meetings_from_invitations_are_written_with_the_batch(app, crm, add_mailbox, tmp_path: Path) -> None:
@@ -311,8 +343,76 @@ def test_a_batch_takes_its_new_contacts_locks_after_all_its_writes(
     stats = process_pending(app)
     event.remove(app.engine, "before_cursor_execute", statement)
     assert (stats.logged, stats.contacts_created) == (4, 4)
-    assert seen.count("lock") == 1 and "write" in seen
-    assert "write" not in seen[seen.index("lock") :], seen
+    # the meeting's lock before any write (nothing to wait for yet), the new contacts' after the last one
+    assert seen.count("lock") == 2 and seen[0] == "lock" and "write" in seen, seen
+    assert "write" not in seen[len(seen) - seen[::-1].index("lock") :], seen
+
+
+def test_a_run_sharing_a_meeting_waits_for_the_other_run_instead_of_colliding(
+    app, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two reps' mailboxes hold invitations to the same meeting. Bob's run has written its batch and not yet
+    committed; Alice's run locks the meeting before it reads it, so it waits (on that lock, not on Bob's row),
+    then finds Bob's meeting: no collision, no batch redone, one meeting with both invitations as sources."""
+    import threading
+
+    from sqlalchemy import text
+
+    from sync_service.pipeline import process
+    from sync_service.pipeline.batch import BatchCache
+
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's (SQLite serialises writers)")
+    start = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    meeting = vevent("evt-shared", "Launch review", start + timedelta(days=2), attendees=(REP, REP2),
+                     organizer="wile@acme.example")  # fmt: skip
+    for name, owner in (("alice", REP), ("bob", REP2)):
+        invite = message(f"inv-{name}@acme.example", "wile@acme.example", [owner], "Invitation: Launch review",
+                         at=start, attachment=("invite.ics", ics(meeting, method="REQUEST"), "text/calendar"))
+        mails = [message(f"{name}{i}@acme.example", "wile@acme.example", [owner], f"Note {i}",
+                         at=start + timedelta(hours=1 + i)) for i in range(3)]  # fmt: skip
+        add_mailbox(name, maildir(tmp_path / name, [invite, *mails]), owner)
+    with app.sessions() as session:
+        ids = dict(session.execute(select(Mailbox.name, Mailbox.id)).tuples().all())
+    for name in ("alice", "bob"):
+        sync_folder(app, ids[name], open_connector(f"maildir://{tmp_path / name}"), ".")
+
+    written, release = threading.Event(), threading.Event()
+    real = BatchCache.write_finished
+
+    def bob_pauses_before_commit(self, session, now):  # type: ignore[no-untyped-def]
+        real(self, session, now)
+        if threading.current_thread().name == "bob":
+            written.set()
+            assert release.wait(30)
+
+    monkeypatch.setattr(BatchCache, "write_finished", bob_pauses_before_commit)
+    caplog.set_level("INFO", logger="sync_service.pipeline.process")
+    results: dict[str, process.ProcessStats] = {}
+
+    def run(name: str) -> None:
+        results[name] = process.process_pending(app, mailbox_id=ids[name])
+
+    bob = threading.Thread(target=run, args=("bob",), name="bob")
+    bob.start()
+    assert written.wait(30)
+    alice = threading.Thread(target=run, args=("alice",), name="alice")
+    alice.start()
+    waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    with app.engine.connect() as conn:
+        deadline = datetime.now(UTC) + timedelta(seconds=20)
+        while not conn.execute(text(waiting)).scalar() and datetime.now(UTC) < deadline:
+            conn.rollback()
+    assert alice.is_alive()  # waiting for the meeting's lock that Bob's batch holds
+    release.set()
+    bob.join(30)
+    alice.join(30)
+    assert "collided" not in caplog.text and "redone" not in caplog.text, caplog.text
+    assert [results[n].quarantined for n in ("alice", "bob")] == [0, 0]
+    with app.sessions() as session:
+        meetings = session.scalars(select(Activity).where(Activity.type == "meeting")).all()
+        assert len(meetings) == 1 and meetings[0].subject == "Launch review"
+        assert len(session.scalars(select(Activity).where(Activity.type == "email")).all()) == 6
 
 
 def test_item_by_item_each_item_holds_its_contact_locks_alone(

@@ -24,7 +24,7 @@ from sync_service.matching.model import CandidateIndex
 from sync_service.parsing.ical import parse_calendar
 from sync_service.parsing.mime import parse_body, parse_headers
 from sync_service.parsing.vcard import parse_vcards
-from sync_service.pipeline import emails
+from sync_service.pipeline import emails, preparse
 from sync_service.pipeline.fetch import sync_folder
 from sync_service.pipeline.handover import Handover
 from sync_service.pipeline.preparse import ParseAhead, Parsed, ParseOptions, parse_item, parse_many
@@ -96,6 +96,7 @@ def test_the_outcome_is_the_same_with_and_without_parsing_ahead(
         return real_body(data, **kwargs)
 
     monkeypatch.setattr(emails, "parse_body", counted_body)  # the helpers are other processes: not counted
+    monkeypatch.setattr(preparse, "parse_body", counted_body)  # invitations parsed first in the run (events)
     stats = process_pending(app, now=NOW, parse_processes=processes)
     assert (stats.logged, stats.quarantined, stats.contacts_created) == (12, 1, 1)
     assert stats.skipped == {"automated": 1, "unmatched": 1}
@@ -205,8 +206,9 @@ def test_a_stored_meeting_is_updated_by_an_invitation_parsed_ahead(
     event.remove(app.engine, "before_cursor_execute", seen)
     assert (stats.logged, stats.updated) == (4, 1)
     assert "collided" not in caplog.text and "item by item" not in caplog.text  # no second item was made
-    # Parsed ahead, the stored meeting's activity and sources came with the batch: no lookup of its own.
-    assert len(lookups) == (0 if processes else 1), lookups
+    # Parsed ahead (or, without a helper, first in the batch), the stored meeting's activity and sources came
+    # with the batch: no lookup of its own.
+    assert lookups == []
     with app.sessions() as session:
         meetings = [a for a in export_activities(session) if a["type"] == "meeting"]
     assert [(m["subject"], m["start"][:16]) for m in meetings] == [("Plan (moved)", "2026-11-04T15:00")]
@@ -294,6 +296,7 @@ def test_run_once_starts_parser_processes_only_when_asked(
         return real_body(data, **kwargs)
 
     monkeypatch.setattr(emails, "parse_body", counted_body)
+    monkeypatch.setattr(preparse, "parse_body", counted_body)  # invitations parsed first in the run (events)
     report = run_once(app, now=NOW, parse_processes=asked)
     assert (report.stats.logged, report.stats.quarantined) == (12, 1)
     assert (local["body"] <= 4) if asked else (local["body"] >= 9 + 4)
