@@ -29,6 +29,27 @@ def _fetch_only(app: App, add_mailbox, box: Path) -> None:
     sync_folder(app, mailbox_id, open_connector(f"maildir://{box}"), ".")
 
 
+def _another_run_commits_once_the_index_is_built(app: App, monkeypatch: pytest.MonkeyPatch, row: object) -> list[int]:
+    """Once the run has built its candidate index, another run commits ``row`` (a new person's contact or
+    lead): the run does not know it. Returns the list that then holds the row's id."""
+    from sync_service.pipeline import process
+
+    built = process._index
+    made: list[int] = []
+
+    def index_then_another_run(*args, **kwargs):  # type: ignore[no-untyped-def]
+        index = built(*args, **kwargs)
+        if not made:
+            with transaction(app.sessions) as other:
+                other.add(row)
+                other.flush()
+                made.append(row.id)  # type: ignore[attr-defined]
+        return index
+
+    monkeypatch.setattr(process, "_index", index_then_another_run)
+    return made
+
+
 def _statements(app: App) -> Counter[str]:
     shapes: Counter[str] = Counter()
 
@@ -218,7 +239,6 @@ def test_a_contact_another_run_made_meanwhile_is_used_not_duplicated(
     """A batch inserts the contacts of new people without looking them up first; at its end it finds the one
     another run committed for the same address after this run's index was built, moves its links to that
     contact and drops its own — without redoing the batch."""
-    from sync_service.pipeline import process
 
     start = datetime(2026, 11, 2, 9, tzinfo=UTC)
     meeting = vevent("evt-nb", "Intro", start + timedelta(days=2), attendees=(REP,), organizer="newbie@acme.example")
@@ -227,21 +247,9 @@ def test_a_contact_another_run_made_meanwhile_is_used_not_duplicated(
     box = maildir(tmp_path / "alice", [invite, *[message(f"c{i}@acme.example", "newbie@acme.example", [REP],
                                                          f"Hello {i}") for i in range(3)]])  # fmt: skip
     _fetch_only(app, add_mailbox, box)
-    built = process._index
-    made: list[int] = []
-
-    def index_then_another_run(*args, **kwargs):  # type: ignore[no-untyped-def]
-        index = built(*args, **kwargs)
-        if not made:  # the run's index is built: now another run commits the same new person's contact
-            with transaction(app.sessions) as other:
-                contact = Contact(name="Newbie", account_id=crm["acme"], source="sync")
-                contact.emails.append(ContactEmail(email="newbie@acme.example", position=0))
-                other.add(contact)
-                other.flush()
-                made.append(contact.id)
-        return index
-
-    monkeypatch.setattr(process, "_index", index_then_another_run)
+    contact = Contact(name="Newbie", account_id=crm["acme"], source="sync")
+    contact.emails.append(ContactEmail(email="newbie@acme.example", position=0))
+    made = _another_run_commits_once_the_index_is_built(app, monkeypatch, contact)
     caplog.set_level("INFO", logger="sync_service.pipeline.process")
     stats = process_pending(app)
     assert (stats.logged, stats.quarantined, stats.contacts_created) == (4, 0, 0)
@@ -454,27 +462,14 @@ def test_a_lead_another_run_made_meanwhile_is_used_not_duplicated(
     from dataclasses import replace
 
     from crm_store.models import Lead, LeadEmail
-    from sync_service.pipeline import process
 
     app.settings = replace(app.settings, auto_create="all")
     box = maildir(tmp_path / "alice", [message(f"l{i}@initech.example", "bill@initech.example", [REP], f"Quote {i}")
                                        for i in range(3)])  # fmt: skip
     _fetch_only(app, add_mailbox, box)
-    built = process._index
-    made: list[int] = []
-
-    def index_then_another_run(*args, **kwargs):  # type: ignore[no-untyped-def]
-        index = built(*args, **kwargs)
-        if not made:  # the run's index is built: now another run commits the same new person's lead
-            with transaction(app.sessions) as other:
-                lead = Lead(name="Bill", company="Initech", origin="sync")
-                lead.emails.append(LeadEmail(email="bill@initech.example", position=0))
-                other.add(lead)
-                other.flush()
-                made.append(lead.id)
-        return index
-
-    monkeypatch.setattr(process, "_index", index_then_another_run)
+    lead = Lead(name="Bill", company="Initech", origin="sync")
+    lead.emails.append(LeadEmail(email="bill@initech.example", position=0))
+    made = _another_run_commits_once_the_index_is_built(app, monkeypatch, lead)
     caplog.set_level("INFO", logger="sync_service.pipeline.process")
     seen: list[str] = []
 
