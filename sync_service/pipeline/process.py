@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -45,7 +45,7 @@ from sync_service.pipeline.new_contacts import Collision, IdPool, LeadCollision,
 from sync_service.pipeline.pending import count_pending, pending_items
 from sync_service.pipeline.preparse import Key, Parsed, ParseOptions, parse_item, parsed_whole
 from sync_service.pipeline.quarantine import quarantine
-from sync_service.values import MessageHeaders
+from sync_service.values import CalendarEvent, MessageHeaders
 
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -54,6 +54,9 @@ SLICE_PER_INDEX = 10  # a time-sliced run lasts at least this many times its can
 # many items is redone item by item. Halving finds one bad item of 500 in a few batches instead of 500
 # transactions, and a batch that collided twice with another run (a shared meeting) is usually done in two.
 ALONE_AT_MOST = 32
+# A batch locks the meetings it will write before it reads them (one advisory lock per UID, ``_event_locks``),
+# unless it holds more than this many: PostgreSQL's lock table has room for about 64 locks per connection.
+EVENT_LOCKS_AT_MOST = 256
 
 
 Step = Callable[[], list[str]]  # an item's writes; returns the parts that were skipped
@@ -157,16 +160,27 @@ def _order(
     return sorted(raws, key=when), headers
 
 
-def _event_keys(raws: list[RawItem], ahead: Mapping[Key, Parsed]) -> set[str]:
-    """The dedupe keys of the events that the batch's calendars and invitations, as parsed ahead, name."""
-    keys: set[str] = set()
+def _events(raws: list[RawItem], ahead: Mapping[Key, Parsed]) -> Iterator[CalendarEvent]:
+    """The events that the batch's calendars and invitations, as parsed ahead, hold."""
     for raw in raws:
         parsed = ahead.get((raw.kind, raw.sha256 or ""))
-        if parsed is None:
-            continue
-        calendars = parsed.calendars or ((parsed.calendar,) if parsed.calendar is not None else ())
-        keys.update(event_key(e.uid, e.recurrence_id) for calendar in calendars for e in calendar.events)
-    return keys
+        if parsed is not None:
+            calendars = parsed.calendars or ((parsed.calendar,) if parsed.calendar is not None else ())
+            for calendar in calendars:
+                yield from calendar.events
+
+
+def _event_keys(raws: list[RawItem], ahead: Mapping[Key, Parsed]) -> set[str]:
+    """The dedupe keys of the events that the batch's calendars and invitations, as parsed ahead, name."""
+    return {event_key(e.uid, e.recurrence_id) for e in _events(raws, ahead)}
+
+
+def _event_locks(raws: list[RawItem], ahead: Mapping[Key, Parsed]) -> list[str]:
+    """The lock names of the meetings the batch will write: one per UID (a series and its occurrences share
+    it), none when there are more than ``EVENT_LOCKS_AT_MOST`` (a large calendar feed: its batch then runs
+    optimistically, guarded by the unique dedupe key, rather than fill PostgreSQL's shared lock table)."""
+    uids = {e.uid for e in _events(raws, ahead)}
+    return [f"event:{uid}" for uid in uids] if len(uids) <= EVENT_LOCKS_AT_MOST else []
 
 
 def _thread_refs(headers: dict[int, MessageHeaders]) -> set[str]:
@@ -326,7 +340,7 @@ class _Run:
         # sharing a meeting with this one waits until this batch commits, then finds the meeting, instead of
         # colliding with it (``uq_synced_items_dedupe_key``) and redoing its batch. Nothing is written yet, so
         # no run can be waiting for this one (the new contacts' locks come last, ``new_contacts``).
-        lock_names(session, [f"event:{key}" for key in _event_keys(ordered, ahead)])
+        lock_names(session, _event_locks(ordered, ahead))
         refs = _thread_refs(headers)
         load_threads(session, self.index, refs)
         scope = advance_scope(session)

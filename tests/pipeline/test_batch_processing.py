@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -354,6 +355,57 @@ def test_a_batch_takes_its_new_contacts_locks_after_all_its_writes(
     # the meeting's lock before any write (nothing to wait for yet), the new contacts' after the last one
     assert seen.count("lock") == 2 and seen[0] == "lock" and "write" in seen, seen
     assert "write" not in seen[len(seen) - seen[::-1].index("lock") :], seen
+
+
+def _event_lock_counts(app: App, run: Callable[[], object]) -> list[int]:
+    """The number of keys of each advisory-lock statement that comes before the batch's first write."""
+    counts: list[int] = []
+    wrote: list[bool] = []
+
+    def statement(conn, cursor, sql, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if "pg_advisory_xact_lock" in sql and not wrote:
+            counts.append(len(params[0] if isinstance(params, (list, tuple)) else params["keys"]))
+        elif sql.lstrip().split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            wrote.append(True)
+
+    event.listen(app.engine, "before_cursor_execute", statement)
+    try:
+        run()
+    finally:
+        event.remove(app.engine, "before_cursor_execute", statement)
+    return counts
+
+
+def test_a_batch_locks_its_meetings_by_uid_and_a_large_calendar_not_at_all(
+    app, crm, add_mailbox, tmp_path: Path
+) -> None:
+    """One lock per meeting UID (a weekly series and its occurrences share one); a calendar of more meetings
+    than ``EVENT_LOCKS_AT_MOST`` runs without them (PostgreSQL's lock table is shared and small)."""
+    from sync_service.pipeline.context import ProcessStats
+    from sync_service.pipeline.process import EVENT_LOCKS_AT_MOST
+
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's (SQLite serialises writers)")
+    start = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    weekly = vevent("evt-weekly", "Weekly sync", start, attendees=(REP,), organizer="wile@acme.example",
+                    extra=("RRULE:FREQ=WEEKLY;COUNT=10",))  # fmt: skip
+    single = vevent("evt-once", "Demo", start + timedelta(days=1), attendees=(REP,), organizer="wile@acme.example")
+    invites = [message(f"inv{i}@acme.example", "wile@acme.example", [REP], f"Invitation {i}", at=start,
+                       attachment=("invite.ics", ics(event, method="REQUEST"), "text/calendar"))
+               for i, event in enumerate((weekly, single))]  # fmt: skip
+    box = maildir(tmp_path / "alice", invites)
+    _fetch_only(app, add_mailbox, box)
+    assert _event_lock_counts(app, lambda: process_pending(app)) == [2]
+
+    many = [vevent(f"evt-{i}", f"Slot {i}", start + timedelta(hours=i), attendees=("wile@acme.example",))
+            for i in range(EVENT_LOCKS_AT_MOST + 1)]  # fmt: skip
+    (box / "calendar.ics").write_bytes(ics(*many))
+    with app.sessions() as session:
+        mailbox_id = session.scalars(select(Mailbox.id)).one()
+    sync_folder(app, mailbox_id, open_connector(f"maildir://{box}"), ".")
+    stats: list[ProcessStats] = []
+    assert _event_lock_counts(app, lambda: stats.append(process_pending(app))) == []
+    assert stats[0].logged == EVENT_LOCKS_AT_MOST + 1
 
 
 def test_a_run_sharing_a_meeting_waits_for_the_other_run_instead_of_colliding(
