@@ -27,6 +27,12 @@ def pending_items(mailbox_id: int | None, after: int, limit: int, *what: object)
     return stmt.where(RawItem.mailbox_id == mailbox_id) if mailbox_id is not None else stmt
 
 
+def still_waiting(session: Session, ids: list[int]) -> list[RawItem]:
+    """The raw items of ``ids`` that still wait (another run may have done some since), in the order of ``ids``."""
+    found = {raw.id: raw for raw in session.scalars(select(RawItem).where(RawItem.id.in_(ids), _waiting()))}
+    return [found[raw_id] for raw_id in ids if raw_id in found]
+
+
 def count_pending(session: Session, mailbox_id: int | None = None) -> int:
     stmt = (
         select(func.count())

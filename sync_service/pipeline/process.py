@@ -42,7 +42,7 @@ from sync_service.pipeline.events import apply_events, cancel_missing
 from sync_service.pipeline.handover import Handover
 from sync_service.pipeline.items import email_key, event_key
 from sync_service.pipeline.new_contacts import Collision, IdPool, LeadCollision, NewContacts
-from sync_service.pipeline.pending import count_pending, pending_items
+from sync_service.pipeline.pending import count_pending, pending_items, still_waiting
 from sync_service.pipeline.preparse import Key, Parsed, ParseOptions, parse_item, parsed_whole
 from sync_service.pipeline.quarantine import quarantine
 from sync_service.values import CalendarEvent, MessageHeaders
@@ -297,12 +297,6 @@ def _waiting(raw: RawItem) -> bool:
     return raw.state == PENDING or (raw.state == DELETED and raw.processed_at is None)
 
 
-def _still_waiting(session: Session, ids: list[int]) -> list[RawItem]:
-    """The raw items of ``ids`` that still wait, in the order of ``ids``."""
-    found = {raw.id: raw for raw in session.scalars(select(RawItem).where(RawItem.id.in_(ids)))}
-    return [raw for raw_id in ids if (raw := found.get(raw_id)) is not None and _waiting(raw)]
-
-
 @dataclass(frozen=True)
 class _Alone:
     """A failed batch, to be redone in halves or item by item, in order, with what its optimistic pass read."""
@@ -405,7 +399,7 @@ class _Run:
         middle = len(failed.ids) // 2
         for half in (failed.ids[:middle], failed.ids[middle:]):
             with transaction(self.app.sessions) as session:
-                raws = _still_waiting(session, half)
+                raws = still_waiting(session, half)
                 known = {raw.sha256: failed.blobs[raw.id] for raw in raws if raw.sha256 and raw.id in failed.blobs}
                 again = self.batch(session, raws, known, failed.ahead) if raws else None
             if again is not None:
