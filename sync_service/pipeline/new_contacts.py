@@ -7,6 +7,8 @@ lock on each address, taken in order and held to the commit, no other contact ma
 run making the same contact has then either committed — its row is seen, and the batch moves its links to
 that contact and drops its own (``use_theirs``) — or it waits for this batch and finds this contact. A run
 holding those locks writes nothing more that could wait for another run, so two runs cannot deadlock on them.
+The leads a batch makes (``CRM_AUTO_CREATE=all``, ``links._create_lead``) are locked and checked in the same
+statement; a lead another run committed raises ``LeadCollision``, and the batch is redone, finding that lead.
 
 On PostgreSQL a contact costs no statement of its own: its id comes from a pool taken from the table's
 sequence (``IdPool``) and its rows are copied with the batch's other new contacts — before the batch's next
