@@ -32,7 +32,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from tests.conftest import REPO
 from tests.support.builders import message
 from tests.support.dovecot import DovecotServer
 from tests.support.servers import RedisServer, free_port
+from tests.workers.conftest import new_postgres_database, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(600)]
 
@@ -249,15 +250,6 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def wait_until(check: Callable[[], object], timeout: float, what: str, logs: Callable[[], str] = str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    pytest.fail(f"{what}: not within {timeout:.0f}s\n{logs()[-4000:]}")
-
-
 # -- fixtures -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
@@ -318,20 +310,14 @@ def deployment(image: Image, tmp_path: Path, request: pytest.FixtureRequest) -> 
     if "postgresql" not in _backends():
         pytest.skip("the deployment runs on PostgreSQL (CRM_TEST_BACKENDS)")
     server_url: str = request.getfixturevalue("postgres_server")
-    name = f"deploy{os.getpid()}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    database_url = new_postgres_database(server_url)
     redis = RedisServer()
     redis.start()
     volume, logs = tmp_path / "documents-volume", tmp_path / "logs"
     volume.mkdir()
     logs.mkdir()
     dotenv = read_env_file(REPO / ".env.example")  # cp .env.example .env, then fill in what the docs say
-    deployment = Deployment(
-        image, compose_file(), dotenv, server_url.rsplit("/", 1)[0] + f"/{name}", redis.url, volume, logs, free_port()
-    )
+    deployment = Deployment(image, compose_file(), dotenv, database_url, redis.url, volume, logs, free_port())
     try:
         yield deployment
     finally:
@@ -339,8 +325,9 @@ def deployment(image: Image, tmp_path: Path, request: pytest.FixtureRequest) -> 
             _kill_group(service.popen.pid)
             service.popen.wait(timeout=30)
         redis.close()
+        admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(database_url).database}" WITH (FORCE)'))
         admin.dispose()
 
 
@@ -385,7 +372,7 @@ def test_the_compose_services_deploy_sync_and_stop_cleanly(deployment: Deploymen
     assert "added 0 lookup values and 0 processes" in deploy.run("migrate", *services["migrate"]["command"])
     running = {name: deploy.start(name) for name in ("worker", "scheduler", "watch", "dashboard")}
     every_log = lambda: "\n".join(f"== {s.name}\n{s.text()[-1500:]}" for s in running.values())  # noqa: E731
-    wait_until(lambda: deploy.healthcheck("dashboard"), 60, "the dashboard's health check", every_log)
+    wait_for(lambda: deploy.healthcheck("dashboard"), 60, "the dashboard's health check", every=0.3, details=every_log)
 
     # the admin's first steps (docs/deployment.md, "One machine")
     (deploy.volume / "accounts.csv").write_text(ACCOUNTS_CSV, encoding="utf-8")
@@ -401,17 +388,25 @@ def test_the_compose_services_deploy_sync_and_stop_cleanly(deployment: Deploymen
     assert MAIL_PASSWORD not in "".join(s.text() for s in running.values())
 
     # the scheduler's first tick queues the new mailbox; the workers fetch, match and store it
-    wait_until(lambda: len(_activities(deploy)) == 3, 90, "the first sync through the workers", every_log)
+    wait_for(
+        lambda: len(_activities(deploy)) == 3, 90, "the first sync through the workers", every=0.3, details=every_log
+    )
     assert {a["subject"] for a in _activities(deploy)} == {f"Rocket order {n}" for n in (1, 2, 3)}
     status = deploy.run("scheduler", "status")  # docker compose exec scheduler crm-sync status
     assert "alice" in status
     assert any(deploy.volume.rglob("*.pack")), "the documents are not in the volume"
 
     # new mail is picked up by the IDLE watcher, long before the scheduler's 300 s interval
-    wait_until(lambda: "watching alice" in running["watch"].text(), 60, "the watcher watching alice", every_log)
+    wait_for(
+        lambda: "watching alice" in running["watch"].text(),
+        60,
+        "the watcher watching alice",
+        every=0.3,
+        details=every_log,
+    )
     time.sleep(1.0)  # its IDLE command is sent right after it logs
     dovecot.append("alice", [_mail(4)])
-    wait_until(lambda: len(_activities(deploy)) == 4, 60, "a sync after IDLE", every_log)
+    wait_for(lambda: len(_activities(deploy)) == 4, 60, "a sync after IDLE", every=0.3, details=every_log)
     assert "sync enqueued after IDLE" in running["watch"].text()
 
     # the dashboard: the login of .env's hash, the mailbox on the page

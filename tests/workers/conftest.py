@@ -31,12 +31,20 @@ def flaky(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRM_EXTRA_CONNECTORS", SCHEME_ENTRY)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.1) -> None:
-    """Poll ``predicate`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str,
+    every: float = 0.1,
+    details: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``predicate`` until it is true; fail with ``what`` (and the tail of ``details()``, e.g. the logs of
+    the processes waited for) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            more = f"\n{details()[-4000:]}" if details is not None else ""
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{more}")
         time.sleep(every)
 
 
