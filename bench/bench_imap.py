@@ -47,7 +47,7 @@ from sync_service.pipeline.runner import run_once
 from sync_service.startup import freeze_startup_objects
 from tests.support.builders import REP, message, seed_crm
 from tests.support.dovecot import DovecotServer
-from workers.options import parse_processes_for_command
+from workers.options import fetch_process_for_command, parse_processes_for_command
 
 USER, PASSWORD = "alice", "bench-password"
 KNOWN = ["wile@acme.example", "hank@globex.example", "rita@initrode.example", "mindy@globex.example"]
@@ -137,7 +137,9 @@ def run_crm_sync(server: DovecotServer, work: Path) -> float:
         mailboxes.add_mailbox(session, "alice", REP, server.url(USER, query="folders=INBOX"), PASSWORD, (key,))
     started = time.perf_counter()
     freeze_startup_objects()  # as `crm-sync sync` does before run_once
-    report = run_once(app, parse_processes=parse_processes_for_command())  # as `crm-sync sync` does
+    report = run_once(  # as `crm-sync sync` does
+        app, parse_processes=parse_processes_for_command(), fetch_process=fetch_process_for_command()
+    )
     elapsed = time.perf_counter() - started
     app.close()
     failed = [m.error for m in report.mailboxes if m.error]

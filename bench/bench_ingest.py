@@ -324,7 +324,10 @@ def summary(results: dict[str, Any]) -> str:
         if isinstance(results.get(b), dict) and results[b].get("helper_cpu_seconds")
     ]
     if helpers:
-        lines.append("parser processes (CRM_PARSE_PROCESSES; in the CPU column): " + ", ".join(helpers))
+        lines.append(
+            "helper processes (parser: CRM_PARSE_PROCESSES, fetch: CRM_FETCH_PROCESS; in the CPU column): "
+            + ", ".join(helpers)
+        )
     rows = [Row(**r) for r in results["rows"]]
     return "\n".join([*lines, "", render(rows)])
 

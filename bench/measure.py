@@ -8,10 +8,11 @@ cold and its peak RSS (``VmHWM``) is its own:
 - ``ingest CORPUS URL WORK`` — a fresh database (migrate, seed, import the corpus's CRM CSVs, add the
   mailbox; not timed), then ``run_once`` timed: the whole of ``crm-sync sync --once``. Then ``--resync N``
   new messages are delivered and ``run_once`` is timed again. CPU seconds are this process's plus its
-  parser processes' (``CRM_PARSE_PROCESSES``, reaped when the run ends) plus, on a local PostgreSQL, the
-  server's (its processes, from ``/proc``). SQL statements are counted with an engine
-  event (about 1 µs each). The Maildir is a hard-linked copy under WORK, so the cached corpus is never
-  touched.
+  helper processes' (the parser processes, ``CRM_PARSE_PROCESSES``, and the fetch process of a first sync,
+  ``CRM_FETCH_PROCESS``; reaped when the run ends) plus, on a local PostgreSQL, the server's (its processes,
+  from ``/proc``). SQL statements are counted with an engine event (about 1 µs each) in this process only:
+  the fetch process's own engine is not counted. The Maildir is a hard-linked copy under WORK, so the cached
+  corpus is never touched.
 """
 
 from __future__ import annotations
@@ -253,7 +254,8 @@ def _stat(pid: int) -> tuple[int, float, float]:
 
 
 def _children_cpu() -> float:
-    """CPU seconds of this process's reaped children: the parser processes of a run (``preparse``)."""
+    """CPU seconds of this process's reaped children: the parser processes of a run (``preparse``) and its
+    fetch process (``workers.fetch_ahead``)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -262,7 +264,7 @@ def _timed(app: Any, counter: StatementCounter, server: ServerCpu) -> tuple[Any,
     """``run_once`` once, with its wall and CPU seconds (this process, and the database server's)."""
     from sync_service.pipeline.runner import run_once
     from sync_service.startup import freeze_startup_objects
-    from workers.options import parse_processes_for_command
+    from workers.options import fetch_process_for_command, parse_processes_for_command
 
     # As `crm-sync sync --once` does at start-up, before it syncs (not timed). Before the re-sync this is a
     # full collection of what the first run left (20-100 ms here), which a new process never pays.
@@ -271,7 +273,9 @@ def _timed(app: Any, counter: StatementCounter, server: ServerCpu) -> tuple[Any,
     server_before, stolen_before = server.seconds(), stolen_seconds()
     helpers = _children_cpu()
     started, cpu = time.perf_counter(), time.process_time()
-    report = run_once(app, now=SYNC_NOW, parse_processes=parse_processes_for_command())  # as `crm-sync sync` does
+    report = run_once(  # as `crm-sync sync` does
+        app, now=SYNC_NOW, parse_processes=parse_processes_for_command(), fetch_process=fetch_process_for_command()
+    )
     wall, own = time.perf_counter() - started, time.process_time() - cpu
     helpers = _children_cpu() - helpers
     server_after, stolen_after = server.seconds(), stolen_seconds()

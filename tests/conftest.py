@@ -80,7 +80,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         (drop if backend == "postgresql" and suite not in BOTH_BACKENDS else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    # Tests that fork need a process with no other thread: they run first, before other suites leave idle
+    # threads behind (HTTP clients' connection watchers, test servers' request threads).
+    items[:] = [i for i in keep if i.get_closest_marker("lone_thread")] + [
+        i for i in keep if not i.get_closest_marker("lone_thread")
+    ]
 
 
 def _backends() -> list[str]:

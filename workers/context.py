@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sync_service.bootstrap import App, bootstrap
 from sync_service.config import Settings
+from sync_service.pipeline.follow import FetchProgress
 from workers.locks import Locks
 from workers.options import WorkerOptions
 
@@ -22,6 +23,7 @@ class Hooks:
     now: datetime | None = None  # the clock of processing and completion (tests, demo)
     on_outcome: Callable[[str, tuple[object, ...], object], None] | None = None  # actor, args, result or error
     parse_processes: int | None = None  # parser processes of the processing runs (None: the worker options')
+    follow: FetchProgress | None = None  # a fetch in another process that the processing runs follow
 
 
 class WorkerContext:

@@ -11,6 +11,8 @@
 |                            |                  |               | its pending items to a new task after this long |
 | ``CRM_PARSE_PROCESSES``    | 0 (see below)    | 0             | helper processes that parse a mailbox's next  |
 |                            |                  |               | batch while its current one is written        |
+| ``CRM_FETCH_PROCESS``      | 0 (see below)    | —             | 1: a mailbox's first sync fetches in a process |
+|                            |                  |               | of its own while this one processes its pages |
 
 The time slice keeps a large mailbox's processing from holding one worker for its whole length: the tasks of
 its slices go to the back of the queue, so several workers share the processing of several mailboxes evenly.
@@ -22,6 +24,12 @@ helper on a machine with two or more cores (``parse_processes_for_command``); ``
 code starts none unless ``CRM_PARSE_PROCESSES`` or its ``parse_processes`` argument asks — a helper is
 started with ``spawn``, which imports the caller's main module again. Redis workers leave it off by
 default: there, more worker processes are the way to use more cores.
+
+Fetching ahead (``workers.fetch_ahead``) does the same for the fetch of a mailbox's first sync: a forked
+process stores the pages while ``run_once`` processes them. The foreground commands turn it on on a machine
+with two or more cores (``fetch_process_for_command``); ``CRM_FETCH_PROCESS=0`` turns it off. Redis workers
+already overlap the two: at each tick the scheduler queues the processing of what a running sync has
+stored so far.
 """
 
 from __future__ import annotations
@@ -88,6 +96,16 @@ def parse_processes_for_command(env: Mapping[str, str] | None = None) -> int:
     on a machine with two or more cores."""
     env = os.environ if env is None else env
     return int(_number(env, "CRM_PARSE_PROCESSES", 1 if _cores() > 1 else 0))
+
+
+def fetch_process_for_command(env: Mapping[str, str] | None = None) -> bool:
+    """Whether crm-sync's own foreground commands fetch a first sync in a process of its own:
+    ``CRM_FETCH_PROCESS`` (0 or 1) when set, else on a machine with two or more cores."""
+    env = os.environ if env is None else env
+    value = _number(env, "CRM_FETCH_PROCESS", 1 if _cores() > 1 else 0)
+    if value not in (0, 1):
+        raise ConfigError(f"CRM_FETCH_PROCESS must be 0 or 1, got {env.get('CRM_FETCH_PROCESS', '')!r}")
+    return bool(value)
 
 
 def _slice(env: Mapping[str, str], default: float | None) -> float | None:

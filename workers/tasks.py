@@ -157,6 +157,7 @@ def process_items(ctx: WorkerContext, mailbox_id: int | None = None) -> ProcessS
             parse_processes=(
                 ctx.hooks.parse_processes if ctx.hooks.parse_processes is not None else ctx.options.parse_processes
             ),
+            follow=ctx.hooks.follow,
         )
     except LockLost as error:
         raise _retry_later(error) from error

@@ -26,13 +26,14 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        auto_refresh=False,  # no refresh thread: ``run_once`` forks its fetch process only from a lone thread
     )
 
 
 def run_with_progress(app: App, names: list[str] | None) -> SyncReport:
     """``run_once`` with progress bars, in a process that does nothing else afterwards (``sync``, ``demo``)."""
     from sync_service.pipeline.runner import run_once  # the pipeline: loaded by the commands that sync
-    from workers.options import parse_processes_for_command
+    from workers.options import fetch_process_for_command, parse_processes_for_command
 
     freeze_startup_objects()
     with _progress() as progress:
@@ -40,13 +41,20 @@ def run_with_progress(app: App, names: list[str] | None) -> SyncReport:
         work = progress.add_task("processing", total=None, visible=False)
 
         def on_page(count: int) -> None:
-            progress.advance(fetch, count)
+            progress.update(fetch, advance=count, refresh=True)
 
         def on_progress(done: int, total: int) -> None:
-            progress.update(work, completed=done, total=total, visible=True)
+            progress.update(work, completed=done, total=total, visible=True, refresh=True)
 
         processes = parse_processes_for_command()  # this command's entry point is a guarded main module
-        return run_once(app, names, on_page=on_page, on_progress=on_progress, parse_processes=processes)
+        return run_once(
+            app,
+            names,
+            on_page=on_page,
+            on_progress=on_progress,
+            parse_processes=processes,
+            fetch_process=fetch_process_for_command(),
+        )
 
 
 def print_report(report: SyncReport) -> None:

@@ -14,6 +14,7 @@ from crm_store.models import RawItem
 from crm_store.models.sync import DELETED
 from sync_service.bootstrap import App
 from sync_service.matching.model import CandidateIndex
+from sync_service.pipeline.follow import FetchProgress
 from sync_service.pipeline.pending import pending_items
 from sync_service.pipeline.preparse import Key, ParseAhead, Parsed, ParseOptions
 
@@ -31,11 +32,17 @@ class Handover:
     """The parser processes of one run and how far it has handed its pending items to them."""
 
     def __init__(
-        self, app: App, ahead: ParseAhead, mailbox_id: int | None, owners: Mapping[int, tuple[str, int]]
+        self,
+        app: App,
+        ahead: ParseAhead,
+        mailbox_id: int | None,
+        owners: Mapping[int, tuple[str, int]],
+        follow: FetchProgress | None = None,
     ) -> None:
         self.app, self.ahead, self.mailbox_id, self.owners = app, ahead, mailbox_id, owners
+        self.follow = follow  # a fetch still storing pages: what is handed over grows with it
         self.handed = 0  # the last raw item id handed over
-        self.all_handed = False  # nothing was left to hand over
+        self.all_handed = False  # nothing was left to hand over, and nothing more will come
 
     @classmethod
     def start(
@@ -46,15 +53,16 @@ class Handover:
         index: CandidateIndex,
         mailbox_id: int | None,
         owners: Mapping[int, tuple[str, int]],
+        follow: FetchProgress | None = None,
     ) -> Handover | None:
-        """Parser processes for a run (``index``: the run's candidate index, copied to them); None when they
-        cannot be started — the run then parses by itself."""
+        """Parser processes for a run (``index``: the run's candidate index, copied to them; ``follow``: the
+        fetch the run follows, if any); None when they cannot be started — the run then parses by itself."""
         settings = app.settings
         try:
             options = ParseOptions(
                 app.window(now), settings.max_occurrences, settings.max_attachment_bytes, index, settings.auto_create
             )
-            return cls(app, ParseAhead(processes, options, spool=_spool(app)), mailbox_id, owners)
+            return cls(app, ParseAhead(processes, options, spool=_spool(app)), mailbox_id, owners, follow)
         except (OSError, ValueError) as error:  # e.g. no /dev/shm for the pool's locks
             log.warning("cannot start parser processes, parsing in the run itself: %s", error)
             return None
@@ -66,8 +74,12 @@ class Handover:
         blobs, parsed = self.ahead.take()
         self.handed = max(self.handed, after)
         while not self.all_handed and self.ahead.waiting < self.ahead.depth:
+            finished = self.follow is None or self.follow.done  # before the query (``pipeline.follow``)
             last = self._hand_over(session)
-            self.handed, self.all_handed = max(self.handed, last), not last
+            if not last:
+                self.all_handed = finished
+                break
+            self.handed = max(self.handed, last)
         return blobs, parsed
 
     def _hand_over(self, session: Session) -> int:

@@ -39,6 +39,7 @@ from sync_service.pipeline.contacts import apply_card
 from sync_service.pipeline.context import ProcessContext, ProcessStats
 from sync_service.pipeline.emails import apply_email, plan_email
 from sync_service.pipeline.events import apply_events, cancel_missing
+from sync_service.pipeline.follow import FetchProgress
 from sync_service.pipeline.handover import Handover
 from sync_service.pipeline.items import email_key, event_key
 from sync_service.pipeline.new_contacts import Collision, IdPool, LeadCollision, NewContacts
@@ -57,6 +58,7 @@ ALONE_AT_MOST = 32
 # A batch locks the meetings it will write before it reads them (one advisory lock per UID, ``_event_locks``),
 # unless it holds more than this many: PostgreSQL's lock table has room for about 64 locks per connection.
 EVENT_LOCKS_AT_MOST = 256
+FOLLOW_WAIT = 1.0  # seconds a run following a fetch waits for its next page before it looks again
 
 
 Step = Callable[[], list[str]]  # an item's writes; returns the parts that were skipped
@@ -214,11 +216,15 @@ def process_pending(
     on_progress: Callable[[int, int], None] | None = None,
     time_slice: float | None = None,
     parse_processes: int = 0,
+    follow: FetchProgress | None = None,
 ) -> ProcessStats:
     """Process every pending raw item; ``on_progress(done, total)`` after each batch.
 
     ``parse_processes``: when more than one batch is pending, that many helper processes parse each next
     batch while this one matches and writes the current one (``preparse``; 0: parse here).
+
+    ``follow``: a fetch running beside this run (``pipeline.follow``). The run processes each page it stores
+    and ends once the fetch has ended and nothing is left, instead of when it first finds nothing pending.
 
     ``time_slice`` (seconds): stop after the batch that ends the slice, with ``stats.more`` set, and leave the
     rest pending for another run (a worker then re-queues the mailbox, and several workers share a large
@@ -227,6 +233,7 @@ def process_pending(
     started = time.monotonic()
     now = now or datetime.now(UTC)
     stats = ProcessStats()
+    fetched = follow.items if follow is not None else 0
     with app.sessions() as session:
         run = _Run(app, now, stats, _index(app, session))
         if time_slice is not None:
@@ -238,9 +245,8 @@ def process_pending(
             )
         }
         total = count_pending(session, mailbox_id)
-    ahead = None
-    if parse_processes > 0 and total > app.settings.batch_size:
-        ahead = Handover.start(app, now, parse_processes, run.index, mailbox_id, run.owners)
+    ahead: Handover | None = None
+    helpers = parse_processes > 0  # parser processes wanted (started once more than a batch is waiting)
     try:
         after, done = 0, 0
         while True:
@@ -248,13 +254,27 @@ def process_pending(
                 with app.sessions() as session:  # is anything left? (else the next run would find nothing)
                     stats.more = session.scalar(pending_items(mailbox_id, after, 1, RawItem.id)) is not None  # type: ignore[call-overload]
                 return stats
+            seen = follow.seen() if follow is not None else None  # before the query: see ``pipeline.follow``
+            if follow is not None:
+                total += follow.items - fetched
+                fetched += follow.items - fetched
+            if helpers and ahead is None and total - done > app.settings.batch_size:
+                helpers = False  # one attempt per run
+                ahead = Handover.start(app, now, parse_processes, run.index, mailbox_id, run.owners, follow)
             with transaction(app.sessions) as session:
                 raws = list(session.scalars(pending_items(mailbox_id, after, app.settings.batch_size)))  # type: ignore[call-overload]
-                if not raws:
+                alone = None
+                if raws:
+                    after = raws[-1].id
+                    blobs, parsed = ahead.next_batch(session, after) if ahead is not None else ({}, {})
+                    alone = run.batch(session, raws, blobs, parsed)
+            if not raws:
+                if follow is None or seen is None or seen.done:
+                    if follow is not None and on_progress is not None and total != done:
+                        on_progress(done, done)  # the total followed the fetch: a page may have been counted twice
                     return stats
-                after = raws[-1].id
-                blobs, parsed = ahead.next_batch(session, after) if ahead is not None else ({}, {})
-                alone = run.batch(session, raws, blobs, parsed)
+                follow.wait(seen, FOLLOW_WAIT)  # the next page, or the fetch's end
+                continue
             if alone is not None:  # the batch failed: in halves, or item by item (``_Run.redo``)
                 run.redo(alone)
             done += len(raws)

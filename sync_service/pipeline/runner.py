@@ -22,7 +22,7 @@ from typing import TypeVar
 from sqlalchemy import Select, case, select, update
 
 from crm_store.db import transaction
-from crm_store.models import Activity, Mailbox
+from crm_store.models import Activity, FolderState, Mailbox, RawItem
 from crm_store.models.sync import DEGRADED, FAILED, IDLE, PAUSED, SYNCING
 from crm_store.secrets import SecretBox
 from sync_service.bootstrap import App
@@ -30,6 +30,7 @@ from sync_service.connectors.registry import open_connector
 from sync_service.errors import ConfigError, PermanentSourceError, SourceError, TransientSourceError
 from sync_service.pipeline.context import ProcessStats
 from sync_service.pipeline.fetch import sync_folder
+from sync_service.pipeline.pending import pending_items
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -186,6 +187,7 @@ def run_once(
     now: datetime | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     parse_processes: int | None = None,
+    fetch_process: bool = False,
 ) -> SyncReport:
     """Sync the mailboxes (all, or ``names``) to the end, process everything, complete due activities.
 
@@ -193,29 +195,74 @@ def run_once(
     ``parse_processes``: parser processes for the processing (``pipeline.preparse``; None: ``CRM_PARSE_PROCESSES``,
     default 0). They are started with ``spawn``, so a script that asks for them keeps its own start-up code
     under ``if __name__ == "__main__":``.
+
+    ``fetch_process``: when a mailbox syncs for the first time (no cursor stored yet: the large syncs), fetch
+    in a forked process while this one processes each stored page (``workers.fetch_ahead``). Where a fork is
+    not safe, or the child dies, the fetch runs here as before.
     """
     from workers.embedded import EmbeddedQueue, Hooks  # the workers layer sits on top of the pipeline
+    from workers.fetch_ahead import FetchAhead
 
     report = SyncReport()
     boxes = selected_mailboxes(app, names)
-    hooks = Hooks(on_page=on_page, on_progress=on_progress, now=now, parse_processes=parse_processes)
-    with EmbeddedQueue(app, hooks) as queue:
-        for mailbox in boxes:
-            if mailbox.state != PAUSED:
-                queue.send("sync_mailbox", mailbox.id)
-        queue.join()
-        queue.send("process_items")
-        queue.join()
-        queue.send("complete_due")
-        queue.join()
+    syncing = [(m.id, m.name) for m in boxes if m.state != PAUSED]
+    ahead = FetchAhead.start(app, syncing, on_page) if fetch_process and _first_sync(app, syncing) else None
+    outcomes: dict[int, object] = {}
+    followed: object = None  # what the processing run that followed the fetch process returned
+    hooks = Hooks(
+        on_page=on_page,
+        on_progress=on_progress,
+        now=now,
+        parse_processes=parse_processes,
+        follow=ahead.progress if ahead is not None else None,
+    )
+    try:
+        with EmbeddedQueue(app, hooks) as queue:
+            if ahead is not None:
+                queue.send("process_items")  # follows the fetch process page by page
+                queue.join()
+                followed = queue.outcome("process_items")
+                outcomes.update(ahead.outcomes())
+            left = [mailbox_id for mailbox_id, _name in syncing if mailbox_id not in outcomes]
+            for mailbox_id in left:
+                queue.send("sync_mailbox", mailbox_id)
+            queue.join()
+            outcomes.update((mailbox_id, queue.outcome("sync_mailbox", mailbox_id)) for mailbox_id in left)
+            if ahead is None or left or _anything_pending(app):  # a page committed behind the one followed
+                queue.send("process_items")
+                queue.join()
+            queue.send("complete_due")
+            queue.join()
+    finally:
+        if ahead is not None:
+            ahead.stop()
     for mailbox in boxes:
         if mailbox.state == PAUSED:
             report.mailboxes.append(MailboxResult(mailbox.name, state=PAUSED))
         else:
-            report.mailboxes.append(_mailbox_outcome(mailbox.name, queue.outcome("sync_mailbox", mailbox.id)))
+            report.mailboxes.append(mailbox_outcome(mailbox.name, outcomes.get(mailbox.id)))
     report.stats = _expect(queue.outcome("process_items"), ProcessStats, "processing")
+    if isinstance(followed, ProcessStats) and followed is not report.stats:  # the fetch's pages, then the rest
+        report.stats.merge(followed)
     report.completed = _expect(queue.outcome("complete_due"), int, "completing due activities")
     return report
+
+
+def _first_sync(app: App, mailboxes: Sequence[tuple[int, str]]) -> bool:
+    """Is any of ``mailboxes`` about to sync for the first time (no folder cursor stored yet)?"""
+    ids = [mailbox_id for mailbox_id, _name in mailboxes]
+    with app.sessions() as session:
+        started = set(
+            session.scalars(
+                select(FolderState.mailbox_id).where(FolderState.mailbox_id.in_(ids), FolderState.cursor.is_not(None))
+            )
+        )
+    return any(mailbox_id not in started for mailbox_id in ids)
+
+
+def _anything_pending(app: App) -> bool:
+    with app.sessions() as session:
+        return session.scalar(pending_items(None, 0, 1, RawItem.id)) is not None  # type: ignore[call-overload]
 
 
 def _expect(outcome: object, kind: type[_T], what: str) -> _T:
@@ -225,7 +272,8 @@ def _expect(outcome: object, kind: type[_T], what: str) -> _T:
     raise outcome if isinstance(outcome, Exception) else RuntimeError(f"{what} did not run")
 
 
-def _mailbox_outcome(name: str, outcome: object) -> MailboxResult:
+def mailbox_outcome(name: str, outcome: object) -> MailboxResult:
+    """A mailbox's line of the report, from what its ``sync_mailbox`` returned or raised (None: it did not run)."""
     if isinstance(outcome, MailboxResult):
         return outcome
     if isinstance(outcome, Exception):
