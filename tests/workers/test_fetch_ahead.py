@@ -46,8 +46,10 @@ BATCH = 10  # items per page and per processing batch: 75 messages make 8 pages
 
 
 @pytest.fixture
-def small_batches(app: App) -> App:
+def prepared(app: App, sources: dict[str, str]) -> App:
+    """The CRM and the two mailboxes, with small pages and batches."""
     app.settings = replace(app.settings, batch_size=BATCH)
+    prepare(app, sources)
     return app
 
 
@@ -105,10 +107,8 @@ def _raw_items(app: App) -> int:
 
 
 def test_a_first_sync_fetches_in_a_process_and_ends_as_a_sync_that_fetched_first(
-    small_batches: App, sources: dict[str, str], clean: dict[str, Any], forks: list[FetchAhead | None]
+    app: App, prepared: App, clean: dict[str, Any], forks: list[FetchAhead | None]
 ) -> None:
-    app = small_batches
-    prepare(app, sources)
     pages: list[int] = []
     progress: list[tuple[int, int]] = []
     report = run_once(app, on_page=pages.append, on_progress=lambda d, t: progress.append((d, t)), fetch_process=True)
@@ -141,10 +141,8 @@ def test_sync_once_fetches_a_first_sync_in_a_process(
 
 
 def test_a_resync_fetches_here_without_a_fork(
-    small_batches: App, sources: dict[str, str], forks: list[FetchAhead | None], tmp_path: Path
+    app: App, prepared: App, forks: list[FetchAhead | None], tmp_path: Path
 ) -> None:
-    app = small_batches
-    prepare(app, sources)
     run_once(app, fetch_process=True)
     box = mailbox.Maildir(tmp_path / "alice", create=False)
     for n in range(3):
@@ -157,10 +155,8 @@ def test_a_resync_fetches_here_without_a_fork(
 
 
 def test_with_another_thread_running_the_fetch_stays_in_this_process(
-    small_batches: App, sources: dict[str, str], clean: dict[str, Any], forks: list[FetchAhead | None]
+    app: App, prepared: App, clean: dict[str, Any], forks: list[FetchAhead | None]
 ) -> None:
-    app = small_batches
-    prepare(app, sources)
     release = threading.Event()
     other = threading.Thread(target=release.wait)
     other.start()
@@ -193,15 +189,13 @@ class _DiesAfter:
 
 
 def test_a_fetch_process_that_dies_half_way_loses_nothing_and_doubles_nothing(
-    small_batches: App,
-    sources: dict[str, str],
+    app: App,
+    prepared: App,
     clean: dict[str, Any],
     forks: list[FetchAhead | None],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = small_batches
-    prepare(app, sources)
     real = fetch_ahead._fetch
     monkeypatch.setattr(
         fetch_ahead, "_fetch", lambda settings, boxes, pipe, end: real(settings, boxes, _DiesAfter(pipe, 3), end)
@@ -218,14 +212,12 @@ def test_a_fetch_process_that_dies_half_way_loses_nothing_and_doubles_nothing(
 
 
 def test_a_fetch_process_that_cannot_start_leaves_the_fetch_here(
-    small_batches: App,
-    sources: dict[str, str],
+    app: App,
+    prepared: App,
     clean: dict[str, Any],
     forks: list[FetchAhead | None],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    app = small_batches
-    prepare(app, sources)
 
     def refuse(self: object) -> None:
         raise OSError(11, "Resource temporarily unavailable")
@@ -286,11 +278,9 @@ def test_a_fetch_process_whose_parent_is_killed_stops_after_its_page(
 
 @pytest.mark.parametrize("processes", [0, 1])
 def test_a_processing_run_that_follows_a_fetch_waits_for_its_pages(
-    small_batches: App, sources: dict[str, str], clean: dict[str, Any], processes: int
+    app: App, prepared: App, clean: dict[str, Any], processes: int
 ) -> None:
     """The run starts before anything is stored: without ``follow`` it would end at once with nothing done."""
-    app = small_batches
-    prepare(app, sources)
     progress = FetchProgress()
 
     def fetch() -> None:
