@@ -433,7 +433,7 @@ def test_a_run_sharing_a_meeting_waits_for_the_other_run_instead_of_colliding(
                          at=start + timedelta(hours=1 + i)) for i in range(3)]  # fmt: skip
         add_mailbox(name, maildir(tmp_path / name, [invite, *mails]), owner)
     with app.sessions() as session:
-        ids = dict(session.execute(select(Mailbox.name, Mailbox.id)).tuples().all())
+        ids = dict(session.execute(select(Mailbox.name, Mailbox.id)).all())
     for name in ("alice", "bob"):
         sync_folder(app, ids[name], open_connector(f"maildir://{tmp_path / name}"), ".")
 
