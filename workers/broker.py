@@ -20,6 +20,7 @@ Only the worker processes get it: the scheduler, the dashboard and the CLI never
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -46,6 +47,7 @@ from workers.logs import configure_json_logging
 from workers.options import WorkerOptions, worker_options
 from workers.retry import make_retry_when
 
+log = logging.getLogger("workers.broker")
 Mode = Literal["embedded", "redis"]
 NAMESPACE = "dramatiq"  # RedisBroker's default key prefix; workers/queues.py reads the same keys
 
@@ -207,4 +209,6 @@ def setup_from_environment() -> None:
     if metrics is not None:
         runtime.broker.add_middleware(metrics)
     _process_runtime = runtime
+    # The idle poll dramatiq was imported with (``options.prepare_dramatiq_environment``), for the admin to see.
+    log.info("worker process set up", extra={"event": "worker_setup", "idle_poll_ms": dramatiq.worker.WORKER_TIMEOUT})
     freeze_startup_objects()  # this process is set up: its start-up objects live as long as it does

@@ -56,6 +56,9 @@ def worker_command(
     queue: list[str] | None = typer.Option(None, "--queue", help=f"Only these queues ({', '.join(QUEUES)})."),
 ) -> None:
     """Run dramatiq worker processes for the sync, process and maintenance queues (JSON logs on stderr)."""
+    from workers.options import prepare_dramatiq_environment
+
+    prepare_dramatiq_environment()  # first: dramatiq reads it when it is imported (below, and by the settings)
     import dramatiq.cli
 
     from workers.broker import prepare_worker_metrics

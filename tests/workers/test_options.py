@@ -45,3 +45,35 @@ def test_parsing_ahead_is_asked_for_by_crm_syncs_own_commands_only(monkeypatch: 
     assert parse_processes_for_command({"CRM_PARSE_PROCESSES": "0"}) == 0
     with pytest.raises(ConfigError, match="CRM_PARSE_PROCESSES"):
         parse_processes_for_command({"CRM_PARSE_PROCESSES": "many"})
+
+
+def test_fetching_ahead_is_on_with_a_spare_core_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    import workers.options as options
+    from workers.options import fetch_process_for_command
+
+    monkeypatch.setattr(options, "_cores", lambda: 2)
+    assert fetch_process_for_command({}) is True
+    assert fetch_process_for_command({"CRM_FETCH_PROCESS": "0"}) is False
+    monkeypatch.setattr(options, "_cores", lambda: 1)
+    assert fetch_process_for_command({}) is False
+    assert fetch_process_for_command({"CRM_FETCH_PROCESS": "1"}) is True
+    for bad in ("2", "yes"):
+        with pytest.raises(ConfigError, match="CRM_FETCH_PROCESS"):
+            fetch_process_for_command({"CRM_FETCH_PROCESS": bad})
+
+
+def test_the_idle_poll_is_prepared_for_dramatiq_unless_set_already() -> None:
+    from workers.options import idle_poll_ms, prepare_dramatiq_environment
+
+    env: dict[str, str] = {}
+    prepare_dramatiq_environment(env)
+    assert env == {"dramatiq_worker_timeout": "100"}  # dramatiq's own default is 1000
+    env = {"CRM_WORKER_IDLE_POLL_MS": "250"}
+    prepare_dramatiq_environment(env)
+    assert env["dramatiq_worker_timeout"] == "250"
+    env = {"CRM_WORKER_IDLE_POLL_MS": "250", "dramatiq_worker_timeout": "40"}  # dramatiq's own variable wins
+    prepare_dramatiq_environment(env)
+    assert env["dramatiq_worker_timeout"] == "40"
+    for bad in ("5", "soon"):
+        with pytest.raises(ConfigError, match="CRM_WORKER_IDLE_POLL_MS"):
+            idle_poll_ms({"CRM_WORKER_IDLE_POLL_MS": bad})

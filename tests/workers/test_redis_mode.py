@@ -269,7 +269,13 @@ def test_worker_processes_count_dramatiq_metrics_when_configured(
     assert cli("init").code == 0
     port, directory = free_port(), tmp_path / "metrics"
     monkeypatch.setenv("CRM_BROKER_URL", redis_url)
-    env = {**os.environ, "CRM_WORKER_METRICS_DIR": str(directory), "CRM_WORKER_METRICS_PORT": str(port)}
+    env = {
+        **os.environ,
+        "CRM_WORKER_METRICS_DIR": str(directory),
+        "CRM_WORKER_METRICS_PORT": str(port),
+        "CRM_WORKER_IDLE_POLL_MS": "150",
+    }
+    env.pop("dramatiq_worker_timeout", None)
     command = [sys.executable, "-m", "sync_service.cli.main", "worker", "--processes", "1", "--threads", "1"]
     with (tmp_path / "worker.log").open("wb") as log:
         worker = subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=log, start_new_session=True)
@@ -288,6 +294,9 @@ def test_worker_processes_count_dramatiq_metrics_when_configured(
 
         wait_for(scraped, 60, "the worker's metrics endpoint to count the message")
         assert any(directory.glob("counter_*.db"))  # what the dashboard's /metrics merges
+        # The worker process polls idle queues as CRM_WORKER_IDLE_POLL_MS says (dramatiq read it at its import).
+        setup = [line for line in (tmp_path / "worker.log").read_text().splitlines() if '"worker_setup"' in line]
+        assert setup and all(json.loads(line)["idle_poll_ms"] == 150 for line in setup), setup
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGTERM)  # the worker and dramatiq's processes (its own group)
