@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from crm_store.db import lock_names, transaction
 from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem, User
-from crm_store.models.sync import DELETED, DONE, PENDING
+from crm_store.models.sync import DELETED, DONE
 from sync_service.bootstrap import App
 from sync_service.errors import ParseError
 from sync_service.matching.decide import thread_refs
@@ -312,11 +312,6 @@ def _how(items: int) -> str:
     return "in two halves" if items > ALONE_AT_MOST else "item by item"
 
 
-def _waiting(raw: RawItem) -> bool:
-    """Still to be processed (``pending._waiting``): another run may have done it since it was read."""
-    return raw.state == PENDING or (raw.state == DELETED and raw.processed_at is None)
-
-
 @dataclass(frozen=True)
 class _Alone:
     """A failed batch, to be redone in halves or item by item, in order, with what its optimistic pass read."""
@@ -427,9 +422,10 @@ class _Run:
 
     def alone(self, session: Session, raw_id: int, batch: _Alone) -> None:
         """One item of a failed batch, in its own savepoint (``_process_alone``)."""
-        raw = session.get_one(RawItem, raw_id)
-        if not _waiting(raw):
+        found = still_waiting(session, [raw_id])  # another run may have done it since it was read
+        if not found:
             return
+        raw = found[0]
         ctx = self._context(session, raw, self.stats, None, batch.scope, None)
         data, headers = batch.blobs.get(raw_id), batch.headers.get(raw_id)
         self.index = _process_alone(ctx, raw, data, headers, batch.refs, batch.ahead)
