@@ -14,10 +14,15 @@ the last complete listing saw is not read at all — adding, removing or renamin
 long as those times were at least two seconds older than that listing (``SETTLED_NS``: a coarse file-system
 clock could otherwise give a message that arrived just after it the same time). The root is always read when
 it holds calendar or contact files, which can change in place.
-The cursor keeps ``cur/``'s part of the snapshot apart (``md2.<cur part>|<the rest>``, each part a file-source
-cursor). When only ``new/`` changed — new mail that no client has seen yet — and ``cur/`` still has the
-settled modification time of the last complete listing, ``cur/`` is neither read nor decoded, and its part of
-the cursor is carried over as it is: a re-sync of a large Maildir then reads and diffs only ``new/``.
+The cursor keeps ``cur/``'s part of the snapshot apart (``md3.<cur base>|<cur delta>|<the rest>``, each part a
+file-source cursor; ``md2.<cur part>|<the rest>`` of before is read as a base without delta). When only
+``new/`` changed — new mail that no client has seen yet — and ``cur/`` still has the settled modification time
+of the last complete listing, ``cur/`` is neither read nor decoded, and its part of the cursor is carried over
+as it is: a re-sync of a large Maildir then reads and diffs only ``new/``. When ``cur/`` did change — a client
+read or flagged mail, or it was delivered there — its base is carried over as it is and only its delta (the
+messages added since the base, and tombstones ``-`` for those gone) is written anew, until the delta is an
+eighth of the base (``FOLD_SHARE``): then the two are written as a new base. A re-sync then encodes the few
+changes instead of the whole of ``cur/``.
 ``new/`` is read before ``cur/`` so a message moving between them during a scan is seen at least once, and
 a snapshot id that seems gone is confirmed by a second scan before it is reported deleted (a rename
 racing with the directory read can hide a file once).
@@ -56,7 +61,11 @@ _INFO = re.compile(r"[:!][12],")
 _LOOSE_PREFIX: dict[ItemKind, str] = {"calendar": "ics", "contacts": "vcf"}
 _LOOSE_IDS = tuple(f"{prefix}:" for prefix in _LOOSE_PREFIX.values())
 SETTLED_NS = 2_000_000_000  # directory times this much older than a scan are trusted (coarse file-system clocks)
-SPLIT_PREFIX = "md2."  # a cursor with cur/'s part apart: md2.<cur part>|<the rest>
+SPLIT_PREFIX = "md2."  # a cursor with cur/'s part apart: md2.<cur part>|<the rest> (read, no longer written)
+DELTA_PREFIX = "md3."  # the same with cur/'s part as a base and a delta: md3.<cur base>|<cur delta>|<the rest>
+TOMBSTONE = "-"  # a cur/ delta's version for a message of the base that is gone (a size is never "-")
+FOLD_SHARE = 8  # a delta with more than 1/FOLD_SHARE of the base's entries (and over FOLD_MIN) is folded in
+FOLD_MIN = 256
 
 
 def unique_key(file_name: str) -> str:
@@ -84,20 +93,26 @@ class MaildirConnector:
         listed = self._listing.pop(folder, None)
         if listed is not None and listed.cursor == cursor:  # the next page of the same pass
             return self._next_page(folder, listed, limit)
-        cur_part, rest_part = _split(cursor)
+        base_part, delta_part, rest_part = _split(cursor)
         rest, meta = decode_state(rest_part)
         marks = self._marks(folder, rest)
         if cursor is not None and marks is not None and _unchanged(meta, marks):
             return ChangePage((), (), cursor, False)
         # cur/'s part is kept as it is when cur/ has not changed since the listing that wrote it
-        kept = cur_part if cur_part is not None and marks is not None and _cur_unchanged(meta, marks) else None
-        previous = rest if kept is not None else {**decode_state(cur_part)[0], **rest}
+        if base_part is not None and marks is not None and _cur_unchanged(meta, marks):
+            kept: str | None = f"{base_part}|{delta_part}"
+            base: _CurBase | None = None
+            previous = rest
+        else:
+            kept = None
+            base = _CurBase(base_part or "", decode_state(base_part)[0], decode_state(delta_part)[0], rest)
+            previous = {**_applied(base.snapshot, base.delta), **rest}
         scan = self._scan(folder, previous, with_cur=kept is None)
         if not scan.paths.keys() >= previous.keys():  # something seems gone: confirm with a second scan
             again = self._scan(folder, previous, with_cur=kept is None)
             scan = _Scan({**scan.paths, **again.paths}, {**scan.fresh, **again.fresh}, scan.in_cur | again.in_cur)
         self._located[folder] = scan.paths
-        listing = _Pass(entries_pass(scan.fresh, previous, present=scan.paths), scan.in_cur, marks, kept)
+        listing = _Pass(entries_pass(scan.fresh, previous, present=scan.paths), scan.in_cur, marks, kept, base)
         return self._next_page(folder, listing, limit)
 
     def _next_page(self, folder: str, listing: _Pass, limit: int) -> ChangePage:
@@ -163,28 +178,76 @@ class MaildirConnector:
         return scan
 
 
-class _Pass:
-    """A listing pass with more pages to come: its changes (``DiffPass``), and the split cursor's two parts
-    kept up to date page by page instead of being split again from the whole snapshot for each."""
+class _CurBase(NamedTuple):
+    """What a listing that reads ``cur/`` starts from: the cursor's ``cur/`` base, as written and decoded, its
+    delta, and the snapshot of the rest (``new/`` and loose files)."""
 
-    def __init__(self, diff: DiffPass, in_cur: set[str], marks: dict[str, Any] | None, kept: str | None) -> None:
+    text: str  # the base as the cursor has it ("": none)
+    snapshot: dict[str, str]
+    delta: dict[str, str]  # versions, and TOMBSTONE for what is gone from the base
+    rest: dict[str, str]
+
+
+class _Pass:
+    """A listing pass with more pages to come: its changes (``DiffPass``), and the split cursor's parts kept up
+    to date page by page instead of being split again from the whole snapshot for each."""
+
+    def __init__(
+        self, diff: DiffPass, in_cur: set[str], marks: dict[str, Any] | None, kept: str | None, base: _CurBase | None
+    ) -> None:
         self.diff, self.in_cur, self.marks, self.kept = diff, in_cur, marks, kept
         self.cursor: str | None = None  # the cursor of the page handed out last
-        self._parts: tuple[dict[str, str], dict[str, str]] | None = None  # (cur/'s, the rest's) snapshot
+        self._base = base or _CurBase("", {}, {}, {})
+        self._parts: tuple[dict[str, str], dict[str, str]] | None = None  # (cur/'s delta, the rest's snapshot)
         self._split_upto = 0  # ``diff.changed[:_split_upto]`` are in ``_parts``
 
     def encode(self, snapshot: Mapping[str, str], meta: Mapping[str, Any] | None) -> str:
         """The cursor of ``snapshot`` (``diff.snapshot``, as of the page just taken)."""
         if self.kept is not None:  # cur/ unchanged: its part as it was
-            return f"{SPLIT_PREFIX}{self.kept}|{encode_cursor(snapshot, meta)}"
+            return f"{DELTA_PREFIX}{self.kept}|{encode_cursor(snapshot, meta)}"
+        base = self._base.snapshot
         if self._parts is None:
-            in_cur = {k: v for k, v in snapshot.items() if k in self.in_cur}
-            self._parts = in_cur, {k: v for k, v in snapshot.items() if k not in self.in_cur}
+            self._parts = self._split(snapshot)
         else:
+            delta, rest = self._parts
             for key in self.diff.changed[self._split_upto : self.diff.done]:
-                self._parts[0 if key in self.in_cur else 1][key] = snapshot[key]
+                if key not in self.in_cur:
+                    rest[key] = snapshot[key]
+                elif base.get(key) != snapshot[key]:
+                    delta[key] = snapshot[key]
+                else:  # back as the base has it
+                    delta.pop(key, None)
         self._split_upto = self.diff.done
-        return f"{SPLIT_PREFIX}{encode_cursor(self._parts[0])}|{encode_cursor(self._parts[1], meta)}"
+        delta, rest = self._parts
+        if len(delta) > max(FOLD_MIN, len(base) // FOLD_SHARE):  # written as one new base
+            cur = _applied(base, delta)
+            self._base = _CurBase(encode_cursor(cur), cur, {}, {})
+            delta.clear()
+        delta_text = encode_cursor(delta) if delta else ""
+        return f"{DELTA_PREFIX}{self._base.text}|{delta_text}|{encode_cursor(rest, meta)}"
+
+    def _split(self, snapshot: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """(``cur/``'s delta from the base, the rest's snapshot) of the first page's snapshot. With set
+        operations, not a loop over every message: the keys whose version may differ from the base are those
+        new to it and those the cursor had in its delta or its rest (the versions of the others are the
+        base's, as a listing never re-reads a message its snapshot has)."""
+        base, in_cur = self._base.snapshot, self.in_cur
+        cur = snapshot.keys() & in_cur
+        delta = dict.fromkeys(base.keys() - cur, TOMBSTONE)
+        maybe = (cur - base.keys()) | (cur & self._base.delta.keys()) | (cur & self._base.rest.keys())
+        delta.update((key, snapshot[key]) for key in maybe if base.get(key) != snapshot[key])
+        return delta, {key: snapshot[key] for key in snapshot.keys() - in_cur}
+
+
+def _applied(base: Mapping[str, str], delta: Mapping[str, str]) -> dict[str, str]:
+    """``cur/``'s snapshot: the base with its delta applied."""
+    cur = dict(base)
+    for key, version in delta.items():
+        if version == TOMBSTONE:
+            cur.pop(key, None)
+        else:
+            cur[key] = version
+    return cur
 
 
 class _Scan(NamedTuple):
@@ -214,13 +277,18 @@ def _cur_unchanged(meta: Mapping[str, Any], marks: Mapping[str, Any]) -> bool:
     return isinstance(cur, int) and cur == marks["dirs"][1] and at - cur >= SETTLED_NS
 
 
-def _split(cursor: str | None) -> tuple[str | None, str | None]:
-    """(``cur/``'s part, the rest) of a cursor. A cursor in the one-part form of before is all "rest"; a
-    split cursor without its separator counts as none (a full listing follows)."""
-    if cursor is None or not cursor.startswith(SPLIT_PREFIX):
-        return None, cursor
-    cur, separator, rest = cursor[len(SPLIT_PREFIX) :].partition("|")
-    return (cur, rest) if separator else (None, None)
+def _split(cursor: str | None) -> tuple[str | None, str | None, str | None]:
+    """(``cur/``'s base, its delta, the rest) of a cursor. An ``md2.`` cursor's ``cur/`` part is a base without
+    delta; a cursor in the one-part form of before is all "rest"; a split cursor without all its separators
+    counts as none (a full listing follows)."""
+    if cursor is None or not cursor.startswith((SPLIT_PREFIX, DELTA_PREFIX)):
+        return None, None, cursor
+    if cursor.startswith(SPLIT_PREFIX):
+        cur, separator, rest = cursor[len(SPLIT_PREFIX) :].partition("|")
+        return (cur, "", rest) if separator else (None, None, None)
+    base, separator, tail = cursor[len(DELTA_PREFIX) :].partition("|")
+    delta, separator_2, rest = tail.partition("|")
+    return (base, delta, rest) if separator and separator_2 else (None, None, None)
 
 
 def _is_subfolder(entry: os.DirEntry[str]) -> bool:

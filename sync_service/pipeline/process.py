@@ -43,7 +43,7 @@ from sync_service.pipeline.follow import FetchProgress
 from sync_service.pipeline.handover import Handover
 from sync_service.pipeline.items import email_key, event_key
 from sync_service.pipeline.new_contacts import Collision, IdPool, LeadCollision, NewContacts
-from sync_service.pipeline.pending import count_pending, pending_items, still_waiting
+from sync_service.pipeline.pending import count_pending, pending_items, refresh_statistics, still_waiting
 from sync_service.pipeline.preparse import Key, Parsed, ParseOptions, parse_item, parsed_whole
 from sync_service.pipeline.quarantine import quarantine
 from sync_service.values import CalendarEvent, MessageHeaders
@@ -253,6 +253,7 @@ def process_pending(
             if time_slice is not None and done and time.monotonic() - started >= time_slice:
                 with app.sessions() as session:  # is anything left? (else the next run would find nothing)
                     stats.more = session.scalar(pending_items(mailbox_id, after, 1, RawItem.id)) is not None  # type: ignore[call-overload]
+                _ended(app, done)
                 return stats
             seen = follow.seen() if follow is not None else None  # before the query: see ``pipeline.follow``
             if follow is not None:
@@ -272,6 +273,7 @@ def process_pending(
                 if follow is None or seen is None or seen.done:
                     if follow is not None and on_progress is not None and total != done:
                         on_progress(done, done)  # the total followed the fetch: a page may have been counted twice
+                    _ended(app, done)
                     return stats
                 follow.wait(seen, FOLLOW_WAIT)  # the next page, or the fetch's end
                 continue
@@ -283,6 +285,13 @@ def process_pending(
     finally:
         if ahead is not None:
             ahead.close()
+
+
+def _ended(app: App, done: int) -> None:
+    """What a run does once it has processed ``done`` items: refresh the planner's statistics after a large
+    one (``pending.refresh_statistics``)."""
+    if refresh_statistics(app.engine, app.sessions, done):
+        log.info("raw items analysed after %d were processed", done)
 
 
 def _read_blobs(

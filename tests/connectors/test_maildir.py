@@ -52,6 +52,19 @@ def _ids(pages: list[ChangePage]) -> list[str]:
     return [r.external_id for p in pages for r in p.upserts]
 
 
+def _cursor_parts(cursor: str) -> tuple[dict[str, str], dict[str, str], dict[str, Any]]:
+    """(``cur/``'s snapshot — its base with its delta applied —, the rest's snapshot, the rest's meta)."""
+    assert cursor.startswith("md3.")
+    base, delta, rest = cursor.removeprefix("md3.").split("|")
+    cur = decode_state(base)[0]
+    for key, version in decode_state(delta)[0].items():
+        if version == "-":
+            cur.pop(key)
+        else:
+            cur[key] = version
+    return cur, *decode_state(rest)
+
+
 def _tree(root: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in root.rglob("*")}
 
@@ -106,9 +119,9 @@ def test_the_pages_of_one_pass_are_those_of_fresh_listings(tmp_path: Path, monke
         cursor = page.next_cursor
         if not page.more:
             break
-    def parts(cursor: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
-        states = [decode_state(part) for part in cursor.removeprefix("md2.").split("|")]
-        return [(snapshot, {k: v for k, v in meta.items() if k != "at"}) for snapshot, meta in states]
+    def parts(cursor: str) -> tuple[dict[str, str], dict[str, str], dict[str, Any]]:
+        cur, rest, meta = _cursor_parts(cursor)
+        return cur, rest, {k: v for k, v in meta.items() if k != "at"}
 
     assert len(kept) == 5 and [(p.upserts, p.deletes, parts(p.next_cursor), p.more) for p in kept] == [
         (p.upserts, p.deletes, parts(p.next_cursor), p.more) for p in fresh
@@ -354,7 +367,7 @@ def _settled_inbox(root: Path) -> tuple[mailbox.Maildir, list[str], MaildirConne
     _age(root, root / "new", root / "cur")
     conn = MaildirConnector(f"maildir://{root}")
     pages, cursor = _drain(conn)
-    assert sorted(_ids(pages)) == sorted(keys) and cursor is not None and cursor.startswith("md2.")
+    assert sorted(_ids(pages)) == sorted(keys) and cursor is not None and cursor.startswith("md3.")
     return md, keys, conn, cursor
 
 
@@ -367,7 +380,8 @@ def test_new_mail_beside_an_unchanged_cur_reads_only_new(tmp_path: Path, monkeyp
     page = conn.list_changes(".", cursor)
     assert (_ids([page]), page.deletes) == ([arrived], ())
     assert str(root / "new") in calls and str(root / "cur") not in calls
-    assert page.next_cursor.startswith("md2." + cursor[4:].partition("|")[0] + "|")  # cur/'s part as it was
+    base, delta, _rest = cursor[4:].split("|")
+    assert page.next_cursor.startswith(f"md3.{base}|{delta}|")  # cur/'s part as it was
     # Nothing is lost from the cursor: once cur/ changes, a full listing finds no change but the new one.
     calls.clear()
     arrived_in_cur = _in_cur(md, 5)
@@ -401,17 +415,23 @@ def test_a_message_removed_from_cur_is_reported(tmp_path: Path) -> None:
 
 
 def test_cursors_of_the_one_part_form_and_broken_split_cursors(tmp_path: Path) -> None:
-    from sync_service.connectors.snapshot import decode_state, encode_cursor
+    from sync_service.connectors.snapshot import encode_cursor
 
     root = tmp_path / "mail"
     _md, keys, conn, cursor = _settled_inbox(root)
-    cur_part, _, rest_part = cursor[4:].partition("|")
-    snapshot = {**decode_state(cur_part)[0], **decode_state(rest_part)[0]}
-    old = encode_cursor(snapshot)  # as a listing before the split wrote it
+    cur, rest, meta = _cursor_parts(cursor)
+    old = encode_cursor({**cur, **rest})  # as a listing before the split wrote it
     page = conn.list_changes(".", old)
-    assert (page.upserts, page.deletes) == ((), ()) and page.next_cursor.startswith("md2.")
-    broken = conn.list_changes(".", "md2." + cur_part)  # no separator: no cursor, everything is listed
-    assert sorted(_ids([broken])) == sorted(keys)
+    assert (page.upserts, page.deletes) == ((), ()) and page.next_cursor.startswith("md3.")
+    two_parts = f"md2.{encode_cursor(cur)}|{encode_cursor(rest, meta)}"  # as a listing before the delta wrote it
+    page = conn.list_changes(".", two_parts)
+    assert (page.upserts, page.deletes, page.next_cursor) == ((), (), two_parts)  # nothing changed: kept as it is
+    (root / "cur" / "junk").write_bytes(b"Subject: x\n\nbody\n")  # cur/ changed: the md2 form is read, md3 written
+    page = conn.list_changes(".", two_parts)
+    assert (_ids([page]), page.deletes) == (["junk"], ())
+    assert _cursor_parts(page.next_cursor)[0] == {**cur, "junk": "17"}
+    for broken in ("md2." + encode_cursor(cur), "md3." + encode_cursor(cur) + "|"):  # separators missing
+        assert sorted(_ids([conn.list_changes(".", broken)])) == sorted([*keys, "junk"])  # no cursor: everything
 
 
 def test_cur_changed_just_before_its_listing_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -426,3 +446,114 @@ def test_cur_changed_just_before_its_listing_is_read_again(tmp_path: Path, monke
     arrived = md.add(_msg(1))
     page = conn.list_changes(".", cursor)
     assert _ids([page]) == [arrived] and str(root / "cur") in calls
+
+
+def _keys_in(directory: Path) -> set[str]:
+    return {unique_key(name) for name in os.listdir(directory)}
+
+
+def test_a_relisting_of_a_changed_cur_keeps_its_base_and_writes_a_delta(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cur/ changed (mail read, delivered there or removed): the base of cur/'s part is carried over as written
+    and only the delta is new, until the delta outgrows its share of the base and the two are folded."""
+    from sync_service.connectors import maildir
+
+    monkeypatch.setattr(maildir, "FOLD_MIN", 2)  # a delta of more than max(2, len(base) // 8) is folded
+    root = tmp_path / "mail"
+    md = mailbox.Maildir(root, create=True)
+    keys = [_in_cur(md, i) for i in range(4)]
+    _, cursor = _drain(MaildirConnector(f"maildir://{root}"))
+    assert cursor is not None
+    base = cursor[4:].split("|")[0]
+    assert decode_state(base)[0].keys() == set(keys)  # the first listing folded its delta of 4
+    added = _in_cur(md, 4)
+    md.remove(keys[0])
+    page = MaildirConnector(f"maildir://{root}").list_changes(".", cursor)
+    assert (_ids([page]), page.deletes) == ([added], (keys[0],))
+    base_after, delta, _rest = page.next_cursor[4:].split("|")
+    assert base_after == base  # carried over, not encoded again
+    assert decode_state(delta)[0] == {added: str(len(md.get_bytes(added))), keys[0]: "-"}
+    assert _cursor_parts(page.next_cursor)[0].keys() == _keys_in(root / "cur") == {*keys[1:], added}
+    more = [_in_cur(md, n) for n in (5, 6)]  # a delta of 4 now: folded into a new base
+    page = MaildirConnector(f"maildir://{root}").list_changes(".", page.next_cursor)
+    assert sorted(_ids([page])) == sorted(more)
+    base_after, delta, _rest = page.next_cursor[4:].split("|")
+    assert delta == "" and decode_state(base_after)[0].keys() == _keys_in(root / "cur")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_changes_are_listed_once_and_the_cursor_stays_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Deliveries to new/ and cur/, reads (new/ → cur/) and removals, listed in pages of several sizes, some
+    with the directories settled (cur/'s part carried over): every message is listed once, every removal is
+    reported once, and the cursor's two parts are exactly what cur/ and the rest hold."""
+    import random
+
+    from sync_service.connectors import maildir
+
+    monkeypatch.setattr(maildir, "FOLD_MIN", 3)
+    rng = random.Random(seed)
+    root = tmp_path / "mail"
+    md = mailbox.Maildir(root, create=True)
+    url = f"maildir://{root}"
+    listed: dict[str, str] = {}
+    cursor: str | None = None
+    made = 0
+    for _step in range(30):
+        for _ in range(rng.randint(0, 4)):
+            unread = sorted(_keys_in(root / "new"))
+            action = rng.choice(["new", "cur", "read", "remove"])
+            if action in ("new", "cur"):
+                md.add(_msg(made)) if action == "new" else _in_cur(md, made)
+                made += 1
+            elif action == "read" and unread:
+                message = md.get_message(unread[0])
+                message.set_subdir("cur")
+                message.add_flag("S")
+                md[unread[0]] = message
+            elif action == "remove" and len(md):
+                md.remove(rng.choice(sorted(md.keys())))
+        if rng.random() < 0.3:
+            _age(root, root / "new", root / "cur")
+        pages, cursor = _drain(MaildirConnector(url), cursor=cursor, limit=rng.choice([1, 2, 500]))
+        assert cursor is not None
+        present = {key: str(len(md.get_bytes(key))) for key in md.iterkeys()}
+        upserts, deletes = _ids(pages), [key for p in pages for key in p.deletes]
+        assert sorted(upserts) == sorted(present.keys() - listed.keys())
+        assert sorted(deletes) == sorted(listed.keys() - present.keys())
+        cur, rest, _meta = _cursor_parts(cursor)
+        assert {**cur, **rest} == present and cur.keys() == _keys_in(root / "cur")
+        listed = present
+
+
+@pytest.mark.parametrize("same_size", [True, False])
+def test_a_message_gone_from_the_base_and_back_under_its_key_is_in_the_cursor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same_size: bool
+) -> None:
+    """The delta's tombstone for a message of the base is replaced when a file with its key comes back (a
+    restored backup, say), on the first page of a pass or a later one, and with the base's size or another."""
+    from sync_service.connectors import maildir
+
+    monkeypatch.setattr(maildir, "FOLD_MIN", 0)  # the first listing's delta is folded: a base of 4 …
+    root = tmp_path / "mail"
+    md = mailbox.Maildir(root, create=True)
+    keys = [_in_cur(md, i) for i in range(4)]
+    data = {key: md.get_bytes(key) for key in keys}
+    _, cursor = _drain(MaildirConnector(f"maildir://{root}"))
+    assert cursor is not None and decode_state(cursor[4:].split("|")[0])[0].keys() == set(keys)
+    monkeypatch.setattr(maildir, "FOLD_MIN", 20)  # … then no more folding: the base stays, the delta grows
+    names = {unique_key(name): name for name in os.listdir(root / "cur")}
+    for key in keys[:2]:
+        md.remove(key)
+    page = MaildirConnector(f"maildir://{root}").list_changes(".", cursor)
+    assert sorted(page.deletes) == sorted(keys[:2]) and _cursor_parts(page.next_cursor)[0].keys() == set(keys[2:])
+    assert decode_state(page.next_cursor[4:].split("|")[1])[0] == dict.fromkeys(keys[:2], "-")  # tombstones
+    for key in keys[:2]:  # back, under the same file names
+        (root / "cur" / names[key]).write_bytes(data[key] if same_size else data[key] + b"more\n")
+    pages, cursor = _drain(MaildirConnector(f"maildir://{root}"), cursor=page.next_cursor, limit=1)
+    assert len(pages) == 2 and sorted(_ids(pages)) == sorted(keys[:2])
+    cur = _cursor_parts(cursor)[0]
+    assert cur == {key: str((root / "cur" / names[key]).stat().st_size) for key in keys}
+    assert _ids(_drain(MaildirConnector(f"maildir://{root}"), cursor=cursor)[0]) == []
