@@ -69,7 +69,8 @@ def refresh_statistics(engine: Engine, sessions: Callable[[], Session], processe
     of the state index: 5–8 ms each at 20,000 items, and growing with the table) until autovacuum analyses
     it, up to a minute later. PostgreSQL's advice after a bulk load is to ``ANALYZE``; this does it when the
     run changed at least a tenth of the table and ``ANALYZE_AT_LEAST`` items, so a small run never pays for
-    it. ``SKIP_LOCKED``: a worker that finds another one analysing skips it. True when it ran."""
+    it, and only for the columns those queries filter and sort on (11–16 ms at 20,000 items, against 60–90 ms
+    for every column). ``SKIP_LOCKED``: a worker that finds another one analysing skips it. True when it ran."""
     if processed < ANALYZE_AT_LEAST or engine.dialect.name != "postgresql":
         return False
     table = RawItem.__tablename__
@@ -77,5 +78,6 @@ def refresh_statistics(engine: Engine, sessions: Callable[[], Session], processe
         rows = session.scalar(text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table})
         if processed < ANALYZE_SHARE * max(float(rows or 0), 0.0):
             return False
-        session.execute(text(f"ANALYZE (SKIP_LOCKED) {table}"))
+        columns = ", ".join(c.name for c in (RawItem.state, RawItem.processed_at, RawItem.mailbox_id, RawItem.id))
+        session.execute(text(f"ANALYZE (SKIP_LOCKED) {table} ({columns})"))
     return True
