@@ -8,9 +8,10 @@ In one run, each measurement in a fresh interpreter (``bench/measure.py``):
    ``~/.cache/crm-sync-bench``), and read every file once so the page cache is warm for everyone;
 2. per backend: the ingest — ``run_once`` on a fresh SQLite database, or on a fresh database of a
    throw-away PostgreSQL (``tests.support.servers.PostgresServer``; the row is skipped with a note when it
-   cannot start) — followed by a re-sync after 10 new messages; and its reference, parse-only: the standard
-   library on the same files (compat32 full parse, walk, decode, addresses, date), measured just before and
-   just after that ingest (the faster of the two counts), since the load of a shared machine drifts;
+   cannot start) — followed by three re-syncs, each after 10 new messages (the median counts); and its
+   reference, parse-only: the standard library on the same files (compat32 full parse, walk, decode,
+   addresses, date), measured just before and just after that ingest (the faster of the two counts), since
+   the load of a shared machine drifts;
 4. peak memory: ``VmHWM`` of the SQLite ingest at ``messages / 10`` and at ``messages``.
 
 It prints one table with wall and CPU seconds (on PostgreSQL: ours plus the server's), msg/s, SQL statements
@@ -147,9 +148,11 @@ def ingest_rows(backend: str, result: dict[str, Any], parse: dict[str, Any]) -> 
     ]
     if "resync_seconds" in result:
         share = result["resync_seconds"] / result["seconds"]
+        rounds = result.get("resync_rounds_seconds", [result["resync_seconds"]])
         rows.append(
             Row(
-                f"re-sync {name}: +{result['resync_messages']} new messages",
+                f"re-sync {name}: +{result['resync_messages']} new messages"
+                + (f", median of {len(rounds)}" if len(rounds) > 1 else ""),
                 result["resync_messages"],
                 result["resync_seconds"],
                 result["resync_cpu_seconds"],
@@ -323,6 +326,13 @@ def summary(results: dict[str, Any]) -> str:
         for b in ("sqlite", "postgresql")
         if isinstance(results.get(b), dict) and results[b].get("helper_cpu_seconds")
     ]
+    rounds = [
+        f"{BACKEND_NAMES[b]} " + ", ".join(f"{seconds:.3f}" for seconds in results[b]["resync_rounds_seconds"])
+        for b in ("sqlite", "postgresql")
+        if isinstance(results.get(b), dict) and len(results[b].get("resync_rounds_seconds", [])) > 1
+    ]
+    if rounds:
+        lines.append("re-syncs, in order (s): " + "; ".join(rounds))
     if helpers:
         lines.append(
             "helper processes (parser: CRM_PARSE_PROCESSES, fetch: CRM_FETCH_PROCESS; in the CPU column): "

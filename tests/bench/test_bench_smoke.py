@@ -82,5 +82,8 @@ def test_the_benchmark_prints_every_row(tmp_path: Path, capsys: pytest.CaptureFi
     assert results["sqlite"]["failed"] == [] and results["sqlite"]["resync_failed"] == []
     assert results["sqlite"]["stats"]["logged"] > 100
     assert results["sqlite"]["resync_logged"] == 10
+    rounds = results["sqlite"]["resync_rounds_seconds"]  # three re-syncs; the median is the one reported
+    assert len(rounds) == 3 and results["sqlite"]["resync_seconds"] == sorted(rounds)[1]
+    assert "re-sync SQLite: +10 new messages, median of 3" in printed and "re-syncs, in order (s): SQLite" in printed
     assert "postgresql" in results or "skipped" in printed  # no PostgreSQL binaries: a row with a note
     assert not list(tmp_path.glob("crm-sync-bench-*")), "the work folder is removed"
