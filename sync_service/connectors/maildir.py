@@ -22,7 +22,8 @@ as it is: a re-sync of a large Maildir then reads and diffs only ``new/``. When 
 read or flagged mail, or it was delivered there — its base is carried over as it is and only its delta (the
 messages added since the base, and tombstones ``-`` for those gone) is written anew, until the delta is an
 eighth of the base (``FOLD_SHARE``): then the two are written as a new base. A re-sync then encodes the few
-changes instead of the whole of ``cur/``.
+changes instead of the whole of ``cur/``; and a long-running process keeps the bases it decoded or wrote
+(``BASES``, bounded), so its next listing of the folder does not decode the base again.
 ``new/`` is read before ``cur/`` so a message moving between them during a scan is seen at least once, and
 a snapshot id that seems gone is confirmed by a second scan before it is reported deleted (a rename
 racing with the directory read can hide a file once).
@@ -55,6 +56,7 @@ from sync_service.connectors.localpath import (
     url_to_path,
 )
 from sync_service.connectors.snapshot import ROOT_FOLDER, DiffPass, decode_state, encode_cursor, entries_pass
+from sync_service.connectors.snapshot_cache import SnapshotCache
 from sync_service.errors import PermanentSourceError
 
 _INFO = re.compile(r"[:!][12],")
@@ -66,6 +68,7 @@ DELTA_PREFIX = "md3."  # the same with cur/'s part as a base and a delta: md3.<c
 TOMBSTONE = "-"  # a cur/ delta's version for a message of the base that is gone (a size is never "-")
 FOLD_SHARE = 8  # a delta with more than 1/FOLD_SHARE of the base's entries (and over FOLD_MIN) is folded in
 FOLD_MIN = 256
+BASES = SnapshotCache()  # cur/ bases decoded or written by this process, by their text (``snapshot_cache``)
 
 
 def unique_key(file_name: str) -> str:
@@ -105,7 +108,8 @@ class MaildirConnector:
             previous = rest
         else:
             kept = None
-            base = _CurBase(base_part or "", decode_state(base_part)[0], decode_state(delta_part)[0], rest)
+            cur_base = BASES.get(base_part, _snapshot) if base_part else {}
+            base = _CurBase(base_part or "", cur_base, decode_state(delta_part)[0], rest)
             previous = {**_applied(base.snapshot, base.delta), **rest}
         scan = self._scan(folder, previous, with_cur=kept is None)
         if not scan.paths.keys() >= previous.keys():  # something seems gone: confirm with a second scan
@@ -222,6 +226,7 @@ class _Pass:
         if len(delta) > max(FOLD_MIN, len(base) // FOLD_SHARE):  # written as one new base
             cur = _applied(base, delta)
             self._base = _CurBase(encode_cursor(cur), cur, {}, {})
+            BASES.put(self._base.text, cur)  # the next listing starts from this text: no decoding then
             delta.clear()
         delta_text = encode_cursor(delta) if delta else ""
         return f"{DELTA_PREFIX}{self._base.text}|{delta_text}|{encode_cursor(rest, meta)}"
@@ -237,6 +242,10 @@ class _Pass:
         maybe = (cur - base.keys()) | (cur & self._base.delta.keys()) | (cur & self._base.rest.keys())
         delta.update((key, snapshot[key]) for key in maybe if base.get(key) != snapshot[key])
         return delta, {key: snapshot[key] for key in snapshot.keys() - in_cur}
+
+
+def _snapshot(text: str) -> dict[str, str]:
+    return decode_state(text)[0]
 
 
 def _applied(base: Mapping[str, str], delta: Mapping[str, str]) -> dict[str, str]:
