@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from crm_store.db import lock_names, transaction
@@ -289,9 +289,12 @@ def process_pending(
 
 def _ended(app: App, done: int) -> None:
     """What a run does once it has processed ``done`` items: refresh the planner's statistics after a large
-    one (``pending.refresh_statistics``)."""
-    if refresh_statistics(app.engine, app.sessions, done):
-        log.info("raw items analysed after %d were processed", done)
+    one (``pending.refresh_statistics``). Its work is committed by then: a failure here is logged, not raised."""
+    try:
+        if refresh_statistics(app.engine, app.sessions, done):
+            log.info("raw items analysed after %d were processed", done)
+    except SQLAlchemyError as error:
+        log.warning("could not analyse the raw items after %d were processed: %s", done, error)
 
 
 def _read_blobs(

@@ -66,3 +66,19 @@ def test_a_run_that_changed_little_of_a_large_table_does_not_analyse(
     assert _analyses(app) == before
     assert refresh_statistics(app.engine, app.sessions, 10)
     assert _analyses(app) == before + 1
+
+
+def test_a_failed_analysis_does_not_fail_the_run(
+    app: App, crm, add_mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from sync_service.pipeline import process
+
+    def refuse(*_args: object) -> bool:
+        raise OperationalError("ANALYZE raw_items", {}, Exception("canceling statement due to lock timeout"))
+
+    monkeypatch.setattr(process, "refresh_statistics", refuse)
+    _deliver(app, add_mailbox, tmp_path, "alice", 3)
+    assert process_pending(app).logged == 3  # the items are processed and committed; the run ends normally
+    assert "could not analyse the raw items after 3 were processed" in caplog.text
