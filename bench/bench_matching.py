@@ -118,7 +118,8 @@ def build_crm(session: Session, contacts: int, rng: random.Random) -> Crm:
         insert(LeadEmail),
         [{"lead_id": n, "email": f"founder@startup{n}.example", "position": 0} for n in range(1, leads + 1)],
     )
-    opp_rows, participant_rows = [], []
+    opp_rows: list[dict[str, object]] = []
+    participant_rows: list[dict[str, int]] = []
     for a in range(1, accounts + 1):
         for _ in range(1 if a % 2 else 2):  # 1.5 open opportunities per account
             oid = len(opp_rows) + 1
