@@ -346,7 +346,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = corpus_parser("python -m bench.bench_ingest", __doc__.split("\n\n")[0], messages=20_000,
                            keep="databases, blobs")  # fmt: skip
     parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
-    parser.add_argument("--resync", type=int, default=10, help="new messages for the re-sync (default 10)")
+    parser.add_argument("--resync", type=int, default=10, help="new messages for each of three re-syncs (default 10)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory rows")
     args = parse_corpus_args(parser, argv)
     args.backends = [b.strip().lower() for b in args.backends.split(",") if b.strip()]
