@@ -8,7 +8,17 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
+from crm_store.index_changes import CHANGES_TABLE, VERSION_TABLE
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Tables the migrations make outside the models: the record of changes to what the candidate index is read
+# from, which its triggers keep (``crm_store.index_changes``). Schema comparisons leave them out.
+UNMODELLED = frozenset({CHANGES_TABLE, VERSION_TABLE})
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's ``include_name`` hook: every reflected name but the ``UNMODELLED`` tables."""
+    return not (type_ == "table" and name in UNMODELLED)
 
 
 def alembic_config(url: str) -> Config:

@@ -41,6 +41,7 @@ from sync_service.pipeline.emails import apply_email, plan_email
 from sync_service.pipeline.events import apply_events, cancel_missing
 from sync_service.pipeline.follow import FetchProgress
 from sync_service.pipeline.handover import Handover
+from sync_service.pipeline.index_cache import run_index
 from sync_service.pipeline.items import email_key, event_key
 from sync_service.pipeline.new_contacts import Collision, IdPool, LeadCollision, NewContacts
 from sync_service.pipeline.pending import count_pending, pending_items, refresh_statistics, still_waiting
@@ -199,11 +200,20 @@ def load_threads(session: Session, index: CandidateIndex, refs: set[str]) -> Non
             index.thread_opportunity.setdefault(key, opportunity)
 
 
-def _index(source: App | ProcessContext, session: Session, refs: Collection[str] = ()) -> CandidateIndex:
+def _index(
+    source: App | ProcessContext, session: Session, refs: Collection[str] = (), *, kept: bool = False
+) -> CandidateIndex:
     """A fresh candidate index. Its thread map holds only ``refs``: each batch adds the threads its emails
-    refer to (``load_threads``) instead of every run loading the thread keys of every stored item."""
+    refer to (``load_threads``) instead of every run loading the thread keys of every stored item.
+
+    ``kept``: the process's kept index when the CRM has not changed since it was read (``index_cache``). Only
+    for a run's first index, read in a fresh session: one rebuilt inside a failed batch's transaction could
+    hold that transaction's own writes."""
     settings = source.settings
-    index = build_index(session, settings.internal_domains, settings.phone_region, threads=False)
+    if kept:
+        index = run_index(session, settings.internal_domains, settings.phone_region)
+    else:
+        index = build_index(session, settings.internal_domains, settings.phone_region, threads=False)
     load_threads(session, index, set(refs))
     return index
 
@@ -235,7 +245,7 @@ def process_pending(
     stats = ProcessStats()
     fetched = follow.items if follow is not None else 0
     with app.sessions() as session:
-        run = _Run(app, now, stats, _index(app, session))
+        run = _Run(app, now, stats, _index(app, session, kept=True))
         if time_slice is not None:
             time_slice = max(time_slice, SLICE_PER_INDEX * (time.monotonic() - started))
         run.owners = {

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from crm_store.db import make_engine
-from crm_store.migrate import alembic_config, upgrade
+from crm_store.migrate import alembic_config, include_name, upgrade
 from crm_store.models import Base
 
 
@@ -31,7 +31,8 @@ def test_migrations_match_the_models(database_url: str) -> None:
     upgrade(engine)
     upgrade(engine)  # idempotent
     with engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": False}), Base.metadata)
+        options = {"compare_type": False, "include_name": include_name}
+        diff = compare_metadata(MigrationContext.configure(connection, opts=options), Base.metadata)
     engine.dispose()
     assert diff == []
 
@@ -98,3 +99,19 @@ def test_due_activities_are_found_by_the_partial_index(database_url: str) -> Non
     indexes = {i["name"] for i in inspect(engine).get_indexes("activities")}
     engine.dispose()
     assert "ix_activities_end_at" in indexes and "ix_activities_planned_end_at" not in indexes
+
+
+def test_the_index_change_record_comes_and_goes_with_0008(database_url: str) -> None:
+    """0008: the record of changes to what the candidate index reads, and its triggers on every such table."""
+    from crm_store.index_changes import installed
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with engine.connect() as connection:
+        assert installed(connection)
+    with _migrated(engine, "0007", down=True) as connection:
+        assert not installed(connection)
+    upgrade(engine)
+    with engine.connect() as connection:
+        assert installed(connection)
+    engine.dispose()

@@ -1,0 +1,139 @@
+"""Run start in a large CRM: the candidate index built for the run, against the index the process kept.
+
+Run from the repository root (about a minute and a half; PostgreSQL from Debian's package, started on
+127.0.0.1 for the run, or SQLite only without it):
+
+    python -m bench.bench_index                          # 100,000 contacts, SQLite and PostgreSQL
+    python -m bench.bench_index --contacts 20000 --rounds 5
+
+Every processing run used to start by reading the whole CRM into the candidate index (``build_index``). A
+process now keeps its index between runs and reuses it while the database's change record says that nothing
+it was read from has changed (``pipeline.index_cache``, ``crm_store.index_changes``). For each backend, in a
+migrated database holding ``bench_matching``'s CRM (N contacts, N/5 accounts, N/10 leads, 1.5 open
+opportunities per account), ``--rounds`` times, in turn:
+
+- **build**: ``build_index``, what each run did before;
+- **kept**: a run's index when nothing changed: one query, and copies of the three maps a run adds to;
+- **changed**: one contact's address changed by another connection first, so the kept index is rebuilt.
+
+The cost on writes: the CRM's bulk inserts timed with the triggers and, in a second database, without them.
+Printed: medians, and build / kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/bench_index.py` works too
+
+from bench.bench_ingest import create_database
+from bench.bench_matching import INTERNAL, build_crm
+from bench.servers import throwaway
+from crm_store import index_changes
+from crm_store.db import make_engine
+from crm_store.migrate import upgrade
+from sync_service.matching.load import build_index
+from sync_service.pipeline.index_cache import IndexCache
+
+DOMAINS = frozenset({INTERNAL})
+
+
+def _crm(url: str, contacts: int, *, triggers: bool) -> tuple[Engine, float]:
+    """A migrated database with the CRM in it (without the change triggers if not ``triggers``); the time its
+    bulk inserts took."""
+    engine = make_engine(url)
+    upgrade(engine)
+    if not triggers:
+        with engine.begin() as connection:
+            for statement in index_changes.uninstall_sql(connection.dialect.name):
+                connection.execute(text(statement))
+    with Session(engine) as session:
+        started = time.perf_counter()
+        build_crm(session, contacts, random.Random(4))
+        seconds = time.perf_counter() - started
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))
+    return engine, seconds
+
+
+def _timed(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def measure(name: str, url: str, bare_url: str, contacts: int, rounds: int) -> None:
+    engine, with_triggers = _crm(url, contacts, triggers=True)
+    bare, without = _crm(bare_url, contacts, triggers=False)
+    bare.dispose()
+    cache = IndexCache()
+    times: dict[str, list[float]] = {"build": [], "kept": [], "changed": []}
+
+    def build() -> None:
+        with Session(engine) as session:
+            build_index(session, DOMAINS, "US", threads=False)
+
+    def kept() -> None:
+        with Session(engine) as session:
+            cache.index(session, DOMAINS, "US")
+
+    def change(round_: int) -> None:
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE contact_emails SET email = :e WHERE contact_id = 1 AND position = 0"),
+                {"e": f"renamed{round_}@acct1.example"},
+            )
+
+    kept()  # the first index of the process
+    for round_ in range(rounds):
+        times["build"].append(_timed(build))
+        times["kept"].append(_timed(kept))
+        change(round_)
+        times["changed"].append(_timed(kept))
+    engine.dispose()
+    assert cache.hits == rounds and cache.builds == rounds + 1, (cache.hits, cache.builds)
+    build_s, kept_s, changed_s = (statistics.median(times[k]) for k in ("build", "kept", "changed"))
+    print(
+        f"{name:<10} {contacts:>9,} {build_s * 1000:>9.1f} {kept_s * 1000:>8.2f} {changed_s * 1000:>10.1f}"
+        f" {build_s / kept_s:>10.0f}× {with_triggers:>9.2f} {without:>9.2f} {with_triggers / without:>7.2f}×",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=9, help="timed rounds of each (default 9)")
+    parser.add_argument("--sqlite-only", action="store_true")
+    args = parser.parse_args(argv)
+    print(f"run start with {args.contacts:,} contacts: medians of {args.rounds} rounds, in turn")
+    print(
+        f"{'backend':<10} {'contacts':>9} {'build ms':>9} {'kept ms':>8} {'changed ms':>10} {'build/kept':>11}"
+        f" {'import s':>9} {'no trig s':>9} {'cost':>8}"
+    )
+    with TemporaryDirectory(prefix="bench-index-") as work:
+        measure("SQLite", f"sqlite:///{work}/crm.db", f"sqlite:///{work}/bare.db", args.contacts, args.rounds)
+    if args.sqlite_only:
+        return 0
+    with throwaway("PostgresServer") as (server_url, why):
+        if server_url is None:
+            print(f"PostgreSQL: skipped ({why})")
+            return 0
+        url, bare = create_database(server_url, "bench_index"), create_database(server_url, "bench_index_bare")
+        measure("PostgreSQL", url, bare, args.contacts, args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
