@@ -41,6 +41,7 @@ VERSION_TABLE = "crm_index_version"  # SQLite
 CHANGES_TABLE = "crm_index_changes"  # PostgreSQL
 TRIGGER_PREFIX = "crm_index_"
 PG_FUNCTION = "crm_index_changed"
+DONE_SETTING = "crm_sync.index_change_recorded"  # PostgreSQL: this transaction's row is written
 
 Token = int | str  # SQLite: the version counter; PostgreSQL: a snapshot, as ``pg_current_snapshot()::text``
 
@@ -57,9 +58,15 @@ def install_sql(dialect: str) -> list[str]:
             f"CREATE TABLE {CHANGES_TABLE} (xid xid8 PRIMARY KEY,"
             " changed_at timestamptz NOT NULL DEFAULT clock_timestamp())",
             f"CREATE INDEX ix_{CHANGES_TABLE}_changed_at ON {CHANGES_TABLE} (changed_at)",
-            f"CREATE FUNCTION {PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-            f" INSERT INTO {CHANGES_TABLE} (xid) VALUES (pg_current_xact_id()) ON CONFLICT DO NOTHING;"
-            " RETURN NULL; END $$",
+            # Once per transaction: a setting local to the transaction (undone with a savepoint rolled back,
+            # as the row is) says the row is written, so a bulk load's thousands of statements do not probe
+            # the primary key each.
+            f"CREATE FUNCTION {PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " DECLARE current xid8 := pg_current_xact_id(); BEGIN"
+            f" IF current_setting('{DONE_SETTING}', true) IS DISTINCT FROM current::text THEN"
+            f" INSERT INTO {CHANGES_TABLE} (xid) VALUES (current) ON CONFLICT DO NOTHING;"
+            f" PERFORM set_config('{DONE_SETTING}', current::text, true);"
+            " END IF; RETURN NULL; END $$",
         ]
         for table, columns in WATCHED.items():
             statements.append(

@@ -152,6 +152,21 @@ def test_a_write_committed_while_the_index_was_read_is_noticed_after(
     assert cache.builds == 2
 
 
+def test_a_write_after_a_rolled_back_savepoint_is_noticed(app: App, crm: dict[str, int], other: Engine) -> None:
+    """PostgreSQL records a transaction once (a transaction-local setting says it did): a savepoint rolled
+    back takes the record and the setting with it, so the transaction's next write records it again."""
+    cache = IndexCache()
+    _kept(app, cache)
+    with other.connect() as writer, writer.begin():
+        savepoint = writer.begin_nested()
+        writer.execute(text("UPDATE contacts SET account_id = :acme WHERE id = :hank"), crm)
+        savepoint.rollback()
+        writer.execute(text("UPDATE contact_emails SET email = 'mindy@initech.example' WHERE contact_id = :mindy"), crm)
+    after = _kept(app, cache)
+    assert cache.builds == 2 and after == _fresh(app)
+    assert after.contacts_by_email["mindy@initech.example"] == (crm["mindy"],)
+
+
 def test_a_rolled_back_write_keeps_the_index(app: App, crm: dict[str, int], other: Engine) -> None:
     cache = IndexCache()
     _kept(app, cache)
