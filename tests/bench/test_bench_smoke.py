@@ -87,3 +87,13 @@ def test_the_benchmark_prints_every_row(tmp_path: Path, capsys: pytest.CaptureFi
     assert "re-sync SQLite: +10 new messages, median of 3" in printed and "re-syncs, in order (s): SQLite" in printed
     assert "postgresql" in results or "skipped" in printed  # no PostgreSQL binaries: a row with a note
     assert not list(tmp_path.glob("crm-sync-bench-*")), "the work folder is removed"
+
+
+def test_the_index_benchmark_keeps_the_index_until_a_change(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/bench_index.py on a small CRM (SQLite): every round after the first keeps the index, every change
+    rebuilds it (``measure`` checks the cache's counts), and a row of figures is printed."""
+    from bench import bench_index
+
+    assert bench_index.main(["--contacts", "300", "--rounds", "2", "--sqlite-only"]) == 0
+    printed = capsys.readouterr().out
+    assert "SQLite" in printed and "300" in printed
