@@ -64,7 +64,13 @@ class IndexCache:
         entry = self._entry
         now = time.monotonic()
         if entry is not None and entry.settings == settings and now - entry.built < MAX_AGE_SECONDS:
-            unchanged, token = index_changes.unchanged_since(connection, entry.token)
+            try:
+                unchanged, token = index_changes.unchanged_since(connection, entry.token)
+            except SQLAlchemyError as error:  # the record is gone (or unreadable): read the CRM instead
+                log.warning("could not read the CRM change record, the index is read again: %s", error)
+                session.rollback()  # nothing else was done in this fresh session
+                connection = session.connection()
+                unchanged, token = False, None
             if unchanged and token is not None:
                 self._entry = replace(entry, token=token)  # a later token: a shorter range to look in next time
                 self.hits += 1

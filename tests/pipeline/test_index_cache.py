@@ -217,6 +217,23 @@ def test_without_the_triggers_the_index_is_built_for_every_run(app: App, crm: di
     assert (cache.builds, cache.hits) == (0, 0)  # built directly, never kept
 
 
+def test_a_change_record_dropped_under_a_kept_index_means_reading_the_crm(
+    app: App, crm: dict[str, int], other: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An admin drops the record while a process keeps an index: the next run reads the CRM (and warns)."""
+    cache = IndexCache()
+    _kept(app, cache)
+    _write(other, "UPDATE contacts SET account_id = :acme WHERE id = :hank", **crm)
+    with other.begin() as connection:
+        for statement in index_changes.uninstall_sql(connection.dialect.name):
+            connection.execute(text(statement))
+    assert _kept(app, cache) == _fresh(app)
+    assert _fresh(app).contact_account[crm["hank"]] == crm["acme"]
+    assert "could not read the CRM change record" in caplog.text
+    assert "triggers are missing" in caplog.text
+    assert _kept(app, cache) == _fresh(app) and cache.hits == 0
+
+
 def test_the_watched_columns_are_those_the_index_reads(app: App, crm: dict[str, int]) -> None:
     """``WATCHED`` names exactly the tables and columns ``build_index`` selects: a column added to the index
     and not watched would go stale unnoticed."""
