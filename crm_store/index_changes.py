@@ -6,18 +6,28 @@ only when this module says that nothing it was read from has changed since. The 
 itself, with triggers on those tables (installed by migration 0008), so every writer counts: the workers, the
 CLI's imports, the dashboard, an admin's SQL.
 
-- SQLite: a row-level trigger per table and operation increments the one row of ``crm_index_version``.
-  SQLite has one writer at a time, so the counter is exact and adds no waiting.
-- PostgreSQL: a statement-level trigger records the writing transaction's id in ``crm_index_changes`` (one row
-  per transaction; two transactions never write the same row, so concurrent writers never wait for each
-  other). A reader keeps the snapshot it read its index in and asks whether a transaction that this snapshot
-  did not see has committed since (``pg_visible_in_snapshot``, PostgreSQL 13 or newer).
+- SQLite: a row-level trigger per table and kind of write (insert, update of a column the index reads,
+  delete) increments that pair's counter in ``crm_index_version``. SQLite has one writer at a time, so the
+  counters are exact and add no waiting.
+- PostgreSQL: a statement-level trigger records the writing transaction's id, with the table and kind, in
+  ``crm_index_changes`` (one row per transaction, table and kind; two transactions never write the same row,
+  so concurrent writers never wait for each other). A reader keeps the snapshot it read its index in and asks
+  which kinds of write transactions that this snapshot did not see have committed since
+  (``pg_visible_in_snapshot``, PostgreSQL 13 or newer).
+
+When the only writes since are what processing runs make — new contacts, their addresses, new leads'
+addresses (``PATCHABLE``) — the kept index takes the rows added since (``new_rows``) instead of reading the
+whole CRM again.
 
 A token is taken *before* the index is read: a change committed in between is then in the index and also
 counted as new next time — one needless rebuild, never a stale index.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, text
 
@@ -37,17 +47,35 @@ WATCHED: dict[str, tuple[str, ...]] = {
     "opportunity_participants": ("contact_id", "opportunity_id"),
 }
 
-VERSION_TABLE = "crm_index_version"  # SQLite
-CHANGES_TABLE = "crm_index_changes"  # PostgreSQL
+# What processing runs add (new contacts with their addresses, new leads' addresses): when these inserts are
+# all that changed, the kept index takes the new rows (``new_rows``) instead of reading everything again.
+PATCHABLE = frozenset({("contacts", "insert"), ("contact_emails", "insert"), ("lead_emails", "insert")})
+_NEW_ROWS = {  # table → the columns build_index reads of it, in the order it reads them
+    "contacts": ("id", "account_id"),
+    "contact_emails": ("email", "contact_id"),
+    "lead_emails": ("email", "lead_id"),
+}
+
+VERSION_TABLE = "crm_index_version"  # SQLite: a counter per table and kind of write
+CHANGES_TABLE = "crm_index_changes"  # PostgreSQL: the writing transactions, per table and kind of write
 TRIGGER_PREFIX = "crm_index_"
 PG_FUNCTION = "crm_index_changed"
-DONE_SETTING = "crm_sync.index_change_recorded"  # PostgreSQL: this transaction's row is written
+SETTING_PREFIX = "crm_sync.index_"  # PostgreSQL: this transaction's row for a table and kind is written
 
-Token = int | str  # SQLite: the version counter; PostgreSQL: a snapshot, as ``pg_current_snapshot()::text``
+Change = tuple[str, str]  # (table, "insert" | "update" | "delete" | "truncate")
+
+
+@dataclass(frozen=True)
+class Token:
+    """A moment, to compare later ones with (``changes_since``) and to find the rows added since (``new_rows``)."""
+
+    snapshot: str | None = None  # PostgreSQL: ``pg_current_snapshot()::text``
+    counters: tuple[tuple[str, int], ...] = ()  # SQLite: each "table.kind" counter
+    max_ids: tuple[tuple[str, int], ...] = ()  # SQLite: the largest id of each table of ``_NEW_ROWS``
 
 
 def _operations(columns: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(name, SQL event) of the row-level triggers a table needs on SQLite."""
+    """(kind, SQL event) of the row-level triggers a table needs on SQLite."""
     return [("insert", "INSERT"), ("delete", "DELETE"), ("update", f"UPDATE OF {', '.join(columns)}")]
 
 
@@ -55,17 +83,19 @@ def install_sql(dialect: str) -> list[str]:
     """The statements that create the change record and its triggers (migration 0008)."""
     if dialect == "postgresql":
         statements = [
-            f"CREATE TABLE {CHANGES_TABLE} (xid xid8 PRIMARY KEY,"
-            " changed_at timestamptz NOT NULL DEFAULT clock_timestamp())",
+            f"CREATE TABLE {CHANGES_TABLE} (xid xid8 NOT NULL, tbl text NOT NULL, op text NOT NULL,"
+            " changed_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (xid, tbl, op))",
             f"CREATE INDEX ix_{CHANGES_TABLE}_changed_at ON {CHANGES_TABLE} (changed_at)",
-            # Once per transaction: a setting local to the transaction (undone with a savepoint rolled back,
-            # as the row is) says the row is written, so a bulk load's thousands of statements do not probe
-            # the primary key each.
+            # Once per transaction, table and kind of write: a setting local to the transaction (undone with a
+            # savepoint rolled back, as the row is) says the row is written, so a bulk load's thousands of
+            # statements do not probe the primary key each.
             f"CREATE FUNCTION {PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$"
-            " DECLARE current xid8 := pg_current_xact_id(); BEGIN"
-            f" IF current_setting('{DONE_SETTING}', true) IS DISTINCT FROM current::text THEN"
-            f" INSERT INTO {CHANGES_TABLE} (xid) VALUES (current) ON CONFLICT DO NOTHING;"
-            f" PERFORM set_config('{DONE_SETTING}', current::text, true);"
+            " DECLARE tx xid8 := pg_current_xact_id();"
+            f" setting text := '{SETTING_PREFIX}' || TG_TABLE_NAME || '_' || lower(TG_OP); BEGIN"
+            " IF current_setting(setting, true) IS DISTINCT FROM tx::text THEN"
+            f" INSERT INTO {CHANGES_TABLE} (xid, tbl, op) VALUES (tx, TG_TABLE_NAME, lower(TG_OP))"
+            " ON CONFLICT DO NOTHING;"
+            " PERFORM set_config(setting, tx::text, true);"
             " END IF; RETURN NULL; END $$",
         ]
         for table, columns in WATCHED.items():
@@ -75,15 +105,13 @@ def install_sql(dialect: str) -> list[str]:
                 f" FOR EACH STATEMENT EXECUTE FUNCTION {PG_FUNCTION}()"
             )
         return statements
-    statements = [
-        f"CREATE TABLE {VERSION_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
-        f"INSERT INTO {VERSION_TABLE} (id, version) VALUES (1, 0)",
-    ]
+    statements = [f"CREATE TABLE {VERSION_TABLE} (name TEXT PRIMARY KEY, version INTEGER NOT NULL)"]
     for table, columns in WATCHED.items():
-        for name, event in _operations(columns):
+        for kind, event in _operations(columns):
+            statements.append(f"INSERT INTO {VERSION_TABLE} (name, version) VALUES ('{table}.{kind}', 0)")
             statements.append(
-                f"CREATE TRIGGER {TRIGGER_PREFIX}{table}_{name} AFTER {event} ON {table}"
-                f" BEGIN UPDATE {VERSION_TABLE} SET version = version + 1 WHERE id = 1; END"
+                f"CREATE TRIGGER {TRIGGER_PREFIX}{table}_{kind} AFTER {event} ON {table} BEGIN"
+                f" UPDATE {VERSION_TABLE} SET version = version + 1 WHERE name = '{table}.{kind}'; END"
             )
     return statements
 
@@ -95,9 +123,9 @@ def uninstall_sql(dialect: str) -> list[str]:
             f"DROP TABLE IF EXISTS {CHANGES_TABLE}",
         ]
     return [
-        f"DROP TRIGGER IF EXISTS {TRIGGER_PREFIX}{table}_{name}"
+        f"DROP TRIGGER IF EXISTS {TRIGGER_PREFIX}{table}_{kind}"
         for table, columns in WATCHED.items()
-        for name, _event in _operations(columns)
+        for kind, _event in _operations(columns)
     ] + [f"DROP TABLE IF EXISTS {VERSION_TABLE}"]
 
 
@@ -137,32 +165,74 @@ def installed(connection: Connection) -> bool:
     return int(found or 0) == _expected_triggers(dialect)
 
 
+def _sqlite_now(connection: Connection) -> Token | None:
+    """The counters, then the largest ids (in that order: a row committed in between is then both counted as
+    new next time and found by its id now, never neither)."""
+    counters = tuple(sorted((n, v) for n, v in connection.execute(text(f"SELECT name, version FROM {VERSION_TABLE}"))))
+    if not counters:
+        return None
+    biggest = " UNION ALL ".join(f"SELECT '{t}', coalesce(max(id), 0) FROM {t}" for t in _NEW_ROWS)
+    return Token(counters=counters, max_ids=tuple((t, m) for t, m in connection.execute(text(biggest))))
+
+
 def token(connection: Connection) -> Token | None:
-    """Now, as a token to compare later ones with (``unchanged_since``); ``None``: cannot tell."""
+    """Now, as a token to compare later ones with (``changes_since``); ``None``: cannot tell."""
     if connection.dialect.name == "postgresql":
-        return str(connection.scalar(text("SELECT pg_current_snapshot()::text")))
-    version = connection.scalar(text(f"SELECT version FROM {VERSION_TABLE} WHERE id = 1"))
-    return int(version) if version is not None else None
+        return Token(snapshot=str(connection.scalar(text("SELECT pg_current_snapshot()::text"))))
+    return _sqlite_now(connection)
 
 
-def unchanged_since(connection: Connection, then: Token) -> tuple[bool, Token | None]:
-    """Has nothing the index is read from changed since ``then``? And the token of now.
+def changes_since(connection: Connection, then: Token) -> tuple[frozenset[Change], Token | None]:
+    """The kinds of write to the tables the index reads since ``then`` (none: nothing changed), and the token
+    of now.
 
-    On PostgreSQL, "changed" is: a transaction that wrote to a watched table is visible now and was not in the
-    snapshot ``then``. Only transactions from that snapshot's oldest running one on can be such, so the
-    lookup is a range of the primary key, however long the record has grown."""
+    On PostgreSQL a write is since ``then`` when its transaction is visible now and was not in the snapshot
+    ``then``. Only transactions from that snapshot's oldest running one on can be such, so the lookup is a
+    range of the primary key, however long the record has grown. Now's snapshot is the statement's own: a
+    transaction that commits after it is new next time."""
     if connection.dialect.name == "postgresql":
-        row = connection.execute(
+        snapshot, kinds = connection.execute(
             text(
-                f"SELECT EXISTS (SELECT 1 FROM {CHANGES_TABLE}"
+                f"SELECT pg_current_snapshot()::text, (SELECT array_agg(DISTINCT tbl || '.' || op) FROM {CHANGES_TABLE}"
                 " WHERE xid >= pg_snapshot_xmin(CAST(:then AS pg_snapshot))"
-                " AND NOT pg_visible_in_snapshot(xid, CAST(:then AS pg_snapshot))), pg_current_snapshot()::text"
+                " AND NOT pg_visible_in_snapshot(xid, CAST(:then AS pg_snapshot)))"
             ),
-            {"then": then},
+            {"then": then.snapshot},
         ).one()
-        return not row[0], str(row[1])
-    now = token(connection)
-    return now is not None and now == then, now
+        found = frozenset(_change(kind) for kind in kinds or ())
+        return found, Token(snapshot=str(snapshot))
+    now = _sqlite_now(connection)
+    if now is None:
+        return frozenset(), None
+    before = dict(then.counters)
+    return frozenset(_change(name) for name, count in now.counters if before.get(name) != count), now
+
+
+def _change(name: str) -> Change:
+    table, _dot, kind = name.partition(".")
+    return table, kind
+
+
+def new_rows(connection: Connection, then: Token, tables: Collection[str]) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows of ``tables`` (of ``PATCHABLE``) that may have been added since ``then``, with the columns
+    the index reads: every row written since, and maybe some it already had (adding those changes nothing).
+
+    SQLite has one writer at a time, so a row added since has a larger id than any there was then. On
+    PostgreSQL ids are taken before commit, in another order: a row is instead found by the transaction that
+    wrote it (its ``xmin``), from the oldest one running at ``then`` on — a scan of the table."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    for table in tables:
+        columns = ", ".join(_NEW_ROWS[table])
+        if connection.dialect.name == "postgresql":
+            query = text(
+                f"SELECT {columns} FROM {table} WHERE age(xmin) <= age(CAST(CAST("
+                "pg_snapshot_xmin(CAST(:then AS pg_snapshot))::text::bigint % 4294967296 AS text) AS xid))"
+            )
+            rows[table] = [tuple(row) for row in connection.execute(query, {"then": then.snapshot})]
+        else:
+            query = text(f"SELECT {columns} FROM {table} WHERE id > :after ORDER BY id")
+            rows[table] = [tuple(row) for row in connection.execute(query, {"after": dict(then.max_ids).get(table, 0)})]
+    return rows
 
 
 def prune(connection: Connection, older_than_seconds: float) -> int:

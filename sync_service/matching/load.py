@@ -7,6 +7,7 @@ contacts load in about a second.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -179,3 +180,39 @@ def build_index(
         thread_opportunity=thread_keys(session) if threads else {},
         default_region=region,
     )
+
+
+def with_new_rows(
+    index: CandidateIndex,
+    contacts: Iterable[tuple[int, int | None]] = (),
+    contact_emails: Iterable[tuple[str | None, int]] = (),
+    lead_emails: Iterable[tuple[str | None, int]] = (),
+) -> CandidateIndex:
+    """``index`` with rows added to the CRM since it was read, as ``build_index`` would have read them: new
+    contacts (id, account), contacts' and leads' new addresses (address, contact or lead). Only for inserts:
+    a row the index already has changes nothing, so rows that may be new can be given as they are
+    (``pipeline.index_cache``). The maps it adds to are new; the others are ``index``'s own."""
+    contact_account = dict(index.contact_account)
+    contact_account.update(contacts)
+    return replace(
+        index,
+        contacts_by_email=_added(index.contacts_by_email, contact_emails),
+        contact_account=contact_account,
+        leads_by_email=_added(index.leads_by_email, lead_emails),
+        domain_cache=index.domain_cache,  # domains, accounts' domains and the never-log list are unchanged
+    )
+
+
+def _added(grouped: dict[str, tuple[int, ...]], rows: Iterable[tuple[str | None, int]]) -> dict[str, tuple[int, ...]]:
+    result = dict(grouped)
+    for email, owner in rows:
+        if not email:
+            continue
+        key = normalize_email(email)
+        got = result.get(key)
+        if got is None:
+            result[key] = (owner,)
+        elif owner not in got:
+            result[key] = (*got, owner)
+    return result
+

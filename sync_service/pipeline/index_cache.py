@@ -2,15 +2,21 @@
 
 Building the index reads every user, contact, lead, account domain and open opportunity: 12 ms for a CRM of
 2,600 contacts, about a second for 100,000. Without a cache every run pays that, however few items it
-processes, so frequent small syncs in a large CRM spent most of their time there. With it, a run whose CRM
-did not change since the last build in this process starts with one query (``crm_store.index_changes``) and
-private copies of the three maps a run adds to.
+processes, so frequent small syncs in a large CRM spent most of their time there. With it, a run starts with
+one query (``crm_store.index_changes``) and private copies of the three maps a run adds to, when:
+
+- nothing the index is read from changed since the last run of this process (a hit), or
+- the only changes are what runs make — new contacts, their addresses, new leads' addresses — whose rows are
+  then read and added (``matching.load.with_new_rows``; a patch).
+
+Any other change (an address edited, a contact deleted, an opportunity won, a domain added …) reads the whole
+index again, as before.
 
 Exactness: the token is taken before the index is read, and the database's own triggers record every write
 to the tables the index is read from, whoever made it. A change committed while the index was being read is
-therefore counted as new next time (a needless rebuild, never a stale index). Entries are also rebuilt after
-``MAX_AGE_SECONDS`` whatever happens, and the PostgreSQL change record is pruned of writes older than
-``PRUNE_AFTER_SECONDS``, far longer.
+therefore counted as new next time (a needless rebuild or re-added rows, never a stale index). Entries are
+also read whole after ``MAX_AGE_SECONDS`` whatever happens, and the PostgreSQL change record is pruned of
+writes older than ``PRUNE_AFTER_SECONDS``, far longer.
 
 Only a run's first index comes from here, read in a fresh session with nothing written: an index rebuilt
 after a failed batch is read inside that batch's transaction and is never kept.
@@ -24,12 +30,12 @@ import time
 import weakref
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from crm_store import index_changes
-from sync_service.matching.load import build_index
+from sync_service.matching.load import build_index, with_new_rows
 from sync_service.matching.model import CandidateIndex
 
 log = logging.getLogger(__name__)
@@ -48,13 +54,15 @@ class _Entry:
 
 
 class IndexCache:
-    """One engine's kept index. ``hits`` and ``builds`` count what ``index`` did (tests, benchmarks)."""
+    """One engine's kept index. ``hits``, ``patches`` and ``builds`` count what ``index`` did (tests,
+    benchmarks): reused as it was, with the new contacts' and leads' rows added, read whole."""
 
     def __init__(self) -> None:
         self._entry: _Entry | None = None
         self._installed: bool | None = None  # are the triggers there? asked once
         self._pruned = float("-inf")
         self.hits = 0
+        self.patches = 0
         self.builds = 0
 
     def index(self, session: Session, internal_domains: frozenset[str], region: str) -> CandidateIndex:
@@ -65,16 +73,14 @@ class IndexCache:
         now = time.monotonic()
         if entry is not None and entry.settings == settings and now - entry.built < MAX_AGE_SECONDS:
             try:
-                unchanged, token = index_changes.unchanged_since(connection, entry.token)
+                kept = self._follow(connection, entry)
             except SQLAlchemyError as error:  # the record is gone (or unreadable): read the CRM instead
                 log.warning("could not read the CRM change record, the index is read again: %s", error)
                 session.rollback()  # nothing else was done in this fresh session
                 connection = session.connection()
-                unchanged, token = False, None
-            if unchanged and token is not None:
-                self._entry = replace(entry, token=token)  # a later token: a shorter range to look in next time
-                self.hits += 1
-                return for_a_run(entry.index)
+                kept = None
+            if kept is not None:
+                return for_a_run(kept)
         # Rebuilt: first, are the triggers (still) there? A kept index is only as good as the change record.
         installed = index_changes.installed(connection)
         if installed != self._installed and not installed:
@@ -89,6 +95,25 @@ class IndexCache:
         self._entry = _Entry(settings, token, index, now)
         self._prune(session.get_bind(), now)
         return for_a_run(index)
+
+    def _follow(self, connection: Connection, entry: _Entry) -> CandidateIndex | None:
+        """The kept index as of now if what changed since allows (nothing, or only what ``with_new_rows``
+        adds); ``None``: read the CRM again."""
+        changes, token = index_changes.changes_since(connection, entry.token)
+        if token is None:
+            return None
+        if not changes:
+            self._entry = replace(entry, token=token)  # a later token: a shorter range to look in next time
+            self.hits += 1
+            return entry.index
+        if not changes <= index_changes.PATCHABLE:
+            return None
+        rows = index_changes.new_rows(connection, entry.token, {table for table, _kind in changes})
+        index = with_new_rows(entry.index, rows.get("contacts", ()), rows.get("contact_emails", ()),
+                              rows.get("lead_emails", ()))  # fmt: skip
+        self._entry = replace(entry, token=token, index=index)  # rebuilt whole when ``built`` is old enough
+        self.patches += 1
+        return index
 
     def _prune(self, bind: object, now: float) -> None:
         if now - self._pruned < PRUNE_EVERY_SECONDS or not isinstance(bind, Engine):
