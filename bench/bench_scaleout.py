@@ -307,6 +307,8 @@ def timed_run(
     client = redis.Redis.from_url(broker_url)
     client.flushall()  # the previous run's queues, locks, markers and heartbeats
     env = process_env(url, work / "data", broker_url, str(manifest.get("internal_domain", "")), days_back)
+    if args.slice is not None:  # else the workers' default (``workers/options.py``)
+        env["CRM_PROCESS_SLICE_SECONDS"] = str(args.slice)
     worker_log, scheduler_log = work / "worker.log", work / "scheduler.log"
     workers = scheduler = None
     try:
@@ -508,7 +510,8 @@ def summary(results: dict[str, Any]) -> str:
         f"(1/5/15 min before: {' '.join(f'{v:.2f}' for v in env['load_before'])}; "
         f"after: {' '.join(f'{v:.2f}' for v in env['load_after'])})",
         f"corpus: {manifest.get('messages', 0):,} messages split round-robin into {results['mailboxes']} mailboxes; "
-        f"Redis + PostgreSQL on this machine; scheduler tick {results['tick']} s",
+        f"Redis + PostgreSQL on this machine; scheduler tick {results['tick']} s"
+        + (f"; process slice {results['slice']} s" if results.get("slice") is not None else ""),
     ]
     if runs:
         counts = ", ".join(f"{k} {v:,}" for k, v in runs[0].counts.items())
@@ -551,6 +554,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "manifest": _read_manifest(corpus) or {},
         "mailboxes": args.mailboxes,
         "tick": args.tick,
+        "slice": args.slice,
         "runs": [],
     }
     runs: list[RunResult] = []
@@ -609,9 +613,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="worker threads per process (default 1)")
     parser.add_argument("--tick", type=float, default=0.2, help="scheduler tick in seconds (default 0.2)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds a run may take (default 3600)")
+    parser.add_argument(
+        "--slice", type=float, default=None, help="the workers' CRM_PROCESS_SLICE_SECONDS (default: theirs, 1 s)"
+    )
     args = parse_corpus_args(parser, argv)
     if args.mailboxes < 1 or args.repeat < 1 or args.threads < 1:
         parser.error("--mailboxes, --repeat and --threads must be at least 1")
+    if args.slice is not None and args.slice <= 0:
+        parser.error("--slice must be more than 0")
     if args.tick < 0.1:
         parser.error("--tick must be at least 0.1 (the scheduler's minimum)")
     return args
