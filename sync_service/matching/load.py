@@ -6,7 +6,7 @@ contacts load in about a second.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -61,6 +61,14 @@ def _group(pairs: Iterable[tuple[K | None, int]], same: _Same) -> dict[K, tuple[
     list to convert at the end), grown in the rare case of a second value."""
     grouped: dict[K, tuple[int, ...]] = {}
     keep = same.seen.setdefault
+    _group_into(grouped, pairs, keep)
+    return {keep(k, k): v for k, v in grouped.items()}
+
+
+def _group_into(
+    grouped: dict[K, tuple[int, ...]], pairs: Iterable[tuple[K | None, int]], keep: Callable[[Any, Any], Any]
+) -> None:
+    """Add ``pairs`` to ``grouped``: a value a key already has changes nothing (``_group``, ``with_new_rows``)."""
     for key, value in pairs:
         if key is None:
             continue
@@ -70,7 +78,6 @@ def _group(pairs: Iterable[tuple[K | None, int]], same: _Same) -> dict[K, tuple[
             grouped[key] = (value,)
         elif value not in got:
             grouped[key] = (*got, value)
-    return {keep(k, k): v for k, v in grouped.items()}
 
 
 def _emails(rows: Iterable[tuple[str | None, int]], same: _Same) -> dict[str, tuple[int, ...]]:
@@ -205,14 +212,5 @@ def with_new_rows(
 
 def _added(grouped: dict[str, tuple[int, ...]], rows: Iterable[tuple[str | None, int]]) -> dict[str, tuple[int, ...]]:
     result = dict(grouped)
-    for email, owner in rows:
-        if not email:
-            continue
-        key = normalize_email(email)
-        got = result.get(key)
-        if got is None:
-            result[key] = (owner,)
-        elif owner not in got:
-            result[key] = (*got, owner)
+    _group_into(result, ((normalize_email(e) if e else None, i) for e, i in rows), _Same().seen.setdefault)
     return result
-
