@@ -327,6 +327,29 @@ def test_a_change_record_dropped_under_a_kept_index_means_reading_the_crm(
     assert _kept(app, cache) == _fresh(app) and cache.hits == 0
 
 
+def test_a_role_granted_nothing_on_the_record_still_writes_contacts(app: App, crm: dict[str, int]) -> None:
+    """PostgreSQL: the trigger writes the record with its owner's rights, so a role that may change contacts
+    (an admin's, a reporting tool's) needs no grant on it — and its change is noticed."""
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("roles and grants are PostgreSQL's")
+    role = f"clerk_{crm['wile']}_{id(app) % 100000}"
+    with app.engine.begin() as connection:
+        connection.execute(text(f"CREATE ROLE {role} LOGIN"))
+        connection.execute(text(f"GRANT SELECT, UPDATE ON contacts TO {role}"))
+    cache = IndexCache()
+    _kept(app, cache)
+    clerk = make_engine(app.engine.url.set(username=role).render_as_string(hide_password=False))
+    try:
+        _write(clerk, "UPDATE contacts SET account_id = :acme WHERE id = :hank", **crm)
+    finally:
+        clerk.dispose()
+        with app.engine.begin() as connection:
+            connection.execute(text(f"REVOKE ALL ON contacts FROM {role}"))
+            connection.execute(text(f"DROP ROLE {role}"))
+    assert _kept(app, cache).contact_account[crm["hank"]] == crm["acme"]
+    assert cache.builds == 2
+
+
 def test_the_watched_columns_are_those_the_index_reads(app: App, crm: dict[str, int]) -> None:
     """``WATCHED`` names exactly the tables and columns ``build_index`` selects: a column added to the index
     and not watched would go stale unnoticed."""
