@@ -59,7 +59,7 @@ class IndexCache:
 
     def __init__(self) -> None:
         self._entry: _Entry | None = None
-        self._installed: bool | None = None  # are the triggers there? asked once
+        self._installed: bool | None = None  # were the triggers there at the last read of the whole index?
         self._pruned = float("-inf")
         self.hits = 0
         self.patches = 0
