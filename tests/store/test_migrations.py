@@ -115,3 +115,25 @@ def test_the_index_change_record_comes_and_goes_with_0008(database_url: str) -> 
     with engine.connect() as connection:
         assert installed(connection)
     engine.dispose()
+
+
+def test_0008_names_the_postgresql_version_it_needs(database_url: str) -> None:
+    """An older PostgreSQL (no ``xid8`` or snapshot functions) gets one clear line (a ``ConfigError``, which
+    the CLI prints as one), not a type error."""
+    import pytest
+
+    engine = make_engine(database_url)
+    if engine.dialect.name != "postgresql":
+        engine.dispose()
+        pytest.skip("a PostgreSQL server's version")
+    with _migrated(engine, "0007"):
+        pass
+    with engine.connect():  # the dialect learns the server's version on the first connection
+        pass
+    engine.dialect.server_version_info = (12, 18)
+    from sync_service.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"needs PostgreSQL 13 or newer \(this server is 12\.18\)"):
+        upgrade(engine)
+    engine.dispose()
+

@@ -10,6 +10,7 @@ from __future__ import annotations
 from alembic import op
 
 from crm_store.index_changes import install_sql, uninstall_sql
+from sync_service.errors import ConfigError
 
 revision = "0008"
 down_revision = "0007"
@@ -18,7 +19,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for statement in install_sql(op.get_bind().dialect.name):
+    dialect = op.get_bind().dialect
+    version = dialect.server_version_info or ()
+    if dialect.name == "postgresql" and tuple(version) < (13,):
+        found = ".".join(str(part) for part in version)
+        raise ConfigError(f"crm-sync needs PostgreSQL 13 or newer (this server is {found}): see docs/deployment.md")
+    for statement in install_sql(dialect.name):
         op.execute(statement)
 
 
