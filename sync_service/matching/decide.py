@@ -246,12 +246,14 @@ def _primary_account(
 def _opportunity(
     facts: ItemFacts, index: CandidateIndex, contact_ids: tuple[int, ...], primary: int | None
 ) -> tuple[int | None, str | None, tuple[int, ...], list[str]]:
-    """SPEC §3.4: the first rule that gives exactly one opportunity; else review candidates of c or d.
+    """SPEC §3.4: the first rule that gives exactly one opportunity; else the review candidates of the first rule
+    that gave several.
 
     Rules are tried lazily, in order: a rule after the one that decided costs no lookup (the participant and
     account tables are as large as the CRM).
     """
     lines: list[str] = []
+    ambiguous: list[tuple[int, ...]] = []  # the candidates of each rule that gave several, in rule order
     for rule, letter, found, why in (
         (OPP_THREAD, "a", _by_thread(facts, index), "the item continues a thread linked to it"),
         (OPP_TOKEN, "b", _by_token(facts, index), "tracking token [OPP-{id}] in the subject"),
@@ -260,6 +262,7 @@ def _opportunity(
             return found[0], rule, (), [*lines, f"opportunity {found[0]} by rule {letter}: " + why.format(id=found[0])]
         if found:
             lines.append(f"rule {letter} ambiguous: opportunities {_join(sorted(found))}")
+            ambiguous.append(found)
     per_contact = [(c, index.open_opps_by_contact.get(c, ())) for c in contact_ids]
     by_contact = _unique(o for _, opps in per_contact for o in opps)
     if len(by_contact) == 1:
@@ -269,6 +272,7 @@ def _opportunity(
         return opp, OPP_PARTICIPANT, (), [*lines, f"opportunity {opp} by rule c: {why}"]
     if by_contact:
         lines.append(f"rule c ambiguous: opportunities {_join(sorted(by_contact))}")
+        ambiguous.append(by_contact)
     by_account = _unique(index.open_opps_by_account.get(primary, ())) if primary is not None else ()
     if len(by_account) == 1:
         opp = by_account[0]
@@ -276,7 +280,8 @@ def _opportunity(
         return opp, OPP_ACCOUNT, (), [*lines, f"opportunity {opp} by rule d: {why}"]
     if by_account:
         lines.append(f"rule d ambiguous: opportunities {_join(sorted(by_account))}")
-    review = next((tuple(sorted(found)) for found in (by_contact, by_account) if len(found) > 1), ())
+        ambiguous.append(by_account)
+    review = tuple(sorted(ambiguous[0])) if ambiguous else ()  # the first rule that found several decides
     return (
         None,
         None,

@@ -149,10 +149,20 @@ def test_review_candidates_come_from_rule_c_before_d(make_index, facts):
     assert chosen(decision) == (None, None, (9, 10))
 
 
-def test_ambiguous_threads_and_tokens_are_not_review_candidates(make_index, facts):
+def test_ambiguous_threads_and_tokens_give_review_candidates(make_index, facts):
+    """SPEC §3.4: no rule gave exactly one answer, so a person chooses among those the first ambiguous rule found."""
     index = make_index(open_opps_by_account={})
     item = facts("solo@freelance.io", "rep@ourco.com", references=("m1@acme.com", "m2@globex.com"))
-    assert chosen(decide(item, index)) == (None, None, ())
+    decision = decide(item, index)
+    assert chosen(decision) == (None, None, (7, 9))
+    assert decision.explanation[-1] == "no opportunity: review candidates 7, 9"
+    tokens = decide(facts("new@globex.com", "rep@ourco.com", subject="[OPP-10] vs [OPP-9]"), index)
+    assert chosen(tokens) == (None, None, (9, 10))
+
+
+def test_an_ambiguous_thread_comes_before_the_account_candidates(index, facts):
+    item = facts("new@globex.com", "rep@ourco.com", references=("m1@acme.com", "m2@globex.com"))
+    assert chosen(decide(item, index)) == (None, None, (7, 9))
 
 
 def test_no_opportunity_at_all(index, facts):
