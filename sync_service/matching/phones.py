@@ -29,8 +29,17 @@ def to_e164(raw: str, default_region: str = "US") -> str | None:
         number_part = text[4:].split(";", 1)[0]
     if not _looks_like_phone(number_part):
         return None
+    found = _parse(text, default_region.upper() or None)
+    if found is None and number_part.lstrip().startswith("00"):
+        # "0049 30 …": 00 is the international prefix of most of the world, though not of the default region
+        # (the US dials 011; no national number there starts with 00).
+        found = _parse("+" + number_part.lstrip()[2:], None)
+    return found
+
+
+def _parse(text: str, region: str | None) -> str | None:
     try:
-        parsed = phonenumbers.parse(text, default_region.upper() or None)
+        parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_possible_number(parsed):

@@ -75,7 +75,11 @@ def automated_reason(
 
 
 def _token(value: str) -> str:
-    return value.split(";", 1)[0].strip().lower()
+    """The header's keyword: ``"No (manual)"`` → ``"no"`` (RFC 5322 comments and RFC 3834 parameters dropped)."""
+    return _COMMENT.sub(" ", value).split(";", 1)[0].strip().lower()
+
+
+_COMMENT = re.compile(r"\([^()]*\)")
 
 
 def _from_mailer_daemon(headers: dict[str, list[str]], from_: tuple[Address, ...]) -> bool:

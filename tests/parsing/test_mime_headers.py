@@ -234,6 +234,7 @@ def test_content_type_and_calendar_flags() -> None:
         (["Precedence: list"], "Precedence: list"),
         (["Auto-Submitted: auto-replied"], "Auto-Submitted: auto-replied"),
         (["Auto-Submitted: auto-generated; owner-email=x@example.com"], "Auto-Submitted: auto-generated"),
+        (["Auto-Submitted: auto-replied (vacation)"], "Auto-Submitted: auto-replied"),
         (["X-Autoreply: yes"], "X-Autoreply header"),
         (["X-Autorespond: Out of office"], "X-Autorespond header"),
         (["X-MS-Exchange-Inbox-Rules-Loop: anna@example.com"], "X-MS-Exchange-Inbox-Rules-Loop"),
@@ -266,6 +267,7 @@ def test_automated_reason(headers: list[str], reason: str) -> None:
         ["Subject: Proposal"],
         ["X-Auto-Response-Suppress: All", "Subject: Proposal"],  # Outlook puts this on ordinary mail
         ["Auto-Submitted: no"],
+        ["Auto-Submitted: No (manual)"],  # RFC 3834 allows a comment after the keyword
         ["Precedence: first-class"],
         ["Subject: Re: Out of office plans for the team"],
         ["Subject: Re: Automatic reply: are these useful?"],
