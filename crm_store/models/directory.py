@@ -64,7 +64,7 @@ class Contact(Base):
     company: Mapped[str] = mapped_column(String(300), default="")
     job_title: Mapped[str] = mapped_column(String(200), default="")
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
-    source: Mapped[str] = mapped_column(String(20), default="import")  # import | sync | vcard | user
+    source: Mapped[str] = mapped_column(String(20), default="import")  # import (CSV or vCard) | sync
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     emails: Mapped[list[ContactEmail]] = relationship(
         back_populates="contact", cascade="all, delete-orphan", order_by="ContactEmail.position"

@@ -5,7 +5,7 @@ or a name column; each row needs a name or an email. Email cells may hold ``Name
 Exchange X.500 address (skipped: it has no SMTP address). Contacts get ``source="import"``.
 
 vCard: parsed by ``sync_service.parsing.vcard``; a file with a broken card is rejected whole (SPEC §5), the
-message naming the card. Contacts get ``source="vcard"``.
+message naming the card. Contacts get ``source="import"``, as from a CSV file.
 
 How a row becomes a contact (account, identity, updates) is in ``contact_store``.
 """
@@ -64,7 +64,7 @@ def import_contacts(session: Session, path: Path, *, default_region: str = "US")
     if suffix == ".csv":
         return store_contacts(session, list(_csv_entries(path, default_region)), source="import")
     if suffix in VCARD_SUFFIXES:
-        return store_contacts(session, _vcard_entries(path, default_region), source="vcard")
+        return store_contacts(session, _vcard_entries(path, default_region), source="import")
     raise ImportFileError(
         f"cannot import contacts from '{path.name}': expected an Outlook CSV export (.csv) or a vCard file "
         "(.vcf)"

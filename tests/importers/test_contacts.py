@@ -208,7 +208,7 @@ def test_vcard_import(factory: sessionmaker[Session], write: Write, run: Run, co
     assert (report.created, report.updated, report.unchanged) == (3, 0, 0)  # type: ignore[attr-defined]
     found = contacts(factory)
     jane = found["Jane Doe"]
-    assert (jane.source, jane.company, jane.job_title, account_of(jane)) == ("vcard", "Acme Corp", "CTO", "Acme Corp")
+    assert (jane.source, jane.company, jane.job_title, account_of(jane)) == ("import", "Acme Corp", "CTO", "Acme Corp")
     assert jane.primary_email == "jane@acme.com"
     assert [p.e164 for p in jane.phones] == ["+12025550123", "+447700900123"]
     lars = found["Lars Müller"]

@@ -117,6 +117,24 @@ def test_the_index_change_record_comes_and_goes_with_0008(database_url: str) -> 
     engine.dispose()
 
 
+def test_contacts_from_vcard_files_become_imports_with_0009(database_url: str) -> None:
+    from sqlalchemy import text
+
+    engine = make_engine(database_url)
+    with _migrated(engine, "0008") as connection:
+        for name, source in (("Jane", "vcard"), ("Joe", "import"), ("Ann", "sync")):
+            connection.execute(
+                text("INSERT INTO contacts (name, first_name, middle_name, last_name, company, job_title, source,"
+                     " created_at) VALUES (:name, '', '', '', '', '', :source, '2026-01-01')"),
+                {"name": name, "source": source},
+            )  # fmt: skip
+    upgrade(engine)
+    with engine.connect() as connection:
+        rows = dict(connection.execute(text("SELECT name, source FROM contacts")).all())
+    engine.dispose()
+    assert rows == {"Jane": "import", "Joe": "import", "Ann": "sync"}
+
+
 def test_0008_names_the_postgresql_version_it_needs(database_url: str) -> None:
     """An older PostgreSQL (no ``xid8`` or snapshot functions) gets one clear line (a ``ConfigError``, which
     the CLI prints as one), not a type error."""
