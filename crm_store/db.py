@@ -9,7 +9,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, any_, bindparam, create_engine, event, text
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
+
+from sync_service.errors import ConfigError
 
 
 def normalize_url(url: str) -> str:
@@ -32,6 +36,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise ConfigError("CRM_DATABASE_URL is not a database URL (sqlite:///PATH or postgresql://…)") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(f"CRM_DATABASE_URL: crm-sync runs on SQLite and PostgreSQL, not {backend!r}")
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -62,6 +62,21 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def load_env_file() -> Path | None:
+    """Read the `.env` file of the working directory (or the nearest parent that has one) into the environment.
+
+    Variables already set win. Returns the file read, if any. The search starts from the working directory,
+    never from where crm-sync is installed.
+    """
+    from dotenv import find_dotenv, load_dotenv
+
+    found = find_dotenv(usecwd=True)
+    if not found:
+        return None
+    load_dotenv(found, override=False)
+    return Path(found)
+
+
 def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
     """Settings from ``env`` (default: ``os.environ``). Paths default to the working directory."""
     env = os.environ if env is None else env

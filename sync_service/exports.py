@@ -188,6 +188,11 @@ def _activity_maps(session: Session) -> tuple[dict[int, list[str]], dict[int, li
     return accounts_of, contacts_of, mailboxes_of
 
 
+def _with_primary(primary: str | None, linked: list[str]) -> list[str]:
+    """Every account of an activity, its primary one included (a process step's activity links no others)."""
+    return linked if primary is None or primary in linked else [primary, *linked]
+
+
 def export_activities(session: Session) -> list[Row]:
     accounts, leads, opps = _names(session, Account), _names(session, Lead), _names(session, Opportunity, "title")
     titles = step_titles(session)
@@ -214,8 +219,8 @@ def export_activities(session: Session) -> list[Row]:
                 "ical_uid": item.ical_uid if item else None,
                 "recurrence_id": item.recurrence_id if item else None,
                 "owner": a.owner.email if a.owner else None,
-                "account": accounts.get(a.account_id) if a.account_id else None,
-                "accounts": accounts_of.get(a.id, []),
+                "account": (primary := accounts.get(a.account_id) if a.account_id else None),
+                "accounts": _with_primary(primary, accounts_of.get(a.id, [])),
                 "contacts": contacts_of.get(a.id, []),
                 "lead": leads.get(a.lead_id) if a.lead_id else None,
                 "opportunity": opps.get(a.opportunity_id) if a.opportunity_id else None,
@@ -287,7 +292,7 @@ EXPORTS: dict[str, Callable[[Session], list[Row]]] = {
 
 
 def export(session: Session, kind: str) -> list[Row]:
-    try:
-        return EXPORTS[kind](session)
-    except KeyError:
-        raise ConfigError(f"unknown export kind {kind!r} (one of: {', '.join(EXPORTS)})") from None
+    exporter = EXPORTS.get(kind)
+    if exporter is None:
+        raise ConfigError(f"unknown export kind {kind!r} (one of: {', '.join(EXPORTS)})")
+    return exporter(session)

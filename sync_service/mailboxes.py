@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -13,10 +13,13 @@ from sqlalchemy.orm import Session
 from crm_store.models import FolderState, Mailbox, User
 from crm_store.models.sync import IDLE, PAUSED
 from crm_store.secrets import SecretBox
-from sync_service.connectors.registry import needs_secret, schemes
+from sync_service.connectors.registry import needs_secret, open_connector, schemes
 from sync_service.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$")
+# Query parameters that carry a credential in the URLs of published feeds and signed links (``?token=``,
+# ``?key=``, ``?sig=``, ``?access_token=`` …): their values are never shown.
+_SECRET_PARAM = re.compile(r"token|key|secret|pass|pwd|sig|signature|code|credential", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -31,15 +34,32 @@ class MailboxInfo:
 
 
 def redact_url(url: str) -> str:
-    """The URL without any password (a password in a URL is refused on add, but never shown anyway)."""
+    """The URL as shown anywhere: no password, and ``***`` for the value of a query parameter named like a
+    credential (a password in a URL is refused on add, but never shown anyway)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    netloc, query = parts.netloc, parts.query
+    if parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"{parts.username}@{host}" if parts.username else host
+        if parts.port:
+            netloc += f":{parts.port}"
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(_SECRET_PARAM.search(k) for k, _ in pairs):
+        query = urlencode([(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*,")
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}@{host}" if parts.username else host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def refuse_password_in_url(source: str) -> None:
+    if urlsplit(source).password is not None:
+        raise ConfigError("do not put a password in the source URL; use --secret-env VAR or the prompt")
+
+
+def check_source(source: str, secret: str | None) -> None:
+    """What the source's connector says of its URL before the mailbox is added: unknown options, a local path
+    that does not exist, a missing user or host. Nothing is connected to."""
+    open_connector(source, secret).close()
 
 
 def _get(session: Session, name: str) -> Mailbox:
@@ -69,8 +89,7 @@ def add_mailbox(
     scheme = urlsplit(source).scheme.lower()
     if scheme not in schemes():
         raise ConfigError(f"unsupported source URL scheme {scheme!r} (supported: {', '.join(schemes())})")
-    if urlsplit(source).password is not None:
-        raise ConfigError("do not put a password in the source URL; use --secret-env VAR or the prompt")
+    refuse_password_in_url(source)
     if session.scalar(select(Mailbox.id).where(Mailbox.name == name)) is not None:
         raise ConfigError(f"a mailbox named {name!r} already exists")
     if needs_secret(source) and not secret:

@@ -37,7 +37,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AgeLimit, Callbacks, Middleware, Pipelines, Retries, ShutdownNotifications, TimeLimit
 
 from sync_service.bootstrap import App
-from sync_service.config import Settings, load_settings
+from sync_service.config import Settings, load_env_file, load_settings
 from sync_service.errors import ConfigError
 from sync_service.startup import freeze_startup_objects
 from workers.actors import Actors, declare_actors
@@ -197,9 +197,7 @@ def setup_from_environment() -> None:
     global _process_runtime
     if _process_runtime is not None:
         return
-    from dotenv import load_dotenv
-
-    load_dotenv(override=False)
+    load_env_file()
     configure_json_logging()
     settings = load_settings()
     if broker_mode(settings) != "redis":

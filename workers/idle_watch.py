@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from sync_service.connectors.imap import ImapConnector
 from sync_service.connectors.imap_idle import MAX_IDLE_SECONDS, FolderWatch
 from sync_service.errors import ConfigError, PermanentSourceError, TransientSourceError
+from sync_service.redact import redact_secret, redacted_error
 
 log = logging.getLogger("workers.watch")
 
@@ -149,10 +150,7 @@ class MailboxWatch:
                     self._warn(f"cannot IDLE on {folder!r}", error, delay)
                 except Exception as error:  # a bug must not end the watch silently
                     delay, attempt, afresh = self.timing.delay(attempt), attempt + 1, True
-                    log.exception(
-                        f"unexpected error watching {folder!r} of {self.mailbox.name}: {type(error).__name__}",
-                        extra={"event": "watch_error", "mailbox": self.mailbox.name, "folder": folder},
-                    )
+                    self._unexpected(folder, error)
                 self._set_ready(folder, False)
                 if watch is not None and afresh:
                     watch.close()  # start afresh, with the latest stored secret; the sync catches up
@@ -186,8 +184,21 @@ class MailboxWatch:
             self._secret = rotated
         self._on_rotated(self.mailbox.id, rotated)
 
+    def _secrets(self) -> tuple[str | None, str | None]:
+        """The secret the watch started with and the latest one: masked in whatever it logs (SPEC §6)."""
+        return self.mailbox.secret, self._current_secret()
+
+    def _unexpected(self, folder: str, error: Exception) -> None:
+        """A bug: its traceback — unless its text quotes the secret; then only the masked text."""
+        masked = redacted_error(error, *self._secrets())
+        log.error(
+            f"unexpected error watching {folder!r} of {self.mailbox.name}: {masked or type(error).__name__}",
+            exc_info=masked is None,
+            extra={"event": "watch_error", "mailbox": self.mailbox.name, "folder": folder},
+        )
+
     def _warn(self, what: str, error: Exception, delay: float) -> None:
         log.warning(
-            f"{self.mailbox.name}: {what}: {error}; next try in {delay:g} s",
+            f"{self.mailbox.name}: {what}: {redact_secret(str(error), *self._secrets())}; next try in {delay:g} s",
             extra={"event": "watch_error", "mailbox": self.mailbox.name, "retry_in": delay},
         )

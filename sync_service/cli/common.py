@@ -7,22 +7,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from sqlalchemy import inspect
 from sqlalchemy.engine import URL
 
 from sync_service.bootstrap import App, bootstrap
-from sync_service.config import Settings, load_settings
+from sync_service.config import Settings, load_env_file, load_settings
 from sync_service.errors import ConfigError
 
 console = Console(stderr=False, highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
 
-def settings() -> Settings:
-    from dotenv import load_dotenv
+def print_table(table: RenderableType) -> None:
+    """A table on standard output: fitted to a terminal, or whole (no cell cut short) when piped or captured."""
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(highlight=False, width=100_000).print(table)
 
-    load_dotenv(override=False)  # an .env file in the working directory, if any; the environment wins
+
+def settings() -> Settings:
+    load_env_file()  # an .env file in the working directory (or a parent), if any; the environment wins
     return load_settings()
 
 

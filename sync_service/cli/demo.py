@@ -18,7 +18,7 @@ from crm_store.db import transaction
 from crm_store.models import Activity, Contact, Document, Opportunity, SyncedItem
 from sync_service import mailboxes
 from sync_service.bootstrap import App
-from sync_service.cli.common import console, open_app
+from sync_service.cli.common import console, open_app, print_table
 from sync_service.cli.setup import initialise
 from sync_service.config import Settings
 from sync_service.exports import export_quarantine, export_review
@@ -72,7 +72,7 @@ def _summary(app: App) -> None:
                 *(str(per_opp[(opp.id, t)]) for t in ("email", "meeting", "call")),
                 str(docs.get(opp.id, 0)),
             )
-        console.print(table)
+        print_table(table)
         unlinked = (
             session.scalar(
                 select(func.count())

@@ -1,4 +1,4 @@
-"""`crm-sync mailbox add|list|remove|pause|resume|resync`."""
+"""`crm-sync mailbox add|list|secret|remove|pause|resume|resync`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from crm_store.db import transaction
 from crm_store.models import Mailbox
-from sync_service import mailboxes
-from sync_service.cli.common import console, is_terminal, open_app
+from crm_store.models.sync import FAILED
+from sync_service import mailbox_secrets, mailboxes
+from sync_service.cli.common import console, is_terminal, open_app, print_table
 from sync_service.cli.workers import request_sync
 from sync_service.connectors.registry import needs_secret
 from sync_service.errors import ConfigError
@@ -42,10 +43,31 @@ def add(
     ),
 ) -> None:
     """Add a mailbox. Its secret is stored encrypted with CRM_SECRET_KEY and never shown."""
+    mailboxes.refuse_password_in_url(source)  # before asking for a secret the URL must not hold
     secret = _read_secret(source, secret_env)
     with open_app() as app, transaction(app.sessions) as session:
+        mailboxes.check_source(source, secret)
         mailboxes.add_mailbox(session, name, owner, source, secret, app.settings.secret_keys)
     console.print(f"mailbox {name} added ({mailboxes.redact_url(source)})")
+
+
+@mailbox_app.command("secret")
+def secret(
+    name: str = typer.Argument(..., help="The mailbox name."),
+    secret_env: str | None = typer.Option(
+        None, "--secret-env", metavar="VAR", help="Read the new secret from this environment variable."
+    ),
+) -> None:
+    """Replace a mailbox's stored secret (a password changed at the provider); its sync cursors stay."""
+    with open_app() as app:
+        with app.sessions() as session:
+            source = mailbox_secrets.mailbox_source(session, name)
+        new_secret = _read_secret(source, secret_env)  # prompts (on a terminal) only for a source that needs one
+        with transaction(app.sessions) as session:
+            state = mailbox_secrets.replace_secret(session, name, new_secret, app.settings.secret_keys).state
+    console.print(f"mailbox {name}: secret replaced")
+    if state == FAILED:  # a refused login made it failed; it stays so until a person says the cause is gone
+        console.print(f"mailbox {name} is failed: run crm-sync mailbox resume {name} to sync it again")
 
 
 @mailbox_app.command("list")
@@ -64,7 +86,10 @@ def list_() -> None:
             str(m.items_synced),
             (m.last_error or "")[:60],
         )
-    console.print(table if rows else "no mailboxes yet: crm-sync mailbox add NAME --owner EMAIL --source URL")
+    if rows:
+        print_table(table)
+    else:
+        console.print("no mailboxes yet: crm-sync mailbox add NAME --owner EMAIL --source URL")
 
 
 def _simple(action: str, doc: str) -> None:

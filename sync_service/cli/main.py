@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,6 +18,7 @@ from sync_service.cli.dashboard import dashboard_app
 from sync_service.cli.demo import demo_command
 from sync_service.cli.imports import import_app
 from sync_service.cli.mailbox import mailbox_app
+from sync_service.cli.never_log import never_log_app
 from sync_service.cli.reporting import export_command, status_command
 from sync_service.cli.review import activity_app, match_app, review_app
 from sync_service.cli.sales import (
@@ -26,7 +28,7 @@ from sync_service.cli.sales import (
     opportunity_app,
     process_app,
 )
-from sync_service.cli.setup import init_command, secret_key_command
+from sync_service.cli.setup import init_command, secret_key_app
 from sync_service.cli.sync import sync_command
 from sync_service.cli.watch import watch_command
 from sync_service.cli.workers import queue_app, scheduler_command, worker_command
@@ -48,10 +50,11 @@ app.add_typer(mailbox_app, name="mailbox")
 app.command("sync")(sync_command)
 app.command("status")(status_command)
 app.command("export")(export_command)
-app.command("secret-key")(secret_key_command)
+app.add_typer(secret_key_app, name="secret-key")  # alone: prints a new key; `rotate`: re-encrypts
 app.add_typer(review_app, name="review")
 app.add_typer(activity_app, name="activity")  # `link|unlink` here; the process engine may add commands to it
 app.add_typer(match_app, name="match")
+app.add_typer(never_log_app, name="never-log")
 app.add_typer(process_app, name="process")
 app.add_typer(opportunity_app, name="opportunity")
 app.add_typer(lead_app, name="lead")
@@ -71,14 +74,19 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# The long-running parts log warnings (JSON for the workers); a one-shot command reports its outcome itself
+# (a summary on standard output, a one-line reason on standard error), and logs only with --verbose.
+LONG_RUNNING = frozenset({"worker", "scheduler", "watch", "dashboard"})
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to standard error."),
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    quiet = logging.WARNING if ctx.invoked_subcommand in LONG_RUNNING else logging.CRITICAL
+    logging.basicConfig(level=logging.INFO if verbose else quiet, format="%(levelname)s %(name)s: %(message)s")
 
 
 def _fail(message: str) -> None:
@@ -99,6 +107,10 @@ def main() -> None:
         _fail(str(error))
     except KeyboardInterrupt:
         _fail("interrupted")
+    except Exception as error:  # a fault nobody foresaw: still one line (with --verbose, the traceback before it)
+        if logging.getLogger().isEnabledFor(logging.INFO):
+            traceback.print_exc()
+        _fail(f"unexpected {type(error).__name__}: {error} (run with --verbose for the traceback)")
 
 
 if __name__ == "__main__":

@@ -10,11 +10,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from sync_service.cli.common import console, err_console, open_app
+from sync_service.cli.common import console, err_console, open_app, print_table
 from sync_service.dashboard.alerts import AlertConfig
 from sync_service.dashboard.webhook import notify_from_status
 from sync_service.exports import EXPORTS, export
 from sync_service.status import collect_status
+
+ExportKind = StrEnum("ExportKind", {kind: kind for kind in EXPORTS})  # type: ignore[misc]
 
 
 class Format(StrEnum):
@@ -53,7 +55,7 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
             str(m["quarantined"]),
             (m["last_error"] or "")[:60],
         )
-    console.print(table)
+    print_table(table)
     for alert in data["alerts"]:
         console.print(f"ALERT {alert['mailbox']} {alert['kind']}: {alert['message']}", markup=False)
     q = data["queue"]
@@ -73,23 +75,23 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
 
 
 def export_command(
-    kind: str = typer.Argument(..., help=f"One of: {', '.join(EXPORTS)}."),
+    kind: ExportKind = typer.Argument(..., metavar="KIND", help="What to export.", show_default=False),
     fmt: Format = typer.Option(Format.table, "--format", help="json: one JSON array on standard output."),
 ) -> None:
     """Export CRM data; --format json prints one JSON array (the contract other programs read)."""
     with open_app() as app, app.sessions() as session:
-        rows = export(session, kind)
+        rows = export(session, kind.value)
     if fmt is Format.json:
         _print_json(rows)
         return
     if not rows:
-        console.print(f"no {kind}")
+        console.print(f"no {kind.value}")
         return
     columns = list(rows[0])
     table = Table(*columns)
     for row in rows:
         table.add_row(*(_cell(row[c]) for c in columns))
-    console.print(table)
+    print_table(table)
 
 
 def _cell(value: Any) -> str:

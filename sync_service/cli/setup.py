@@ -1,4 +1,4 @@
-"""`crm-sync init` and `crm-sync secret-key`."""
+"""`crm-sync init`, `crm-sync secret-key` and `crm-sync secret-key rotate`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from crm_store.secrets import generate_key
 from crm_store.seed import seed_defaults
 from sync_service.bootstrap import App
 from sync_service.cli.common import console, open_app
+from sync_service.mailbox_secrets import rotate_secrets
 
 
 def initialise(app: App) -> dict[str, int]:
@@ -29,6 +30,30 @@ def init_command() -> None:
     console.print(f"added {added['lookups']} lookup values and {added['processes']} processes")
 
 
-def secret_key_command() -> None:
-    """Print a new key for CRM_SECRET_KEY (to rotate: put the new key first, keep the old one after a comma)."""
-    typer.echo(generate_key())
+# `crm-sync secret-key` alone prints a new key, as it always has (README, docs, docker-compose use it):
+# a group whose callback runs when no subcommand is given.
+secret_key_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+
+
+@secret_key_app.callback(invoke_without_command=True)
+def secret_key_command(ctx: typer.Context) -> None:
+    """Print a new key for CRM_SECRET_KEY.
+
+    To replace the key: put the new one first and the old one after a comma, restart every process, run
+    `crm-sync secret-key rotate`, then remove the old key (docs/deployment.md)."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(generate_key())
+
+
+@secret_key_app.command("rotate")
+def rotate_command() -> None:
+    """Re-encrypt every stored mailbox secret under the first key of CRM_SECRET_KEY, so the others can go.
+
+    Safe to run again; if a secret decrypts with none of the keys, nothing is changed."""
+    with open_app() as app, transaction(app.sessions) as session:
+        rotation = rotate_secrets(session, app.settings.secret_keys)
+    plural = "" if rotation.rotated == 1 else "s"
+    console.print(
+        f"re-encrypted {rotation.rotated} mailbox secret{plural} under the first key of CRM_SECRET_KEY "
+        f"({rotation.current} already were)"
+    )

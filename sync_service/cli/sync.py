@@ -27,6 +27,7 @@ def _progress() -> Progress:
         console=err_console,
         transient=True,
         auto_refresh=False,  # no refresh thread: ``run_once`` forks its fetch process only from a lone thread
+        disable=not err_console.is_terminal,  # piped or captured: no bars, and not even a blank line on stderr
     )
 
 
@@ -64,7 +65,7 @@ def print_report(report: SyncReport) -> None:
             line += f", {m.deleted} deleted at the source"
         if m.error:
             line += f" — error: {m.error}"
-        console.print(line)
+        console.print(line, markup=False)  # an error text may hold brackets: printed as it is
     s = report.stats
     console.print(
         f"logged {s.logged} activities, updated {s.updated}, {s.duplicates} already known, "
@@ -72,7 +73,7 @@ def print_report(report: SyncReport) -> None:
         f"{report.completed} meetings/calls completed"
     )
     if s.skipped:
-        console.print("skipped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(s.skipped.items())))
+        console.print("skipped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(s.skipped.items())), markup=False)
 
 
 def sync_command(

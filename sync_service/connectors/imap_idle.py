@@ -67,7 +67,7 @@ class FolderWatch:
         client.untagged_responses = {}
         deadline = time.monotonic() + min(max(timeout, 0.1), MAX_IDLE_SECONDS)
         try:
-            with translated(self.config, f"waiting for changes in {self.folder!r}"):
+            with translated(self.config, f"waiting for changes in {self.folder!r}", self.session.hidden):
                 _idle(client, deadline, stop)
         except TransientSourceError:
             self.session.close()

@@ -49,6 +49,7 @@ class ImapSession:
     def __init__(self, config: ImapConfig, secret: str | None) -> None:
         self.config = config
         self._secret = secret
+        self._token: str | None = None  # the OAuth2 access token last sent (xoauth2)
         self._tokens: TokenSource | None = None
         if config.auth == "xoauth2" and secret:
             self._tokens = token_source(secret, config.where, config.timeout)
@@ -74,12 +75,12 @@ class ImapSession:
         config = self.config
         if not self._secret:
             raise PermanentSourceError(f"no password or token is stored for IMAP {config.where}")
-        with translated(config, "connecting"):
+        with translated(config, "connecting", self.hidden):
             box = self._open()
         try:
-            with translated(config, "logging in"):
+            with translated(config, "logging in", self.hidden):
                 box = self._login(box)  # a refused OAuth2 token is retried on a new connection
-            with translated(config, "reading the server's capabilities"):
+            with translated(config, "reading the server's capabilities", self.hidden):
                 self.capabilities = self._capabilities(box.client)
                 for extension in ("QRESYNC", "CONDSTORE"):  # QRESYNC implies CONDSTORE
                     if extension in self.capabilities:
@@ -116,7 +117,8 @@ class ImapSession:
         return box
 
     def _login_xoauth2(self, box: imap_tools.BaseMailBox, tokens: TokenSource) -> imap_tools.BaseMailBox:
-        user, token = self.config.username, tokens.token()
+        user = self.config.username
+        token = self._token = tokens.token()
         try:
             box.xoauth2(user, token, initial_folder=None)
             return box
@@ -124,7 +126,7 @@ class ImapSession:
             if isinstance(error, imaplib.IMAP4.abort) or not tokens.refreshable or is_temporary(str(error)):
                 raise
         tokens.invalidate(token)
-        fresh = tokens.token()
+        fresh = self._token = tokens.token()
         _drop(box, logout=True)
         box = self._open()  # a new connection: servers slow down every further attempt on a refused one
         try:
@@ -137,6 +139,19 @@ class ImapSession:
     def rotated_secret(self) -> str | None:
         """The new secret when a refresh grant's refresh token rotated (to be stored by the caller)."""
         return self._tokens.rotated_secret() if self._tokens is not None else None
+
+    def hidden(self) -> tuple[str | None, ...]:
+        """What a server may echo of our credentials, to be masked in errors: the secret (and a rotated one),
+        the access token sent, and the SASL responses they went in — AUTHENTICATE PLAIN for a non-ASCII login,
+        XOAUTH2 — which are base64 on the wire."""
+        user, secret, token = self.config.username, self._secret, self._token
+        return (
+            secret,
+            self.rotated_secret(),
+            token,
+            f"\0{user}\0{secret}" if secret else None,
+            f"user={user}\1auth=Bearer {token}\1\1" if token else None,
+        )
 
     @staticmethod
     def _capabilities(client: imaplib.IMAP4) -> frozenset[str]:
@@ -153,7 +168,7 @@ class ImapSession:
     def list_folders(self) -> list[tuple[str, tuple[str, ...]]]:
         """``(name, flags)`` of every folder (decoded from modified UTF-7)."""
         box = self.box
-        with translated(self.config, "listing folders"):
+        with translated(self.config, "listing folders", self.hidden):
             return [(f.name, tuple(f.flags)) for f in box.folder.list()]
 
     def examine(self, folder: str, qresync: tuple[int, int] | None = None) -> FolderStatus:
@@ -166,7 +181,7 @@ class ImapSession:
         if use_qresync and qresync is not None:
             args.append(f"(QRESYNC ({qresync[0]} {qresync[1]}))")
         self.selected = None
-        with translated(self.config, f"opening folder {folder!r}"):
+        with translated(self.config, f"opening folder {folder!r}", self.hidden):
             typ, data = client._simple_command("EXAMINE", *args)
         if typ != "OK":
             raise FolderMissing(
@@ -188,7 +203,7 @@ class ImapSession:
         """UIDs in the selected folder (those ``> above``), via ESEARCH when offered (compact ranges)."""
         client = self.client
         criteria = f"UID {above + 1}:*" if above else "ALL"
-        with translated(self.config, f"listing the messages of {self.selected!r}"):
+        with translated(self.config, f"listing the messages of {self.selected!r}", self.hidden):
             if "ESEARCH" in self.capabilities:
                 client.untagged_responses.pop("ESEARCH", None)
                 typ, data = client.uid("SEARCH", f"RETURN (ALL) {criteria}")
@@ -208,7 +223,7 @@ class ImapSession:
         items = "(UID MODSEQ BODY.PEEK[])" if "CONDSTORE" in self.capabilities else "(UID BODY.PEEK[])"
         for start in range(0, len(uids), batch):
             chunk = uids[start : start + batch]
-            with translated(self.config, f"fetching messages of {self.selected!r}"):
+            with translated(self.config, f"fetching messages of {self.selected!r}", self.hidden):
                 typ, data = client.uid("FETCH", to_ranges(chunk), items)
             if typ != "OK":
                 raise ConnectionLost(f"IMAP FETCH failed for {self.config.where}: {_text(data)}")

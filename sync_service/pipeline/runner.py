@@ -31,6 +31,7 @@ from sync_service.errors import ConfigError, PermanentSourceError, SourceError, 
 from sync_service.pipeline.context import ProcessStats
 from sync_service.pipeline.fetch import sync_folder
 from sync_service.pipeline.pending import pending_items
+from sync_service.redact import redact_secret, redacted_error
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -73,12 +74,25 @@ def _set_state(app: App, mailbox_id: int, **values: object) -> None:
         session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(**values))
 
 
+def _stored_secret(app: App, mailbox: Mailbox) -> str | None:
+    """The mailbox's secret for masking it; ``None`` when it cannot be decrypted (then no connector had it)."""
+    try:
+        return _secret(app, mailbox)
+    except ConfigError:
+        return None
+
+
 def record_failure(app: App, mailbox_id: int, message: str, permanent: bool) -> str:
-    """Note a failed sync on the mailbox and return its new state (``failed``, ``degraded`` or ``idle``)."""
+    """Note a failed sync on the mailbox and return its new state (``failed``, ``degraded`` or ``idle``).
+
+    ``message`` may quote a server or a library that echoed the secret: it is masked here, where every failure
+    is written (the dashboard and ``status`` show this column), and before it is cut short, so that no end of
+    a secret is left at the cut."""
     with transaction(app.sessions) as session:
         mailbox = session.get(Mailbox, mailbox_id)
         if mailbox is None:
             return FAILED
+        message = redact_secret(message, _stored_secret(app, mailbox))
         mailbox.consecutive_failures += 1
         mailbox.last_error, mailbox.last_error_at = message[:2000], datetime.now(UTC)
         if mailbox.state != PAUSED:
@@ -89,14 +103,16 @@ def record_failure(app: App, mailbox_id: int, message: str, permanent: bool) -> 
         return mailbox.state
 
 
-def _keep_rotated_secret(app: App, mailbox_id: int, connector: object) -> None:
-    """A source whose secret rotates (a delegated Graph token cache) hands the new one back: store it encrypted."""
+def _keep_rotated_secret(app: App, mailbox_id: int, connector: object) -> str | None:
+    """A source whose secret rotates (a delegated Graph token cache) hands the new one back: store it encrypted.
+    Returns it (``None``: unchanged)."""
     rotated = getattr(connector, "rotated_secret", None)
     secret = rotated() if callable(rotated) else None
     if secret:
         encrypted = SecretBox(app.settings.secret_keys).encrypt(secret)
         with transaction(app.sessions) as session:
             session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(secret=encrypted))
+    return secret or None
 
 
 def sync_mailbox(
@@ -109,29 +125,41 @@ def sync_mailbox(
 
     Source errors are recorded on the mailbox and returned, not raised. Anything ``on_page`` raises (a lost
     lock, a pause) propagates and leaves the mailbox ``syncing``: what was stored stays, with its cursor.
+
+    No error text leaves here with the mailbox's secret in it (SPEC §6): whatever the connector, the secret —
+    and a rotated one — is masked in the result, and an unexpected error that quotes it is replaced by a
+    ``RedactedError`` (the workers log and report what is raised here).
     """
     result = MailboxResult(mailbox.name)
     _set_state(app, mailbox.id, state=SYNCING)
+    secret: str | None = None  # known here, to be masked in whatever error leaves
+    rotated: str | None = None
     try:
-        connector = open_connector(mailbox.source_url, _secret(app, mailbox))
+        secret = _secret(app, mailbox)
+        connector = open_connector(mailbox.source_url, secret)
         try:
             for folder in folders if folders is not None else connector.folders():
                 folder_result = sync_folder(app, mailbox.id, connector, folder, on_page)
                 result.stored += folder_result.stored
                 result.deleted += folder_result.deleted
         finally:
-            _keep_rotated_secret(app, mailbox.id, connector)
+            rotated = _keep_rotated_secret(app, mailbox.id, connector)
             connector.close()
     except (PermanentSourceError, ConfigError) as error:
-        result.error = str(error) or type(error).__name__
+        result.error = redact_secret(str(error) or type(error).__name__, secret, rotated)
         result.state = record_failure(app, mailbox.id, result.error, permanent=True)
         return result
     except (SourceError, OSError) as error:
-        result.error = str(error) or type(error).__name__
+        result.error = redact_secret(str(error) or type(error).__name__, secret, rotated)
         result.transient = True
         result.retry_after = error.retry_after if isinstance(error, TransientSourceError) else None
         result.state = record_failure(app, mailbox.id, result.error, permanent=False)
         return result
+    except Exception as error:  # a bug, a lost lock, a pause: raised as it is, unless it quotes the secret
+        masked = redacted_error(error, secret, rotated)
+        if masked is not None:
+            raise masked from None  # from None: a traceback would print the original's text as its cause
+        raise
     _set_state(
         app,
         mailbox.id,

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.builders import REP, maildir, message
+from tests.support.flaky import SCHEME_ENTRY, flaky_url
 
 ACCOUNTS = "Name,Type,Domains,Territory,Owner\nACME,customer,acme.example;acme-rockets.example,West,{rep}\n"
 CONTACTS = (
@@ -23,6 +27,9 @@ OPPS = (
     "Title,Account,Stage,Owner,Contacts,Amount,Close Date,Source\n"
     "Rockets,ACME,Presentation,{rep},wile@acme.example,1200.50,2027-01-31,Referral\n"
 )
+
+
+IMAP_SOURCE = "imaps://rep@127.0.0.1:1/"  # never connected to: adding a mailbox does no network I/O
 
 
 @pytest.fixture
@@ -67,6 +74,22 @@ def test_commands_before_init_fail_with_one_line(cli, database_url: str, tmp_pat
     if database_url.startswith("sqlite"):  # no empty database file is left behind
         assert "no database at" in result.err
         assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_unforeseen_faults_are_one_line_too(ready, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sync_service.cli.reporting
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sync_service.cli.reporting, "collect_status", broken)
+    result = ready("status")
+    unexpected = "crm-sync: error: unexpected RuntimeError: boom (run with --verbose for the traceback)\n"
+    assert (result.code, result.err) == (1, unexpected)
+    monkeypatch.setenv("CRM_DATABASE_URL", "mysql://crm:pw@127.0.0.1:1/crm")
+    other = ready("status")
+    unsupported = "crm-sync: error: CRM_DATABASE_URL: crm-sync runs on SQLite and PostgreSQL, not 'mysql'\n"
+    assert (other.code, other.err) == (1, unsupported)
 
 
 def test_usage_errors_exit_2(cli) -> None:  # type: ignore[no-untyped-def]
@@ -157,7 +180,9 @@ def test_mailbox_lifecycle_and_sync(ready, tmp_path: Path) -> None:  # type: ign
 def test_failed_mailbox_makes_sync_exit_1_but_others_sync(ready, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     box = maildir(tmp_path / "mail", [message("a1@acme.example", "wile@acme.example", [REP], "Specs")])
     assert ready("mailbox", "add", "good", "--owner", REP, "--source", f"maildir://{box}").code == 0
-    assert ready("mailbox", "add", "gone", "--owner", REP, "--source", f"maildir://{tmp_path}/missing").code == 0
+    (tmp_path / "gone").mkdir()
+    assert ready("mailbox", "add", "gone", "--owner", REP, "--source", f"maildir://{tmp_path}/gone").code == 0
+    (tmp_path / "gone").rmdir()  # the source vanished after it was added
     assert gc.get_freeze_count() == 0
     result = ready("sync", "--once")
     assert result.code == 1 and "gone" in result.err
@@ -172,12 +197,12 @@ def test_secret_is_encrypted_and_never_shown(ready, monkeypatch, tmp_path: Path)
 
     monkeypatch.setenv("BOX_PASSWORD", "hunter2-very-secret")
     missing_key = ready(
-        "mailbox", "add", "imapbox", "--owner", REP, "--source", "maildir:///nowhere", "--secret-env", "BOX_PASSWORD"
+        "mailbox", "add", "imapbox", "--owner", REP, "--source", IMAP_SOURCE, "--secret-env", "BOX_PASSWORD"
     )
     assert missing_key.code == 1 and "CRM_SECRET_KEY" in missing_key.err
     monkeypatch.setenv("CRM_SECRET_KEY", generate_key())
     added = ready(
-        "mailbox", "add", "imapbox", "--owner", REP, "--source", "maildir:///nowhere", "--secret-env", "BOX_PASSWORD"
+        "mailbox", "add", "imapbox", "--owner", REP, "--source", IMAP_SOURCE, "--secret-env", "BOX_PASSWORD"
     )
     assert added.code == 0
     shown = ready("mailbox", "list").out + ready("status", "--json").out + added.out
@@ -186,9 +211,45 @@ def test_secret_is_encrypted_and_never_shown(ready, monkeypatch, tmp_path: Path)
     assert with_password.code == 1 and "password" in with_password.err
 
 
-def test_unknown_export_kind_is_a_failure(ready) -> None:  # type: ignore[no-untyped-def]
-    result = ready("export", "widgets", "--format", "json")
-    assert result.code == 1 and "unknown export kind" in result.err
+def test_unknown_export_kind_is_a_usage_error(ready) -> None:  # type: ignore[no-untyped-def]
+    for kind in ("widgets", "Accounts"):
+        result = ready("export", kind, "--format", "json")
+        assert (result.code, result.out) == (2, "")
+        assert kind in result.err and "'accounts'" in result.err  # the usage error names the kinds there are
+
+
+def test_source_url_is_checked_when_the_mailbox_is_added(ready, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from crm_store.secrets import generate_key
+
+    monkeypatch.setenv("CRM_SECRET_KEY", generate_key())
+    monkeypatch.setenv("BOX_PASSWORD", "pw")
+    missing = ready("mailbox", "add", "m", "--owner", REP, "--source", f"maildir://{tmp_path}/missing")
+    assert missing.code == 1 and "does not exist" in missing.err and missing.err.count("\n") == 1
+    source = f"{IMAP_SOURCE}?password=QuerySecret"
+    bad_option = ready("mailbox", "add", "q", "--owner", REP, "--source", source, "--secret-env", "BOX_PASSWORD")
+    assert bad_option.code == 1 and "password" in bad_option.err and "QuerySecret" not in bad_option.err
+    assert ready("mailbox", "list").out.startswith("no mailboxes")
+
+
+def test_credentials_in_a_feed_query_are_never_shown(ready) -> None:  # type: ignore[no-untyped-def]
+    feed = "ics+https://cal.example/team/feed.ics?token=TOKSECRET&view=week"
+    added = ready("mailbox", "add", "feed", "--owner", REP, "--source", feed)
+    assert added.code == 0, added.err
+    shown = added.out + ready("mailbox", "list").out + ready("status", "--json").out + ready("status").out
+    assert "TOKSECRET" not in shown
+    status = json.loads(ready("status", "--json").out)
+    assert status["mailboxes"][0]["source"] == "ics+https://cal.example/team/feed.ics?token=***&view=week"
+
+
+def test_env_file_of_the_working_directory_is_read(ready, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for name in ("CRM_AUTO_CREATE", "CRM_INTERNAL_DOMAINS"):  # restored after the test, whatever .env sets
+        monkeypatch.setenv(name, "placeholder")
+        monkeypatch.delenv(name)
+    (tmp_path / ".env").write_text("CRM_AUTO_CREATE=sometimes\n", encoding="utf-8")
+    result = ready("status")
+    assert result.code == 1 and "CRM_AUTO_CREATE" in result.err and result.err.count("\n") == 1
+    monkeypatch.setenv("CRM_AUTO_CREATE", "none")  # the environment wins over the file
+    assert ready("status").code == 0
 
 
 def _dead_letters(redis_url: str, monkeypatch: pytest.MonkeyPatch, calls: list[tuple[str, tuple[int, ...]]]) -> None:
@@ -264,3 +325,29 @@ def test_sync_parses_ahead_in_a_helper_process_on_two_cores(ready, tmp_path: Pat
     assert started == [1]  # more than one batch pending: one helper
     acts = _json(ready("export", "activities", "--format", "json"))
     assert sorted(a["subject"] for a in acts) == [f"Specs {i}" for i in range(6)]
+
+
+def test_a_failed_one_shot_sync_says_one_line_on_stderr(ready, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A real `crm-sync sync --once` process: no progress bar residue, no retry warnings, just the reason."""
+    monkeypatch.setenv("CRM_EXTRA_CONNECTORS", SCHEME_ENTRY)
+    box = maildir(tmp_path / "busy", [message("b1@acme.example", "wile@acme.example", [REP], "Specs")])
+    source = flaky_url(box, throttle=100, retry_after=0, counter=tmp_path / "count")
+    assert ready("mailbox", "add", "busy", "--owner", REP, "--source", source).code == 0
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "CRM_MAX_RETRIES": "1",
+        "CRM_RETRY_MIN_BACKOFF_MS": "10",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "sync_service.cli.main", "sync", "--once"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == "crm-sync: error: mailbox busy failed: server busy: too many requests\n"
+    assert "busy" in done.stdout  # the summary still goes to standard output
+    verbose = subprocess.run(
+        [sys.executable, "-m", "sync_service.cli.main", "-v", "sync", "--once"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert verbose.returncode == 1 and "Retries exceeded" in verbose.stderr  # --verbose shows the details

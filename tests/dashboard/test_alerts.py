@@ -151,8 +151,10 @@ def test_a_failed_delivery_is_tried_again(hook: Hook, tmp_path: Path, caplog: py
 
 def test_status_shows_alerts_and_calls_the_webhook_once(cli, hook: Hook, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     assert cli("init").code == 0
+    (tmp_path / "missing").mkdir()
     source = f"maildir://{tmp_path / 'missing'}"
     assert cli("mailbox", "add", "broken", "--owner", REP, "--source", source).code == 0
+    (tmp_path / "missing").rmdir()  # the source vanished after the mailbox was added
     cli("sync", "--once")
     monkeypatch.setenv("CRM_ALERT_WEBHOOK_URL", hook.url)
 
