@@ -19,6 +19,7 @@ from sync_service.cli.demo import demo_command
 from sync_service.cli.imports import import_app
 from sync_service.cli.mailbox import mailbox_app
 from sync_service.cli.never_log import never_log_app
+from sync_service.cli.quarantine import quarantine_app
 from sync_service.cli.reporting import export_command, status_command
 from sync_service.cli.review import activity_app, match_app, review_app
 from sync_service.cli.sales import (
@@ -55,6 +56,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(activity_app, name="activity")  # `link|unlink` here; the process engine may add commands to it
 app.add_typer(match_app, name="match")
 app.add_typer(never_log_app, name="never-log")
+app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(process_app, name="process")
 app.add_typer(opportunity_app, name="opportunity")
 app.add_typer(lead_app, name="lead")

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from crm_store.db import transaction
-from crm_store.models import Mailbox, QuarantineEntry, RawItem
+from crm_store.models import FolderState, Mailbox, QuarantineEntry, RawItem
 from crm_store.models.sync import PENDING
 from sync_service import mailboxes
 from sync_service.bootstrap import App
@@ -89,6 +90,17 @@ def requeue_dead_letters(app: App, queue: str | None = None, mailbox: str | None
     return f"Requeued {count} dead-lettered message{plural} on {where}."
 
 
+def refetch(session: Session, raw: RawItem) -> None:
+    """Have the next sync fetch ``raw`` again: its folder is listed again from the start (a resync round, which
+    duplicates nothing) and its stored version no longer matches, so it is downloaded."""
+    raw.version = ""
+    session.execute(
+        update(FolderState)
+        .where(FolderState.mailbox_id == raw.mailbox_id, FolderState.folder == raw.folder)
+        .values(cursor=None, stage="resync")
+    )
+
+
 def retry_quarantined(app: App, entry_id: int) -> str:
     """Set the quarantined raw item back to pending and process it again (queued in Redis mode)."""
     with transaction(app.sessions) as session:
@@ -98,8 +110,14 @@ def retry_quarantined(app: App, entry_id: int) -> str:
         raw = session.get(RawItem, entry.raw_item_id) if entry.raw_item_id is not None else None
         if raw is None:
             raise ConfigError("the item behind this quarantine entry is gone; it cannot be retried")
-        raw.state, raw.processed_at = PENDING, None
         mailbox_id, external_id = raw.mailbox_id, entry.external_id
+        if raw.sha256 is None:  # never stored (over CRM_MAX_MESSAGE_BYTES then): it must be fetched again
+            refetch(session, raw)
+            return (
+                f"Item {external_id} was never stored: its folder is read again by the next sync, which fetches "
+                "it if the size limit allows it now."
+            )
+        raw.state, raw.processed_at = PENDING, None
     if _redis_mode(app):
         if _queue(app, "process_items", mailbox_id):
             return f"Item {external_id} queued for processing again."
