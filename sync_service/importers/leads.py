@@ -8,13 +8,18 @@
 - Identity: the lead having the email; else the lead of the same name and company — for a row with an email
   only a lead that has no email yet, for a row without one preferably a lead without one. Two rows for the
   same lead reject the file.
-- Updates only add or overwrite with non-empty cells; a status change does not run the lead process here.
+- Updates only add or overwrite with non-empty cells.
+- A status that starts an opportunity process (``Awaiting sale`` starts the Corporate sale, SPEC §2) starts it
+  exactly as ``crm-sync lead status`` does (``process.service.lead_status_changed``): for a new lead imported
+  with it, and for a lead whose status the file changes to it — not when the status is already stored, so
+  importing the same file again starts nothing (nor when the lead already has an open opportunity).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -44,15 +49,42 @@ class LeadRow:
     target: Lead | None  # the stored lead this row updates; None: create
 
 
-def import_leads(session: Session, path: Path, *, default_region: str = "US") -> ImportReport:
-    """Validate the whole file, then upsert each lead. The caller commits or rolls back."""
+def import_leads(
+    session: Session, path: Path, *, default_region: str = "US", now: datetime | None = None
+) -> ImportReport:
+    """Validate the whole file, then upsert each lead. The caller commits or rolls back. ``now``: when a
+    status that starts a sale is set (the started process's time)."""
     rows = _read(session, path, default_region)
     report = ImportReport("leads")
     reps = Reps(session)
+    starting = _starting_statuses(session)
+    when = now or datetime.now(UTC)
     for row in rows:
-        report.count(_write(session, row, reps))
+        result, lead, status = _write(session, row, reps)
+        report.count(result)
+        if status is not None and status.casefold() in starting:
+            with at_line(row.line):
+                _status_changed(session, lead, status, when)
     session.flush()
     return report
+
+
+def _starting_statuses(session: Session) -> frozenset[str]:
+    from sync_service.process.service import starting_lead_statuses  # it imports the importers' lookups
+
+    return starting_lead_statuses(session)
+
+
+def _status_changed(session: Session, lead: Lead, status: str, now: datetime) -> None:
+    """What ``crm-sync lead status`` does after setting the status: start the sale it starts."""
+    from sync_service.process import service
+    from sync_service.process.errors import ProcessError
+
+    session.flush()  # a new lead gets its id
+    try:
+        service.lead_status_changed(session, lead, status, now, automatic=False)
+    except ProcessError as error:  # e.g. an admin's edit broke the process's definition: the file is rejected
+        raise ValueError(f"{status!r} starts a process that cannot run: {error}") from None
 
 
 def _read(session: Session, path: Path, region: str) -> list[LeadRow]:
@@ -129,23 +161,24 @@ def _identity_keys(row: LeadRow) -> tuple[list[str], list[str]]:
     return [f"name:{named}", *same], [f"name:{named}", f"bare:{named}", *same]
 
 
-def _write(session: Session, row: LeadRow, reps: Reps) -> Outcome:
+def _write(session: Session, row: LeadRow, reps: Reps) -> tuple[Outcome, Lead, str | None]:
+    """(what happened, the lead, its new status when the row set or changed it)."""
     owner = reps.get(row.owner)
     lead = row.target
     if lead is None:
-        session.add(
-            Lead(
-                name=row.name,
-                company=row.company,
-                status=row.status or DEFAULT_STATUS,
-                source=row.source,
-                owner=owner,
-                origin="import",
-                emails=[LeadEmail(email=row.email, position=0)] if row.email else [],
-                phones=[LeadPhone(raw=row.phone.raw, e164=row.phone.e164)] if row.phone else [],
-            )
+        lead = Lead(
+            name=row.name,
+            company=row.company,
+            status=row.status or DEFAULT_STATUS,
+            source=row.source,
+            owner=owner,
+            origin="import",
+            emails=[LeadEmail(email=row.email, position=0)] if row.email else [],
+            phones=[LeadPhone(raw=row.phone.raw, e164=row.phone.e164)] if row.phone else [],
         )
-        return "created"
+        session.add(lead)
+        return "created", lead, lead.status
+    new_status = row.status if row.status is not None and row.status != lead.status else None
     changed = apply_fields(
         lead,
         {"name": row.name, "company": row.company or None, "status": row.status, "source": row.source,
@@ -158,4 +191,4 @@ def _write(session: Session, row: LeadRow, reps: Reps) -> Outcome:
     if row.phone and row.phone.key not in {p.e164 or clean_text(p.raw) for p in lead.phones}:
         lead.phones.append(LeadPhone(raw=row.phone.raw, e164=row.phone.e164))
         changed = True
-    return outcome(changed)
+    return outcome(changed), lead, new_status

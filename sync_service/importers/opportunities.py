@@ -8,20 +8,28 @@
 - ``Amount``: ``1200.5`` or ``1,200.50``. ``Close Date``: ``YYYY-MM-DD`` or ``DD.MM.YYYY``.
 - ``Source``: a ``source`` lookup value or empty. ``Owner``: a rep's email; new reps become users.
 - Identity: the same title (case-insensitive) at the same account. Empty cells leave stored values alone.
-The importer does not start or move the sales process; that belongs to the process engine.
+
+The importer starts no sales process. A new stage for an opportunity whose process runs goes through the
+process engine exactly as ``crm-sync opportunity stage`` does (``process.service.choose_stage``): that stage's
+steps are activated, the unfinished process activities of the stage left are cancelled, and the history records
+the transition; the stage must then be one of that process's stages. Without a running process the stage is
+only set. A stage that requires closing details — ``Closed lost`` requires a lost reason (SPEC §2) — cannot
+be set from this file, which has no column for them: such a row rejects the file (set the stage with
+``crm-sync opportunity stage ID "Closed lost" --lost-reason R``). A row that leaves the stage as stored is not
+checked, so importing the same file again changes nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crm_store.models import Account, Contact, ContactEmail, Opportunity, OpportunityParticipant
+from crm_store.models import Account, Contact, ContactEmail, Opportunity, OpportunityParticipant, ProcessDefinition
 from sync_service.importers.csvfile import Row, SeenRows, at_line, iter_rows
 from sync_service.importers.lookups import LookupValues
 from sync_service.importers.normalize import (
@@ -36,6 +44,10 @@ from sync_service.importers.normalize import (
 from sync_service.importers.report import ImportReport, Outcome, apply_fields, outcome
 from sync_service.importers.stages import StageRules
 from sync_service.importers.users import Reps
+from sync_service.process.definition import Process
+from sync_service.process.errors import ProcessError
+from sync_service.process.model import Closing
+from sync_service.process.store import parsed_process
 
 COLUMNS = ("Title", "Account", "Stage", "Owner", "Contacts", "Amount", "Close Date", "Source")
 
@@ -62,10 +74,26 @@ class _Refs:
         self.sources = LookupValues(session, "source", "source")
         self.rules = StageRules(session)
         self._accounts: dict[str, Account | None] = {}
+        self._processes: dict[int, Process] = {}
         self.opportunities: dict[tuple[str, int | None], int] = {}
-        rows = session.execute(select(Opportunity.id, Opportunity.title, Opportunity.account_id))
-        for opp_id, title, account_id in sorted(rows):
+        self.stored: dict[int, tuple[str, int | None]] = {}  # id → (stage, running process)
+        rows = session.execute(
+            select(Opportunity.id, Opportunity.title, Opportunity.account_id, Opportunity.stage, Opportunity.process_id)
+        )
+        for opp_id, title, account_id, stage, process_id in sorted(rows, key=lambda r: r[0]):
             self.opportunities.setdefault((name_key(title), account_id), opp_id)
+            self.stored[opp_id] = (stage, process_id)
+
+    def process(self, process_id: int) -> Process:
+        """The running process's definition (raises ``ValueError`` when it cannot be read)."""
+        if process_id not in self._processes:
+            try:
+                self._processes[process_id] = parsed_process(
+                    self.session.get_one(ProcessDefinition, process_id).definition
+                )
+            except ProcessError as error:
+                raise ValueError(f"the opportunity's process cannot be read: {error}") from None
+        return self._processes[process_id]
 
     def account(self, cell: str) -> Account:
         key = name_key(cell)
@@ -89,14 +117,16 @@ class _Refs:
         return next((cid for cid, account_id in rows if account_id == account.id), rows[0][0])
 
 
-def import_opportunities(session: Session, path: Path) -> ImportReport:
-    """Validate the whole file, then upsert each opportunity. The caller commits or rolls back."""
+def import_opportunities(session: Session, path: Path, *, now: datetime | None = None) -> ImportReport:
+    """Validate the whole file, then upsert each opportunity. The caller commits or rolls back. ``now``: when
+    a stage change by the file happens for a running process (its history's time)."""
     refs = _Refs(session)
     rows = _read(refs, path)
     report = ImportReport("opportunities")
     reps = Reps(session)
+    when = now or datetime.now(UTC)
     for row in rows:
-        report.count(_write(refs, row, reps))
+        report.count(_write(refs, row, reps, when))
     session.flush()
     return report
 
@@ -107,6 +137,7 @@ def _read(refs: _Refs, path: Path) -> list[OpportunityRow]:
     for line, cells in iter_rows(path, COLUMNS, required=("Title", "Account")):
         with at_line(line):
             row = _parse(line, cells, refs)
+            _check_stage(refs, row, refs.opportunities.get((name_key(row.title), row.account.id)))
             key = [f"{name_key(row.title)}|{row.account.id}"]
             seen.check(key)
             seen.add(key, f"line {line}")
@@ -135,7 +166,36 @@ def _parse(line: int, cells: Row, refs: _Refs) -> OpportunityRow:
     )
 
 
-def _write(refs: _Refs, row: OpportunityRow, reps: Reps) -> Outcome:
+def _check_stage(refs: _Refs, row: OpportunityRow, opp_id: int | None) -> None:
+    """The stage the row sets (a new opportunity's, or a change) must be one a CSV row can set: one of the
+    running process's stages, and none that requires closing details the file cannot carry."""
+    process = None
+    if opp_id is None:
+        stage = row.stage or refs.rules.start_stage
+    else:
+        stored, process_id = refs.stored[opp_id]
+        if row.stage is None or row.stage == stored:
+            return  # unchanged: nothing happens
+        stage = row.stage
+        process = refs.process(process_id) if process_id is not None else None
+    if process is not None:
+        name = process.canonical_stage(stage)
+        if name is None:
+            stages = ", ".join(process.stage_names)
+            raise ValueError(f"'{stage}' is not a stage of the {process.name} process it runs (one of: {stages})")
+        terminal = process.terminal(name)
+        requires = terminal.requires if terminal is not None else ()
+    else:
+        requires = refs.rules.requires(stage)
+    if requires:
+        field = requires[0]
+        raise ValueError(
+            f"'{stage}' requires a {field.replace('_', ' ')}, which the opportunities CSV has no column for "
+            f"(set the stage with: crm-sync opportunity stage ID \"{stage}\" --{field.replace('_', '-')} R)"
+        )
+
+
+def _write(refs: _Refs, row: OpportunityRow, reps: Reps, now: datetime) -> Outcome:
     owner = reps.get(row.owner)
     opp_id = refs.opportunities.get((name_key(row.title), row.account.id))
     if opp_id is None:
@@ -155,11 +215,7 @@ def _write(refs: _Refs, row: OpportunityRow, reps: Reps) -> Outcome:
         )
         return "created"
     opportunity = refs.session.get_one(Opportunity, opp_id)
-    changed = False
-    if row.stage is not None and row.stage != opportunity.stage:
-        opportunity.stage, opportunity.status = row.stage, refs.rules.status_for(row.stage)
-        changed = True
-    changed |= apply_fields(
+    changed = apply_fields(
         opportunity,
         {"title": row.title, "owner": owner, "amount": row.amount, "close_date": row.close_date,
          "source": row.source},
@@ -169,4 +225,22 @@ def _write(refs: _Refs, row: OpportunityRow, reps: Reps) -> Outcome:
         if contact_id not in present:
             opportunity.participants.append(OpportunityParticipant(contact_id=contact_id))
             changed = True
+    # The stage last: the new stage's step activities go to the owner (and participants) the row just set.
+    if row.stage is not None and row.stage != opportunity.stage:
+        if opportunity.process_id is not None:
+            _choose_stage(refs.session, row, opportunity, now)
+        else:
+            opportunity.stage, opportunity.status = row.stage, refs.rules.status_for(row.stage)
+        changed = True
     return outcome(changed)
+
+
+def _choose_stage(session: Session, row: OpportunityRow, opportunity: Opportunity, now: datetime) -> None:
+    """A new stage for a running process: the engine's stage change, as ``crm-sync opportunity stage``."""
+    from sync_service.process import service  # it imports the importers' lookups: loaded when needed
+
+    with at_line(row.line):
+        try:
+            service.choose_stage(session, opportunity.id, row.stage or opportunity.stage, Closing(), now)
+        except ProcessError as error:  # checked while reading the file; a concurrent edit of the process
+            raise ValueError(str(error)) from None

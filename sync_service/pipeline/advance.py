@@ -10,13 +10,16 @@ leads can advance (``AdvanceScope``); the others skip the engine, its queries an
 activity of a lead that only a process start could advance, when no step of the processes that start by
 themselves takes an activity of its type, direction and subject.
 
-A process that cannot run (say, an admin's edit broke its definition) must not stop the sync: the error is
-logged and the activity stays logged; the process simply does not advance.
+A process that cannot run (say, an admin's edit broke its definition) must not stop the sync, nor the other
+processes: each process advances in its own savepoint, the activity stays logged, and the failure is kept in
+the quarantine (``process.failures``: ``crm-sync export quarantine``, ``status``, the dashboard) and counted
+with the run's quarantined items; the engine tries it again with every ``complete_due`` until it goes through.
+A lead process whose definition cannot be read cannot say which activities it takes: while one is broken,
+every activity of a lead in a status that starts a process goes to the engine, which reports the error.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select
@@ -27,10 +30,8 @@ from sync_service.pipeline.bulk import PendingEmail
 from sync_service.pipeline.context import ProcessContext
 from sync_service.process import service, store
 from sync_service.process.definition import Process
-from sync_service.process.errors import ProcessError
+from sync_service.process.errors import DefinitionError
 from sync_service.process.satisfy import may_satisfy
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class AdvanceScope:
     max_lead: int
     starting: frozenset[int] = frozenset()  # without one, in a status that starts one (``auto_start_on_lead_status``)
     starters: tuple[Process, ...] = ()  # the lead processes that start by themselves
+    unreadable: bool = False  # a lead process's definition is broken: what it takes is unknown
 
     def may_advance(
         self, opportunity: int | None, lead: int | None, activity: tuple[str, str | None, str] | None = None
@@ -57,12 +59,23 @@ class AdvanceScope:
             return True
         if lead not in self.starting:
             return False
-        return activity is None or any(may_satisfy(process, *activity) for process in self.starters)
+        return activity is None or self.unreadable or any(may_satisfy(process, *activity) for process in self.starters)
 
 
 def advance_scope(session: Session) -> AdvanceScope:
-    starters = tuple(p for _row, p in store.processes_for(session, store.LEAD) if p.auto_start_on_lead_status)
-    statuses = sorted({status.casefold() for process in starters for status in process.auto_start_on_lead_status})
+    starters: list[Process] = []
+    named: set[str] = set()  # the statuses that start a lead process, as the definitions name them
+    unreadable = False
+    for row in store.definitions_for(session, store.LEAD):
+        named |= store.status_names(row.definition.get("auto_start_on_lead_status"))
+        try:
+            process = store.parsed_process(row.definition)
+        except DefinitionError:
+            unreadable = True
+            continue
+        if process.auto_start_on_lead_status:
+            starters.append(process)
+    statuses = sorted(named)
     running = session.scalars(select(Opportunity.id).where(Opportunity.process_id.is_not(None)))
     leads = session.execute(
         select(Lead.id, Lead.process_id).where(or_(Lead.process_id.is_not(None), func.lower(Lead.status).in_(statuses)))
@@ -73,7 +86,8 @@ def advance_scope(session: Session) -> AdvanceScope:
         frozenset(lead for lead, process in leads if process is not None),
         int(session.scalar(select(func.max(Lead.id))) or 0),
         frozenset(lead for lead, process in leads if process is None),
-        starters,
+        tuple(starters),
+        unreadable,
     )
 
 
@@ -119,10 +133,7 @@ def advance_deferred(ctx: ProcessContext) -> None:
 
 
 def _advance(ctx: ProcessContext, activity: Activity) -> None:
-    try:
-        with ctx.session.begin_nested():
-            if activity.id is None:  # a new activity not yet flushed: the engine looks it up by id
-                ctx.session.flush()
-            service.activity_synced(ctx.session, activity, ctx.now)
-    except ProcessError as error:
-        log.warning("process not advanced for activity %s: %s", activity.id, error)
+    if activity.id is None:  # a new activity not yet flushed: the engine looks it up by id
+        ctx.session.flush()
+    if service.advance_activity(ctx.session, activity, ctx.now):
+        ctx.stats.quarantined += 1  # kept in the quarantine, retried by ``complete_due``

@@ -172,7 +172,8 @@ def sync_mailbox(
 
 def complete_due(app: App, now: datetime | None = None) -> int:
     """Planned meetings and calls whose end has passed become completed (SPEC §4), and the process engine
-    completes the steps they serve — in one transaction."""
+    completes the steps they serve — in one transaction. Advancements that failed before (quarantine entries
+    ``activity:<id>``, e.g. a broken process definition) are tried again first (``process.service``)."""
     from sync_service.process.service import complete_and_advance  # the process engine sits on the pipeline
 
     now = now or datetime.now(UTC)

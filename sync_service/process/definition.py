@@ -23,9 +23,15 @@ The format, one process per document::
             lead_status: {Prospect: Prospect}       # lead processes: result → lead status
             hints: ["Budget", "Authority"]
             satisfied_by: {type: [meeting, call], direction: inbound, keywords: [..], has_attachment: true,
-                           with_participant: true, with_lead: true}
+                           with_participant: true, with_lead: true, from_owner: true}
     terminal_stages:
       - {name: Closed lost, status: lost, requires: [lost_reason], allows: [competitor]}
+
+``satisfied_by`` is a conjunction (see ``satisfy``): the activity's type is one of ``type``; its ``direction``
+when given; one of the ``keywords`` in its subject when given; an attachment when ``has_attachment``; one of
+its contacts is a participant of the opportunity when ``with_participant``; it is linked to the lead when
+``with_lead``; it was sent (an email) or organised (a meeting or call) by the opportunity's (lead's) owner —
+its sender's address is the owner's — when ``from_owner``.
 
 Validation is strict (unknown keys are typos) and every error is one line naming where it is.
 """
@@ -57,6 +63,7 @@ class SatisfiedBy:
     has_attachment: bool = False
     with_participant: bool = False
     with_lead: bool = False
+    from_owner: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,7 +218,7 @@ _STEP_KEYS = (
     "hints",
     "satisfied_by",
 )
-_SATISFY_KEYS = ("type", "direction", "keywords", "has_attachment", "with_participant", "with_lead")
+_SATISFY_KEYS = ("type", "direction", "keywords", "has_attachment", "with_participant", "with_lead", "from_owner")
 _TERMINAL_KEYS = ("name", "status", "requires", "allows")
 
 
@@ -322,6 +329,7 @@ def _satisfied_by(where: _Where, data: object) -> SatisfiedBy:
         has_attachment=where.flag(raw.get("has_attachment"), "has_attachment"),
         with_participant=where.flag(raw.get("with_participant"), "with_participant"),
         with_lead=where.flag(raw.get("with_lead"), "with_lead"),
+        from_owner=where.flag(raw.get("from_owner"), "from_owner"),
     )
 
 

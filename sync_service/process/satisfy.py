@@ -3,8 +3,10 @@
 A rule is a conjunction: the activity's type is one of ``types``; its ``direction`` matches when the rule
 names one; one of the ``keywords`` occurs in its subject (case-insensitive) when the rule lists any; it has
 an attachment when ``has_attachment``; one of its contacts is a participant of the opportunity when
-``with_participant``; it is linked to the process's lead when ``with_lead``. The activity's status and time
-are the engine's business, not this module's.
+``with_participant``; it is linked to the process's lead when ``with_lead``; its sender (an email's From,
+a meeting's organiser) is the owner of the opportunity or lead when ``from_owner`` — compared by address,
+case-insensitively; an unknown sender or owner never matches. The activity's status and time are the engine's
+business, not this module's.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class ActivityFacts:
     contact_ids: frozenset[int] = frozenset()
     lead_id: int | None = None
     process_step: str | None = None  # the step it is linked to, if any
+    sender: str | None = None  # who sent the email / organised the meeting (an address); None: unknown
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Parties:
 
     participant_ids: frozenset[int] = frozenset()
     lead_id: int | None = None
+    owner: str | None = None  # the owner's (a rep's) address; None: no owner
 
 
 def may_satisfy(process: Process, activity_type: str, direction: str | None, subject: str) -> bool:
@@ -64,4 +68,12 @@ def satisfies(rule: SatisfiedBy, activity: ActivityFacts, parties: Parties) -> b
         return False
     if rule.with_participant and not (activity.contact_ids & parties.participant_ids):
         return False
+    if rule.from_owner and not _same_address(activity.sender, parties.owner):
+        return False
     return not (rule.with_lead and (parties.lead_id is None or activity.lead_id != parties.lead_id))
+
+
+def _same_address(one: str | None, other: str | None) -> bool:
+    if not one or not other:
+        return False
+    return one.strip().casefold() == other.strip().casefold()

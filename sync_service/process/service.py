@@ -1,15 +1,22 @@
-"""Process use cases for the CLI and the sync pipeline. Each runs inside the caller's transaction.
+"""Process use cases for the CLI, the CSV importers and the sync pipeline. Each runs inside the caller's
+transaction.
 
 Every change goes through the pure engine: load the subject's state, handle one event, apply the effects.
 A lead status that starts a process (``start_on_lead_status``, e.g. ``Awaiting sale``) creates an opportunity
-for the lead and starts that process, whether a person set the status or a lead-process step did.
+for the lead and starts that process, whether a person set the status (``lead status``, a leads CSV) or a
+lead-process step did; a stage set by hand (``opportunity stage``, an opportunities CSV) is ``choose_stage``.
+A synced activity advances each of its processes in a savepoint of its own; what fails is quarantined and
+tried again (``process.failures``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -25,11 +32,12 @@ from crm_store.models import (
     Opportunity,
     OpportunityParticipant,
     ProcessDefinition,
+    QuarantineEntry,
 )
 from sync_service.importers.lookups import LookupValues
 from sync_service.importers.normalize import name_key
 from sync_service.importers.users import Reps
-from sync_service.process import store
+from sync_service.process import failures, store
 from sync_service.process.definition import PLURALS, Process
 from sync_service.process.engine import handle, satisfied_step
 from sync_service.process.errors import ProcessError
@@ -160,7 +168,8 @@ def lead_status_changed(
     """Start every opportunity process that starts on this lead status, unless the lead already has an open
     opportunity. The opportunity is the lead's company (its account when one has that name)."""
     started = []
-    for definition, process in store.processes_for(session, OPPORTUNITY):
+    # Only the processes this status starts are read: a broken definition of another process blocks nothing.
+    for definition, process in store.processes_for(session, OPPORTUNITY, _starts_on(status)):
         trigger = process.start_on_lead_status
         if trigger is None or trigger.casefold() != status.casefold():
             continue
@@ -174,6 +183,19 @@ def lead_status_changed(
         _run(session, subject, definition, process, Start(now, automatic=automatic), now, automatic=automatic)
         started.append(opportunity)
     return started
+
+
+def _starts_on(status: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda definition: store.names_status(definition.get("start_on_lead_status"), status)
+
+
+def starting_lead_statuses(session: Session) -> frozenset[str]:
+    """The lead statuses (case-folded) that start an opportunity process (``start_on_lead_status``), as the
+    stored definitions name them: who changes many leads' statuses asks ``lead_status_changed`` only for these."""
+    found: frozenset[str] = frozenset()
+    for row in store.definitions_for(session, OPPORTUNITY):
+        found |= store.status_names(row.definition.get("start_on_lead_status"))
+    return found
 
 
 def _lead_opportunity(session: Session, lead: Lead, process: Process) -> Opportunity:
@@ -211,10 +233,12 @@ def _auto_start_lead(session: Session, subject: Subject, activity: Activity, now
     """A lead in an ``auto_start_on_lead_status`` status gets its process when a synced activity would
     complete (or be linked to) one of its first steps — its first meeting or call, say."""
     assert isinstance(subject.row, Lead)
+    status = subject.row.status
     facts = None
-    for definition, process in store.processes_for(session, LEAD):
-        if subject.row.status.casefold() not in {s.casefold() for s in process.auto_start_on_lead_status}:
-            continue
+    starting = store.processes_for(
+        session, LEAD, lambda definition: store.names_status(definition.get("auto_start_on_lead_status"), status)
+    )
+    for definition, process in starting:
         if not may_satisfy(process, activity.type, activity.direction, activity.subject or ""):
             continue  # no step of it takes such an activity: nothing to read from the database
         facts = facts or store.activity_facts(session, activity)
@@ -228,32 +252,65 @@ def _auto_start_lead(session: Session, subject: Subject, activity: Activity, now
 # -- activities --------------------------------------------------------------------------------------------
 
 
-def activity_synced(session: Session, activity: Activity, now: datetime) -> None:
-    """A synced activity was created or changed: advance the processes of its opportunity and lead."""
+def activity_synced(session: Session, activity: Activity, now: datetime) -> list[str]:
+    """A synced activity was created or changed: advance the processes of its opportunity and lead.
+
+    Each process runs in its own savepoint: one that cannot run (a ``ProcessError``, e.g. an admin's edit broke
+    its definition) is rolled back alone and the others still advance. Returns the failures, one line each
+    (``<opportunity or lead>: <error>``); the callers keep them in the quarantine (``failures``)."""
+    failed: list[str] = []
     subjects = []
     if activity.opportunity_id is not None:
         subjects.append(store.opportunity(session, activity.opportunity_id))
     if activity.lead_id is not None:
         lead_subject = store.lead(session, activity.lead_id)
         if lead_subject.row.process_id is None:
-            _auto_start_lead(session, lead_subject, activity, now)
+            _isolated(session, lead_subject, failed, partial(_auto_start_lead, session, lead_subject, activity, now))
         subjects.append(lead_subject)
     for subject in subjects:
-        running = store.running_process(session, subject)
-        if running is None:
-            continue
-        definition, process = running
-        if activity.process_step is not None and process.step(activity.process_step) is None:
-            continue  # it serves a step of another process (the opportunity's, not the lead's)
-        event = ActivitySynced(store.activity_facts(session, activity))
-        _run(session, subject, definition, process, event, now, automatic=True)
+        if subject.row.process_id is not None:
+            _isolated(session, subject, failed, partial(_advance, session, subject, activity, now))
+    return failed
+
+
+def _isolated(session: Session, subject: Subject, failed: list[str], action: Callable[[], None]) -> None:
+    try:
+        with session.begin_nested():
+            action()
+    except ProcessError as error:
+        failed.append(f"{subject.label}: {error}")
+
+
+def _advance(session: Session, subject: Subject, activity: Activity, now: datetime) -> None:
+    running = store.running_process(session, subject)
+    if running is None:
+        return
+    definition, process = running
+    if activity.process_step is not None and process.step(activity.process_step) is None:
+        return  # it serves a step of another process (the opportunity's, not the lead's)
+    event = ActivitySynced(store.activity_facts(session, activity))
+    _run(session, subject, definition, process, event, now, automatic=True)
+
+
+def advance_activity(session: Session, activity: Activity, now: datetime) -> list[str]:
+    """``activity_synced``, with its failures kept in the quarantine (``failures``) and logged."""
+    try:
+        failed = activity_synced(session, activity, now)
+    except ProcessError as error:  # its opportunity or lead could not be read: nothing was written
+        failed = [str(error)]
+    if failed:
+        entry = failures.record(session, activity, failed)
+        log.warning("%s (activity %s; quarantined, tried again later)", entry.reason, activity.id)
+    return failed
 
 
 def complete_and_advance(session: Session, activity_ids: list[int], now: datetime) -> int:
-    """Mark these planned activities completed (their end passed) and advance the processes they serve.
+    """Try again the advancements that failed before (``retry_failed_advancements``: they are older), then mark
+    these planned activities completed (their end passed) and advance the processes they serve.
 
-    Each activity advances inside its own savepoint: a process that cannot run does not keep the others
-    planned. Returns how many were completed."""
+    A process that cannot run keeps neither the others planned nor its activity: the activity is completed,
+    the failure goes to the quarantine. Returns how many were completed."""
+    retry_failed_advancements(session, now)
     completed = 0
     for start in range(0, len(activity_ids), CHUNK):
         chunk = activity_ids[start : start + CHUNK]
@@ -267,12 +324,36 @@ def complete_and_advance(session: Session, activity_ids: list[int], now: datetim
             activity = activities[activity_id]
             if activity.status != "completed":
                 continue
-            try:
-                with session.begin_nested():
-                    activity_synced(session, activity, now)
-            except ProcessError as error:
-                log.warning("process not advanced for activity %s: %s", activity_id, error)
+            advance_activity(session, activity, now)
     return completed
+
+
+RETRY_LIMIT = 1000  # failed advancements tried again per round (the oldest first)
+
+
+def retry_failed_advancements(session: Session, now: datetime, limit: int = RETRY_LIMIT) -> int:
+    """Run the engine again for the activities whose advancement failed (their quarantine entries), in the
+    order they first failed (the engine's order matters: an older activity cannot drive a process a newer one
+    moved on), at most ``limit``. After an admin fixed a definition the missed steps complete and the entries
+    go; one that fails again keeps its entry with the new reason and one more retry. Returns how many went
+    through."""
+    entries = session.scalars(
+        select(QuarantineEntry)
+        .where(QuarantineEntry.raw_item_id.is_(None), QuarantineEntry.external_id.startswith(failures.PREFIX))
+        .order_by(QuarantineEntry.id)
+        .limit(limit)
+    ).all()
+    done = 0
+    for entry in entries:
+        activity_id = failures.activity_id(entry)
+        activity = session.get(Activity, activity_id) if activity_id is not None else None
+        if activity is not None and advance_activity(session, activity, now):
+            continue
+        session.delete(entry)
+        done += activity is not None
+    if entries:
+        session.flush()
+    return done
 
 
 def _serving(session: Session, activity: Activity) -> tuple[Subject, ProcessDefinition, Process] | None:

@@ -9,8 +9,10 @@ linked to a step. History rows go to ``OpportunityHistory`` / ``LeadHistory``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -24,10 +26,11 @@ from crm_store.models import (
     OpportunityHistory,
     OpportunityParticipant,
     ProcessDefinition,
+    SyncedItem,
 )
 from crm_store.models.sales import LeadHistory
 from sync_service.process.definition import Process, parse_process
-from sync_service.process.errors import ProcessError
+from sync_service.process.errors import DefinitionError, ProcessError
 from sync_service.process.model import (
     CANCELLED,
     COMPLETED,
@@ -97,21 +100,28 @@ def lock(session: Session, subject: Subject) -> None:
 # -- definitions -------------------------------------------------------------------------------------------
 
 
-_PARSED: dict[str, Process] = {}  # definition (as canonical JSON) → its Process: parsing one costs ~0.5 ms
+# definition (as canonical JSON) → its Process, or the one-line error of a broken one: parsing costs ~0.5 ms
+_PARSED: dict[str, Process | str] = {}
 _PARSED_MAX = 64
 
 
 def parsed_process(definition: object) -> Process:
     """``parse_process``, remembered by the definition's content (the engine reads the definitions for every
-    synced activity of a lead or opportunity; an edited definition is a new key, so nothing goes stale)."""
+    synced activity of a lead or opportunity; an edited definition is a new key, so nothing goes stale). A
+    broken definition's ``DefinitionError`` is remembered too, and raised anew each time."""
     key = json.dumps(definition, sort_keys=True, default=str)
-    process = _PARSED.get(key)
-    if process is None:
-        process = parse_process(definition)
+    found = _PARSED.get(key)
+    if found is None:
+        try:
+            found = parse_process(definition)
+        except DefinitionError as error:
+            found = str(error)
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.clear()
-        _PARSED[key] = process
-    return process
+        _PARSED[key] = found
+    if isinstance(found, str):
+        raise DefinitionError(found)
+    return found
 
 
 def running_process(session: Session, subject: Subject) -> tuple[ProcessDefinition, Process] | None:
@@ -131,13 +141,36 @@ def process_named(session: Session, name: str) -> tuple[ProcessDefinition, Proce
     return row, parsed_process(row.definition)
 
 
-def processes_for(session: Session, kind: str) -> list[tuple[ProcessDefinition, Process]]:
-    """Every loaded process that applies to ``kind`` (opportunity | lead), oldest first."""
+def processes_for(
+    session: Session, kind: str, when: Callable[[dict[str, Any]], bool] | None = None
+) -> list[tuple[ProcessDefinition, Process]]:
+    """Every loaded process that applies to ``kind`` (opportunity | lead), oldest first. ``when``: only those
+    whose stored definition (the raw dict) passes — only they are parsed, so a broken definition raises its
+    ``DefinitionError`` only where it matters (a lead status that does not start the Corporate sale does not
+    need the Corporate sale's definition)."""
     out = []
-    for row in session.scalars(select(ProcessDefinition).order_by(ProcessDefinition.id)):
-        if isinstance(row.definition, dict) and row.definition.get("applies_to") == kind:
+    for row in definitions_for(session, kind):
+        if when is None or when(row.definition):
             out.append((row, parsed_process(row.definition)))
     return out
+
+
+def definitions_for(session: Session, kind: str) -> list[ProcessDefinition]:
+    """The stored definitions that say they apply to ``kind``, oldest first, unparsed."""
+    rows = session.scalars(select(ProcessDefinition).order_by(ProcessDefinition.id))
+    return [row for row in rows if isinstance(row.definition, dict) and row.definition.get("applies_to") == kind]
+
+
+def status_names(value: object) -> frozenset[str]:
+    """The lead statuses (case-folded) a stored ``start_on_lead_status`` / ``auto_start_on_lead_status`` value
+    names: a string or a list of them (anything else in a broken definition names none)."""
+    values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return frozenset(v.strip().casefold() for v in values if isinstance(v, str) and v.strip())
+
+
+def names_status(value: object, status: str) -> bool:
+    """Whether a stored ``start_on_lead_status`` / ``auto_start_on_lead_status`` value names ``status``."""
+    return status.strip().casefold() in status_names(value)
 
 
 # -- state -------------------------------------------------------------------------------------------------
@@ -182,12 +215,13 @@ def _consumed(session: Session, subject: Subject) -> frozenset[int]:
 
 def _parties(session: Session, subject: Subject) -> Parties:
     row = subject.row
+    owner = row.owner.email if row.owner is not None else None
     if isinstance(row, Lead):
-        return Parties(frozenset(), row.id)
+        return Parties(frozenset(), row.id, owner)
     contacts = session.scalars(
         select(OpportunityParticipant.contact_id).where(OpportunityParticipant.opportunity_id == row.id)
     )
-    return Parties(frozenset(contacts), row.lead_id)
+    return Parties(frozenset(contacts), row.lead_id, owner)
 
 
 def activity_facts(session: Session, activity: Activity) -> ActivityFacts:
@@ -206,7 +240,18 @@ def activity_facts(session: Session, activity: Activity) -> ActivityFacts:
         contact_ids=frozenset(contacts),
         lead_id=activity.lead_id,
         process_step=activity.process_step,
+        sender=_sender(session, activity),
     )
+
+
+def _sender(session: Session, activity: Activity) -> str | None:
+    """Who sent the synced email or organised the synced meeting (the item's matching facts keep it); for an
+    activity a person or a process made, its owner."""
+    if activity.item_id is None:
+        return activity.owner.email if activity.owner is not None else None
+    item = session.get(SyncedItem, activity.item_id)
+    sender = item.facts.get("sender") if item is not None and isinstance(item.facts, dict) else None
+    return str(sender[0]) if isinstance(sender, list) and sender and sender[0] else None
 
 
 # -- applying a transition ---------------------------------------------------------------------------------

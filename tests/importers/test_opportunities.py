@@ -8,11 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from crm_store.db import transaction
-from crm_store.models import Account, Contact, ContactEmail, Opportunity, OpportunityParticipant
+from crm_store.models import Account, Contact, ContactEmail, Opportunity, OpportunityParticipant, ProcessDefinition
 from sync_service.errors import ImportFileError
 from sync_service.importers import import_accounts, import_contacts, import_opportunities
 
@@ -24,7 +24,7 @@ Title,Account,Stage,Owner,Contacts,Amount,Close Date,Source,Probability
 Acme rollout,acme corp,needs analysis,Rep@OurCo.com,jane@acme.com; Bob@eu.acme.com,"1,200.50",2025-06-30,referral,40%
 Globex pilot,Globex,,,,1200.5,31.12.2025,,
 Acme renewal,Acme Corp,Closed won,,,,,,
-Acme rollout,Globex,closed lost,,,,,,
+Acme rollout,Globex,closed rerouted,,,,,,
 """
 
 
@@ -68,8 +68,8 @@ def test_import_opportunities(factory: sessionmaker[Session], write: Write, run:
     )
     assert (pilot.owner, pilot.source, pilot.participants) == (None, None, [])
     assert found[("Acme renewal", "Acme Corp")].status == "won"
-    lost = found[("Acme rollout", "Globex")]  # the same title at another account is another opportunity
-    assert (lost.stage, lost.status) == ("Closed lost", "lost")
+    rerouted = found[("Acme rollout", "Globex")]  # the same title at another account is another opportunity
+    assert (rerouted.stage, rerouted.status) == ("Closed rerouted", "rerouted")
 
 
 def test_reimport_changes_nothing(write: Write, run: Run, counts: Callable[[], dict]) -> None:
@@ -111,6 +111,8 @@ def test_participant_prefers_the_contact_at_the_account(
         (["Deal,Acme Corp,,,", "Deal 2,,,,"], 3, "Account is empty"),
         (["Deal,Acme Corp,,,", ",Acme Corp,,,"], 3, "Title is empty"),
         (["Deal,Acme Corp,Won,,"], 2, "unknown stage 'Won' \\(allowed: Interest verification"),
+        # SPEC §2: Closed lost requires a lost reason; the file has no column for one (SPEC §5).
+        (["Deal,Acme Corp,,,", "Lost deal,Acme Corp,closed lost,,"], 3, "'Closed lost' requires a lost reason, which"),
         (["Deal,Acme Corp,,jane@acme.com;nobody@acme.com,"], 2, "no contact has the address 'nobody@acme.com'"),
         (["Deal,Acme Corp,,jane@acme,"], 2, "'jane@acme' is not an email address"),
         (['Deal,Acme Corp,,,"1.200,50"'], 2, "amount '1.200,50' is not a number"),
@@ -134,3 +136,16 @@ def test_missing_account_column(write: Write, run: Run) -> None:
     with pytest.raises(ImportFileError, match="missing column 'Account'") as err:
         run(import_opportunities, write("bad.csv", "Title,Stage\nDeal,\n"))
     assert err.value.line == 1
+
+
+def test_closed_lost_needs_a_reason_without_loaded_processes_too(
+    factory: sessionmaker[Session], write: Write, run: Run, counts: Callable[[], dict]
+) -> None:
+    with transaction(factory) as session:
+        session.execute(delete(ProcessDefinition))  # no `crm-sync init` processes: the stage rules' fallback
+    before = counts()
+    with pytest.raises(ImportFileError, match="'Closed lost' requires a lost reason") as err:
+        run(import_opportunities, write("lost.csv", "Title,Account,Stage\nGone,Globex,Closed lost\n"))
+    assert err.value.line == 2 and counts() == before
+    run(import_opportunities, write("won.csv", "Title,Account,Stage\nWon,Globex,Closed won\n"))
+    assert opportunities(factory)[("Won", "Globex")].status == "won"

@@ -61,6 +61,10 @@ def test_the_corporate_sale_has_the_spec_stages_steps_and_branches() -> None:
         True,
         True,
     )
+    assert submit.from_owner  # SPEC §2: "when the owner sends the opportunity's contact an email …"
+    rules = [(step.key, step.satisfied_by) for s in sale.stages for step in s.steps]
+    from_owner = [key for key, rule in rules if rule is not None and rule.from_owner]
+    assert from_owner == ["proposal.submit"]
 
 
 def test_the_lead_process_has_the_spec_stages() -> None:
@@ -110,6 +114,8 @@ def _break(change: str) -> dict[str, Any]:
         conduct["satisfied_by"]["type"] = ["visit"]
     elif change == "direction":
         conduct["satisfied_by"]["direction"] = "sideways"
+    elif change == "from_owner":
+        conduct["satisfied_by"]["from_owner"] = "yes"
     elif change == "start stage":
         data["start_stage"] = "Closed won"
     elif change == "duplicate stage":
@@ -137,6 +143,7 @@ def _break(change: str) -> dict[str, Any]:
         ("unknown key", "satisfied_by: unknown key 'participant'"),
         ("type", "type 'visit' is not one of: email, meeting, call, task"),
         ("direction", "direction 'sideways' is not one of: inbound, outbound"),
+        ("from_owner", "step 'presentation.conduct': satisfied_by: from_owner must be true or false"),
         ("start stage", "start_stage 'Closed won' is not one of its (non-terminal) stages"),
         ("duplicate stage", "stage 'Presentation' is defined twice"),
         ("terminal field", "field 'reason' is not one of: lost_reason, won_reason, competitor"),

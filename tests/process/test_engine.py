@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -191,14 +192,32 @@ def test_a_linked_meeting_that_no_longer_satisfies_is_unlinked() -> None:
     assert subject.activities[1].step is None
 
 
+OWNER, OTHER_REP = "alice@northwind-sales.example", "bob@northwind-sales.example"
+
+
+def owned_by(subject: FakeSubject, owner: str) -> FakeSubject:
+    subject.state = replace(subject.state, parties=replace(subject.state.parties, owner=owner))
+    return subject
+
+
 def test_a_later_step_wins_and_completes_the_earlier_ones() -> None:
-    subject = sale("Proposal submission")
-    subject.synced(1, "email", "completed", at(1), direction="outbound", has_attachment=True)
+    subject = owned_by(sale("Proposal submission"), OWNER)
+    subject.synced(1, "email", "completed", at(1), direction="outbound", has_attachment=True, sender=OWNER)
     assert subject.rows()[1:3] == [
         ("Proposal submission", "proposal.prepare", "Done", True),
         ("Proposal submission", "proposal.submit", "Submitted", True),
     ]
     assert subject.state.stage == "Negotiations"
+
+
+def test_another_reps_proposal_email_submits_nothing() -> None:
+    """SPEC §2: "Submit the proposal" completes when the *owner* sends the contact an email with an attachment."""
+    proposal = {"direction": "outbound", "has_attachment": True}
+    subject = owned_by(sale("Proposal submission"), OWNER)
+    transition = subject.synced(1, "email", "completed", at(1), sender=OTHER_REP, **proposal)
+    assert transition.effects == () and subject.state.current_step == "proposal.prepare"
+    unowned = sale("Proposal submission")  # an opportunity without an owner: nobody's email is the owner's
+    assert unowned.synced(1, "email", "completed", at(1), sender=OWNER, **proposal).effects == ()
 
 
 def test_the_optional_step_is_skipped_when_the_required_one_completes() -> None:

@@ -10,7 +10,8 @@ import pytest
 from sync_service.process.definition import SatisfiedBy
 from sync_service.process.satisfy import ActivityFacts, Parties, satisfies
 
-PARTIES = Parties(participant_ids=frozenset({1, 2}), lead_id=9)
+OWNER = "alice@northwind-sales.example"
+PARTIES = Parties(participant_ids=frozenset({1, 2}), lead_id=9, owner=OWNER)
 PROPOSAL = SatisfiedBy(types=("email",), direction="outbound", has_attachment=True, with_participant=True)
 SENT = ActivityFacts(
     id=5,
@@ -21,6 +22,7 @@ SENT = ActivityFacts(
     subject="Our proposal",
     has_attachment=True,
     contact_ids=frozenset({2, 3}),
+    sender=OWNER,
 )
 
 
@@ -58,6 +60,16 @@ def test_with_lead_needs_the_process_lead() -> None:
     assert not satisfies(rule, replace(call, lead_id=None), Parties())
 
 
+def test_from_owner_needs_the_owners_address_as_sender() -> None:
+    rule = replace(PROPOSAL, from_owner=True)
+    assert satisfies(rule, SENT, PARTIES)
+    assert satisfies(rule, replace(SENT, sender=" Alice@Northwind-Sales.EXAMPLE"), PARTIES)  # any case
+    assert not satisfies(rule, replace(SENT, sender="bob@northwind-sales.example"), PARTIES)  # another rep
+    assert not satisfies(rule, replace(SENT, sender=None), PARTIES)  # sender unknown
+    assert not satisfies(rule, SENT, replace(PARTIES, owner=None))  # no owner
+    assert satisfies(PROPOSAL, replace(SENT, sender="bob@northwind-sales.example"), PARTIES)  # not asked: any sender
+
+
 def test_a_rule_without_conditions_takes_any_activity_of_its_types() -> None:
     rule = SatisfiedBy(types=("meeting",))
     assert satisfies(rule, replace(SENT, type="meeting", direction=None, contact_ids=frozenset()), Parties())
@@ -78,7 +90,7 @@ def test_may_satisfy_is_what_every_rule_of_the_process_needs_first() -> None:
         for kind, direction, subject in product(("email", "meeting", "call", "task"), ("inbound", "outbound", None),
                                                 subjects):  # fmt: skip
             loosest = replace(SENT, type=kind, direction=direction, subject=subject, contact_ids=frozenset({1}),
-                              lead_id=9)  # fmt: skip
+                              lead_id=9, sender=OWNER)  # fmt: skip
             possible = any(satisfies(rule, loosest, PARTIES) for rule in rules)
             assert may_satisfy(process, kind, direction, subject) == possible, (process.name, kind, direction, subject)
 

@@ -60,3 +60,29 @@ def test_an_unedited_older_shipped_version_is_updated(app: App) -> None:
     with transaction(app.sessions) as session:
         assert seed_defaults(session)["processes_updated"] == 1
     assert rows(app)["Lead management"].definition["start_stage"] == "Register prospect"
+
+
+def _submit_rule(definition: dict) -> dict:
+    stage = next(s for s in definition["stages"] if s["name"] == "Proposal submission")
+    return next(step for step in stage["steps"] if step["key"] == "proposal.submit")["satisfied_by"]
+
+
+def test_a_database_seeded_before_from_owner_gets_it_unless_edited(app: App) -> None:
+    """SPEC §2: "Submit the proposal" completes when the *owner* sends the email — the rule shipped later than
+    the first databases were seeded: `init` brings it to the definitions nobody edited."""
+    before = yaml.safe_load((DATA / "corporate_sale_before_from_owner.yaml").read_text(encoding="utf-8"))
+    assert "from_owner" not in _submit_rule(before)
+    with transaction(app.sessions) as session:
+        row = session.scalars(select(ProcessDefinition).where(ProcessDefinition.name == "Corporate sale")).one()
+        row.definition, row.shipped_sha256 = before, definition_sha256(before)  # as that release's init left it
+    with transaction(app.sessions) as session:
+        assert seed_defaults(session)["processes_updated"] == 1
+    assert _submit_rule(rows(app)["Corporate sale"].definition)["from_owner"] is True
+
+    edited = dict(before, start_stage="Qualification")  # an admin's edit of that older version is kept as it is
+    with transaction(app.sessions) as session:
+        row = session.scalars(select(ProcessDefinition).where(ProcessDefinition.name == "Corporate sale")).one()
+        row.definition, row.shipped_sha256 = edited, definition_sha256(before)
+    with transaction(app.sessions) as session:
+        assert seed_defaults(session)["processes_updated"] == 0
+    assert "from_owner" not in _submit_rule(rows(app)["Corporate sale"].definition)
