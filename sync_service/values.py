@@ -127,3 +127,6 @@ class ParsedCalendar:
     events: tuple[CalendarEvent, ...]
     method: str | None = None
     problems: tuple[str, ...] = field(default=())  # per-component problems that were skipped, one line each
+    # The UIDs of the recurring series that were expanded (inside the window given to the parser), with or
+    # without occurrences in it: their occurrences change as the window slides (``pipeline.series``).
+    series: tuple[str, ...] = field(default=())

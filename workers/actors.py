@@ -67,6 +67,8 @@ def declare_actors(broker: Broker, ctx: WorkerContext) -> Actors:
         outcome = _record(ctx, "process_items", args, lambda: tasks.process_items(ctx, mailbox_id))
         if mailbox_id is not None and getattr(outcome, "more", False):  # its time slice ended: the rest, later
             tasks.continue_processing(ctx, mailbox_id, lambda: declared["process_items"].send(mailbox_id))
+        if getattr(outcome, "contacts_from_cards", 0):  # an address book changed contacts (SPEC §3.7)
+            declared["rematch"].send()
 
     def rematch() -> None:
         _record(ctx, "rematch", (), lambda: tasks.rematch(ctx))

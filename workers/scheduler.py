@@ -8,8 +8,10 @@ Per tick:
 1. every mailbox that is not ``paused`` or ``failed`` and whose lock is free is enqueued (``sync_mailbox``)
    when its interval has elapsed since its last attempt — or at once when it is stuck: ``syncing`` with no
    live lock means the worker that held it died;
-2. for each mailbox with pending raw items and no processing run of its own (and no exclusive run holding
-   the ``process`` lock), ``process_items(mailbox)`` is enqueued;
+2. for each mailbox with pending raw items — or with recurring series the sync window has moved past since
+   they were expanded (once a day, ``sync_service.pipeline.series``: nothing new is fetched for those) — and
+   no processing run of its own (and no exclusive run holding the ``process`` lock), ``process_items(mailbox)``
+   is enqueued;
 3. every ``complete_every`` seconds, ``complete_due``.
 
 A marker per enqueued message (``Locks.claim``, expiring after at most ``MARKER_TTL``) keeps a message that
@@ -31,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from crm_store.models import Mailbox
 from crm_store.models.sync import FAILED, PAUSED, SYNCING
 from sync_service.pipeline.pending import pending_by_mailbox
+from sync_service.pipeline.series import mailboxes_due
 from workers.broker import Runtime
 from workers.tasks import PROCESS_LOCK, mailbox_lock, process_lock, queued_marker
 
@@ -64,6 +67,7 @@ class Scheduler:
             ).all()
             waiting = pending_by_mailbox(session)
             pending = sum(waiting.values())
+            series = mailboxes_due(session, now, app.settings)  # to expand again as the window slides
         for mailbox_id, name, state, succeeded, failed in rows:
             if locks.is_locked(mailbox_lock(mailbox_id)):
                 continue
@@ -75,8 +79,8 @@ class Scheduler:
             if due and locks.claim(queued_marker("sync_mailbox", mailbox_id), self._marker_ttl):
                 self.runtime.send("sync_mailbox", mailbox_id)
                 (report.relaunched if stuck else report.enqueued).append(name)
-        if pending and not locks.is_locked(PROCESS_LOCK):
-            for mailbox_id in waiting:  # one run per mailbox: several workers process in parallel
+        if (pending or series) and not locks.is_locked(PROCESS_LOCK):
+            for mailbox_id in sorted(waiting.keys() | series):  # one run per mailbox: several workers in parallel
                 if not locks.is_locked(process_lock(mailbox_id)) and locks.claim(
                     queued_marker("process_items", mailbox_id), self._marker_ttl
                 ):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_store.models.base import Base, utcnow
@@ -76,6 +76,13 @@ class RawItem(Base):
     __table_args__ = (
         UniqueConstraint("mailbox_id", "folder", "external_id"),
         Index("ix_raw_items_state", "state", "id"),
+        # The few items that hold recurring series, by how far they were expanded (``pipeline.series``).
+        Index(
+            "ix_raw_items_expanded_to",
+            "expanded_to",
+            sqlite_where=text("expanded_to IS NOT NULL"),
+            postgresql_where=text("expanded_to IS NOT NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
@@ -89,6 +96,9 @@ class RawItem(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     seen_at: Mapped[datetime | None]  # last listed by the source (kept current during a full resync round)
     processed_at: Mapped[datetime | None]
+    # Holds recurring series (an .ics object, an invitation): the end of the sync window they were last
+    # expanded in; the processing expands them again once the window has moved on (``pipeline.series``).
+    expanded_to: Mapped[datetime | None]
     mailbox: Mapped[Mailbox] = relationship()
 
 

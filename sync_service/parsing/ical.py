@@ -5,7 +5,8 @@ boundary; what cannot be understood becomes one line in ``ParsedCalendar.problem
 Only data that is not iCalendar at all, or whose events all fail, raises :class:`ParseError`.
 
 Recurring series are expanded with ``recurring_ical_events`` inside the sync window only, at most
-``max_occurrences`` per series. Every time in the result is timezone-aware UTC; floating times and TZIDs
+``max_occurrences`` per series; ``ParsedCalendar.series`` names them, so that the pipeline can expand them
+again as the window slides. Every time in the result is timezone-aware UTC; floating times and TZIDs
 that can be resolved neither from the file nor by name (IANA or Windows) are read as UTC.
 """
 
@@ -41,6 +42,7 @@ def parse_calendar(raw: bytes, window: SyncWindow, *, max_occurrences: int = 100
     """Parse iCalendar ``raw`` bytes into UTC :class:`CalendarEvent` values (see the module docstring)."""
     events: list[CalendarEvent] = []
     problems: list[str] = []
+    series: list[str] = []  # UIDs of the series expanded (even to nothing)
     method: str | None = None
     vevents = usable = 0  # usable: single VEVENTs read, plus series expanded (even to nothing)
     for calendar in _load(_decode(raw)):
@@ -58,11 +60,14 @@ def parse_calendar(raw: bytes, window: SyncWindow, *, max_occurrences: int = 100
             try:  # the whole series is one error boundary
                 events += _expand_series(uid, group, timezones, cal_method, window, max_occurrences, problems)
                 usable += 1
+                series.append(uid)
             except Exception as exc:
                 problems.append(f"series {uid!r} skipped: {_one_line(exc)}")
     if vevents and not usable:
         raise ParseError(f"no event could be parsed: {problems[0]}")
-    return ParsedCalendar(events=_dedupe(events), method=method, problems=tuple(problems))
+    return ParsedCalendar(
+        events=_dedupe(events), method=method, problems=tuple(problems), series=tuple(dict.fromkeys(series))
+    )
 
 
 # --- loading -------------------------------------------------------------------------------------------

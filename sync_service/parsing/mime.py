@@ -286,7 +286,10 @@ class _BodyBuilder:
     def _add_attachment(self, part: Message, ctype: str, filename: str | None, data: bytes) -> None:
         name = safe_filename(filename, default="attachment" + _DEFAULT_EXT.get(ctype, ""))
         if len(data) > self.max_attachment_bytes:
-            self.problems.append(f"attachment {name!r} dropped: {len(data)} bytes, limit {self.max_attachment_bytes}")
+            self.problems.append(
+                f"attachment {name!r} dropped: {len(data)} bytes, over the limit of {self.max_attachment_bytes} bytes"
+                " (CRM_MAX_ATTACHMENT_BYTES)"
+            )
             return
         content_id = _message_id(str(part.get("content-id", "")))
         disposition = part.get_content_disposition()

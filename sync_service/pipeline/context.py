@@ -30,6 +30,7 @@ class ProcessStats:
     cancelled: int = 0
     contacts_created: int = 0
     leads_created: int = 0
+    contacts_from_cards: int = 0  # contacts an address book created or changed: re-matching follows
     skipped: Counter[str] = field(default_factory=Counter)
     more: bool = False  # the run stopped at the end of its time slice: items may be left pending
 
@@ -42,9 +43,12 @@ class ProcessStats:
             "cancelled",
             "contacts_created",
             "leads_created",
+            "contacts_from_cards",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.skipped.update(other.skipped)
+        self.skipped.update(other.skipped)  # a batch may take back a skip an earlier batch counted (``emails``)
+        for reason in [reason for reason, count in self.skipped.items() if not count]:
+            del self.skipped[reason]
 
     def as_dict(self) -> dict[str, object]:
         return {

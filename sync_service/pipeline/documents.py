@@ -49,17 +49,20 @@ def store_email_documents(
 ) -> None:
     """The documents of a NEW email activity (it has none yet: nothing is looked up, nothing is flushed)."""
     for file in email_files(ctx, activity.subject, raw_sha, raw_size, body):
-        activity.documents.append(  # saved with the activity
-            Document(
-                sha256=file.sha256,
-                filename=file.filename,
-                media_type=file.media_type,
-                size=file.size,
-                kind=file.kind,
-                account_id=activity.account_id,
-                opportunity_id=activity.opportunity_id,
-            )
-        )
+        activity.documents.append(document_of(file, activity))  # saved with the activity
+
+
+def document_of(file: FileRef, activity: Activity) -> Document:
+    """A stored file as a document of ``activity``, linked to its account and opportunity."""
+    return Document(
+        sha256=file.sha256,
+        filename=file.filename,
+        media_type=file.media_type,
+        size=file.size,
+        kind=file.kind,
+        account_id=activity.account_id,
+        opportunity_id=activity.opportunity_id,
+    )
 
 
 def relink_documents(activity: Activity) -> None:

@@ -3,6 +3,8 @@
 An ``.ics`` object from a mailbox is a full snapshot of what it holds: an event (or occurrence inside the
 sync window) that it no longer contains was deleted at the source and its activity is cancelled — unless
 another live source still carries it. Invitations by email are partial updates (never cancel by absence).
+Occurrences that slid out of the window behind are left as they are; those that enter it ahead while the
+object's bytes stay the same are added once a day by ``pipeline.series``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def _facts(ctx: ProcessContext, event: CalendarEvent) -> ItemFacts:
     )
 
 
-def _upsert_event(ctx: ProcessContext, raw: RawItem, event: CalendarEvent) -> SyncedItem:
+def upsert_event(ctx: ProcessContext, raw: RawItem, event: CalendarEvent) -> SyncedItem:
+    """Create or update the canonical item of an event carried by ``raw``, and its activity (unless skipped)."""
     item, created = get_or_create(ctx.session, event_key(event.uid, event.recurrence_id), "event", ctx.batch)
     if created:  # a new item has no sources and no activity yet: nothing to look up (nor flush)
         ctx.session.add(ItemSource(item=item, raw_item_id=raw.id))
@@ -118,7 +121,7 @@ def write_event_activity(
 
 
 def apply_events(ctx: ProcessContext, raw: RawItem, events: Iterable[CalendarEvent], *, full_snapshot: bool) -> None:
-    items = [_upsert_event(ctx, raw, event) for event in events]
+    items = [upsert_event(ctx, raw, event) for event in events]
     if full_snapshot:
         ctx.session.flush()  # new items get their ids
         cancel_missing(ctx, raw, keep={item.id for item in items})

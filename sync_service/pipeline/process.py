@@ -47,6 +47,7 @@ from sync_service.pipeline.new_contacts import Collision, IdPool, LeadCollision,
 from sync_service.pipeline.pending import count_pending, pending_items, refresh_statistics, still_waiting
 from sync_service.pipeline.preparse import Key, Parsed, ParseOptions, parse_item, parsed_whole
 from sync_service.pipeline.quarantine import quarantine
+from sync_service.pipeline.series import note_expanded, refresh_series
 from sync_service.values import CalendarEvent, MessageHeaders
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,9 @@ def _prepare(
         plan = plan_email(ctx, raw, data if data is not None else _reader(ctx, raw), headers, parsed)
 
         def write_email() -> list[str]:
-            apply_email(ctx, plan)
-            return []
+            if plan.invitations:  # a recurring invitation is expanded again as the window slides (``series``)
+                note_expanded(ctx, raw, plan.invitations)
+            return apply_email(ctx, plan)  # what could not be kept of a logged email (``MessageBody.problems``)
 
         return write_email
     if raw.kind == "calendar":
@@ -122,6 +124,7 @@ def _prepare(
         def apply_calendar() -> list[str]:
             # A series that failed to parse or was capped is missing from the snapshot: never cancel by absence.
             apply_events(ctx, raw, calendar.events, full_snapshot=not calendar.problems)
+            note_expanded(ctx, raw, (calendar,))  # its series are expanded again as the window slides
             return list(calendar.problems)
 
         return apply_calendar
@@ -134,7 +137,8 @@ def _prepare(
 
         def apply_cards() -> list[str]:
             for card in cards:
-                apply_card(ctx, card)
+                if apply_card(ctx, card) in ("created", "updated"):
+                    ctx.stats.contacts_from_cards += 1  # CRM data changed: earlier items are matched again
             return problems
 
         return apply_cards
@@ -255,6 +259,13 @@ def process_pending(
             )
         }
         total = count_pending(session, mailbox_id)
+    # Recurring series the window moved past since they were expanded (once a day; ``pipeline.series``).
+    deadline = started + time_slice if time_slice is not None else None
+    refreshed, run.index = refresh_series(app, now, run.index, run.owners, mailbox_id=mailbox_id, deadline=deadline)
+    stats.merge(refreshed.stats)
+    if not refreshed.done:  # the slice ended: the rest (and the pending items) in the next run
+        stats.more = True
+        return stats
     ahead: Handover | None = None
     helpers = parse_processes > 0  # parser processes wanted (started once more than a batch is waiting)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -144,3 +145,55 @@ def test_calendar_feed_uses_etags_and_cancels_what_disappears(keyed_app: App, fe
     assert [r.version for r in page.upserts] == ['"v2"']
     assert [i.data for i in connector.fetch(".", page.upserts)] == [handler.body]
     connector.close()
+
+
+def endless_series() -> str:
+    """Weekly from two days ago, no end (occurrence n at NOW + 7n - 2 days): occurrence 6 an EXDATE, 7 moved by
+    three hours. With a window of 7 days back and 28 ahead: occurrences 0–4 at NOW, 4–8 thirty days later."""
+    first = NOW - timedelta(days=2)
+    seventh = first + timedelta(weeks=7)
+    exdate = f"EXDATE:{(first + timedelta(weeks=6)).strftime(FMT)}"
+    return ics(
+        vevent("endless", "Steering", first, attendees=WILE, extra=("RRULE:FREQ=WEEKLY", exdate)),
+        vevent("endless", "Steering (moved)", seventh + timedelta(hours=3), attendees=WILE,
+               extra=(f"RECURRENCE-ID:{seventh.strftime(FMT)}",)),
+    ).decode()  # fmt: skip
+
+
+def _occurrences(app: App) -> dict[int, dict]:
+    """The endless series' activities by occurrence number."""
+    first = NOW - timedelta(days=2)
+    return {
+        round((datetime.fromisoformat(rid) - first) / timedelta(weeks=1)): a
+        for (uid, rid), a in by_uid(app).items()
+        if uid == "endless" and rid is not None
+    }
+
+
+def test_an_endless_series_slides_with_the_window(keyed_app: App, radicale: RadicaleServer, feed) -> None:  # type: ignore[no-untyped-def]
+    """Neither the CalDAV resource nor the feed changes as the days pass; the occurrences that enter the window
+    become activities all the same (SPEC §4), once, with the series' exceptions."""
+    keyed_app.settings = replace(keyed_app.settings, window_days_back=7, window_days_ahead=28)
+    work = radicale.client("alice").principal().make_calendar(name="Work", cal_id="work")
+    work.save_event(endless_series())
+    handler, url = feed
+    handler.body = endless_series().replace("endless", "endless-feed").encode()
+    with transaction(keyed_app.sessions) as session:
+        keys = keyed_app.settings.secret_keys
+        mailboxes.add_mailbox(session, "alice-cal", REP, radicale.url("alice"), PASSWORD, keys)
+        mailboxes.add_mailbox(session, "team-feed", REP, url, None, ())
+    assert not run_once(keyed_app, now=NOW).failed
+    assert sorted(_occurrences(keyed_app)) == [0, 1, 2, 3, 4]
+    later = NOW + timedelta(days=30)
+    report = run_once(keyed_app, now=later)
+    assert not report.failed and handler.requests == ["200", "304"]  # nothing new was fetched
+    acts = _occurrences(keyed_app)
+    assert sorted(acts) == [0, 1, 2, 3, 4, 5, 7, 8]  # 6 is an EXDATE
+    assert [acts[n]["status"] for n in (0, 4, 5, 7, 8)] == ["completed", "completed", "planned", "planned", "planned"]
+    moved = NOW - timedelta(days=2) + timedelta(weeks=7, hours=3)
+    assert acts[7]["subject"] == "Steering (moved)" and acts[7]["start"].startswith(moved.strftime("%Y-%m-%dT%H:%M"))
+    feed_rids = {rid for (uid, rid) in by_uid(keyed_app) if uid == "endless-feed"}
+    assert feed_rids == {a["recurrence_id"] for a in acts.values()}  # the feed's copy slid the same way
+    assert report.stats.logged == 2 * 3
+    assert run_once(keyed_app, now=later + timedelta(hours=1)).stats.logged == 0  # nothing doubled
+    assert len(_occurrences(keyed_app)) == 8
