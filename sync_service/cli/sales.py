@@ -1,12 +1,15 @@
 """`crm-sync process|opportunity|lead …` and `crm-sync activity complete|cancel`: running the sales processes.
 
 Every command runs in one transaction and prints where the process stands afterwards (stage, current step,
-its planned activities with their hints).
+its planned activities with their hints). `process export|load` are an admin's way to edit a definition
+(``sync_service/process/admin.py``).
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 from sqlalchemy import select
@@ -15,13 +18,15 @@ from sqlalchemy.orm import Session
 from crm_store.db import transaction
 from crm_store.models import ProcessDefinition
 from sync_service.cli.common import console, open_app
-from sync_service.process import service, store
+from sync_service.process import admin, service, store
 from sync_service.process.definition import PLURALS, parse_process
 from sync_service.process.model import Closing
 from sync_service.process.views import process_view
 
 process_app = typer.Typer(
-    help="Sales processes (Corporate sale, Lead management): list and start them.", no_args_is_help=True
+    help="Sales processes (Corporate sale, Lead management): list and start them; export and load (edit) "
+    "their definitions.",
+    no_args_is_help=True,
 )
 opportunity_app = typer.Typer(help="Opportunities: show the process, set the stage by hand.", no_args_is_help=True)
 lead_app = typer.Typer(help="Leads: set the status (Awaiting sale starts the corporate sale).", no_args_is_help=True)
@@ -43,6 +48,39 @@ def list_processes() -> None:
             )
             if process.terminal_stages:
                 _print([f"  closing stages: {', '.join(t.name for t in process.terminal_stages)}"])
+
+
+@process_app.command("export")
+def export_process(
+    name: str = typer.Argument(..., help='The process, e.g. "Corporate sale" or "Lead management".'),
+) -> None:
+    """Print a process's stored definition as YAML (the shape of the shipped files), to edit and load back.
+
+    For example: `crm-sync process export "Corporate sale" > corporate_sale.yaml`.
+    """
+    with open_app() as app, app.sessions() as session:
+        text = admin.export_yaml(session, name)
+    sys.stdout.write(text)
+
+
+@process_app.command("load")
+def load_process(
+    file: Path = typer.Argument(..., metavar="FILE.yaml", help="A process definition, e.g. an edited export."),
+) -> None:
+    """Replace the stored definition of the process FILE names (an edited export), after checking it whole.
+
+    A file the definition checks reject changes nothing (exit 1, the reason on one line); so does one that drops
+    a stage or step where opportunities or leads running the process stand. A loaded definition counts as
+    edited by a person: `crm-sync init` keeps it instead of a newer shipped version.
+    """
+    with open_app() as app, transaction(app.sessions) as session:
+        loaded = admin.load_definition(session, file)
+    if loaded.outcome == admin.UNCHANGED:
+        _print([f"process {loaded.name!r}: unchanged ({file} is the stored definition)"])
+    elif loaded.outcome == admin.SHIPPED:
+        _print([f"process {loaded.name!r}: loaded from {file}; it is the shipped definition again (init updates it)"])
+    else:
+        _print([f"process {loaded.name!r}: loaded from {file} (an edited copy: `crm-sync init` keeps it)"])
 
 
 @process_app.command("start")
