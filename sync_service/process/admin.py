@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_store.models import Activity, Lead, Opportunity, ProcessDefinition
@@ -43,7 +43,7 @@ class Loaded:
 
 def export_yaml(session: Session, name: str) -> str:
     """The stored definition of the process ``name`` (any case) as YAML, ready to edit and load again."""
-    row = _row_named(session, name)
+    row = store.definition_row_named(session, name)
     header = (
         f"# The {row.name} process as stored in the database (SPEC §2). Edit it and load it back with\n"
         "# `crm-sync process load FILE`; sync_service/process/definition.py documents the format.\n"
@@ -81,7 +81,7 @@ def load_definition(session: Session, path: Path) -> Loaded:
     """Replace the stored definition of the process the file names; raises ``ProcessError`` (one line)."""
     definition = read_definition(path)
     process = parse_process(definition)
-    row = _row_named(session, process.name)
+    row = store.definition_row_named(session, process.name)
     if row.name != process.name:
         raise ProcessError(f"{path}: names process {process.name!r}, stored as {row.name!r} (a load cannot rename)")
     try:
@@ -99,17 +99,6 @@ def load_definition(session: Session, path: Path) -> Loaded:
     row.definition = definition
     session.flush()
     return Loaded(row.name, SHIPPED if definition_sha256(definition) == row.shipped_sha256 else UPDATED)
-
-
-def _row_named(session: Session, name: str) -> ProcessDefinition:
-    """The stored process ``name`` (any case), unparsed: a broken definition can still be exported and fixed."""
-    row = session.scalars(
-        select(ProcessDefinition).where(func.lower(ProcessDefinition.name) == name.strip().lower())
-    ).first()
-    if row is None:
-        names = ", ".join(session.scalars(select(ProcessDefinition.name).order_by(ProcessDefinition.id)))
-        raise ProcessError(f"no process named {name!r} (known: {names or 'none; run crm-sync init'})")
-    return row
 
 
 def _check_in_use(session: Session, row: ProcessDefinition, current: Process | None, process: Process) -> None:

@@ -132,13 +132,19 @@ def running_process(session: Session, subject: Subject) -> tuple[ProcessDefiniti
 
 
 def process_named(session: Session, name: str) -> tuple[ProcessDefinition, Process]:
+    row = definition_row_named(session, name)
+    return row, parsed_process(row.definition)
+
+
+def definition_row_named(session: Session, name: str) -> ProcessDefinition:
+    """The stored process ``name`` (any case), unparsed: a broken definition can still be exported and fixed."""
     row = session.scalars(
         select(ProcessDefinition).where(func.lower(ProcessDefinition.name) == name.strip().lower())
     ).first()
     if row is None:
         names = ", ".join(session.scalars(select(ProcessDefinition.name).order_by(ProcessDefinition.id)))
         raise ProcessError(f"no process named {name!r} (known: {names or 'none; run crm-sync init'})")
-    return row, parsed_process(row.definition)
+    return row
 
 
 def processes_for(
