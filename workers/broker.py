@@ -34,7 +34,16 @@ import redis
 from dramatiq import Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import AgeLimit, Callbacks, Middleware, Pipelines, Retries, ShutdownNotifications, TimeLimit
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Middleware,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
 
 from sync_service.bootstrap import App
 from sync_service.config import Settings, load_env_file, load_settings
@@ -91,6 +100,7 @@ def _middleware(options: WorkerOptions) -> list[Middleware]:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
+        CurrentMessage(),  # tasks.first_try: a retry is not counted as one more failed sync
         Retries(
             max_retries=options.max_retries,
             min_backoff=options.min_backoff_ms,

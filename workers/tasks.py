@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -51,6 +52,13 @@ REMATCH_MODULE = "sync_service.pipeline.rematch"
 
 def mailbox_lock(mailbox_id: int) -> str:
     return f"mailbox:{mailbox_id}"
+
+
+def first_try() -> bool:
+    """Is the message being worked on its first delivery, not a retry (dramatiq's ``CurrentMessage``)? A sync and
+    its retries count as one failed sync on the mailbox. Outside a worker (no current message): True."""
+    message = CurrentMessage.get_current_message()
+    return message is None or not message.options.get("retries")
 
 
 def queued_marker(actor: str, *ids: object) -> str:
@@ -85,14 +93,14 @@ def sync_mailbox(ctx: WorkerContext, mailbox_id: int, folders: list[str] | None 
         return None
     started = time.monotonic()
     try:
-        result = runner.sync_mailbox(app, mailbox, _page_hook(ctx, lease, mailbox_id), folders)
+        result = runner.sync_mailbox(app, mailbox, _page_hook(ctx, lease, mailbox_id), folders, first_try())
     except SyncPaused:
         result = runner.MailboxResult(mailbox.name, state=PAUSED)
     except LockLost as error:
         raise _retry_later(error, mailbox=mailbox.name) from error
     except Exception as error:
         with contextlib.suppress(SQLAlchemyError):  # a bug or a database outage: show it on the mailbox if we can
-            runner.record_failure(app, mailbox_id, f"{type(error).__name__}: {error}", permanent=False)
+            runner.record_failure(app, mailbox_id, f"{type(error).__name__}: {error}", False, first_try())
         raise
     finally:
         lease.release()

@@ -6,7 +6,8 @@ The workers' actors (``workers/actors.py``) call these steps by id: ``sync_mailb
 (``workers/embedded.py``): enqueue one sync per mailbox, drain the queue, then processing, then due activities.
 
 Mailbox states: ``idle`` → ``syncing`` (while a worker holds its lock) → ``idle``; a transient error leaves it
-``idle`` with ``last_error`` set, and ``degraded`` after ``DEGRADED_AFTER`` of them in a row; a permanent one
+``idle`` with ``last_error`` set, and ``degraded`` after ``DEGRADED_AFTER`` failed syncs in a row (a sync and
+the workers' retries of it count once: ``count_failure``); a permanent one
 (bad credentials, missing folder) makes it ``failed`` until ``mailbox resume``. ``paused`` is set by a person
 and never overwritten by a sync.
 """
@@ -82,8 +83,11 @@ def _stored_secret(app: App, mailbox: Mailbox) -> str | None:
         return None
 
 
-def record_failure(app: App, mailbox_id: int, message: str, permanent: bool) -> str:
+def record_failure(app: App, mailbox_id: int, message: str, permanent: bool, count_failure: bool = True) -> str:
     """Note a failed sync on the mailbox and return its new state (``failed``, ``degraded`` or ``idle``).
+
+    ``count_failure=False``: a retry of a sync already counted — ``last_error`` is updated, the count of failed
+    syncs in a row (``consecutive_failures``, which makes ``degraded`` and the dashboard's alerts) is not.
 
     ``message`` may quote a server or a library that echoed the secret: it is masked here, where every failure
     is written (the dashboard and ``status`` show this column), and before it is cut short, so that no end of
@@ -93,7 +97,8 @@ def record_failure(app: App, mailbox_id: int, message: str, permanent: bool) -> 
         if mailbox is None:
             return FAILED
         message = redact_secret(message, _stored_secret(app, mailbox))
-        mailbox.consecutive_failures += 1
+        if count_failure or mailbox.consecutive_failures == 0:
+            mailbox.consecutive_failures += 1
         mailbox.last_error, mailbox.last_error_at = message[:2000], datetime.now(UTC)
         if mailbox.state != PAUSED:
             if permanent:
@@ -120,8 +125,11 @@ def sync_mailbox(
     mailbox: Mailbox,
     on_page: Callable[[int], None] | None = None,
     folders: Sequence[str] | None = None,
+    count_failure: bool = True,
 ) -> MailboxResult:
     """Fetch every folder (or only ``folders``) of one mailbox into raw items.
+
+    ``count_failure=False`` for a retry: its failure does not count as one more failed sync (``record_failure``).
 
     Source errors are recorded on the mailbox and returned, not raised. Anything ``on_page`` raises (a lost
     lock, a pause) propagates and leaves the mailbox ``syncing``: what was stored stays, with its cursor.
@@ -147,13 +155,13 @@ def sync_mailbox(
             connector.close()
     except (PermanentSourceError, ConfigError) as error:
         result.error = redact_secret(str(error) or type(error).__name__, secret, rotated)
-        result.state = record_failure(app, mailbox.id, result.error, permanent=True)
+        result.state = record_failure(app, mailbox.id, result.error, True, count_failure)
         return result
     except (SourceError, OSError) as error:
         result.error = redact_secret(str(error) or type(error).__name__, secret, rotated)
         result.transient = True
         result.retry_after = error.retry_after if isinstance(error, TransientSourceError) else None
-        result.state = record_failure(app, mailbox.id, result.error, permanent=False)
+        result.state = record_failure(app, mailbox.id, result.error, False, count_failure)
         return result
     except Exception as error:  # a bug, a lost lock, a pause: raised as it is, unless it quotes the secret
         masked = redacted_error(error, secret, rotated)

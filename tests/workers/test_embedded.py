@@ -62,19 +62,40 @@ def test_bad_credentials_fail_the_mailbox_at_once_and_are_not_retried(app: App, 
     assert _mailbox(app, "fine").state == IDLE
 
 
-def test_retries_run_out_then_the_message_is_dead_lettered_and_the_mailbox_degraded(
+def test_retries_run_out_then_the_message_is_dead_lettered_and_counted_as_one_failed_sync(
     app: App, flaky: None, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("CRM_MAX_RETRIES", "2")
     source = generated_mail(tmp_path / "mail", 3)
-    prepare(app, {"alice": flaky_url(source, throttle=100, retry_after=0.05, counter=tmp_path / "calls")})
+    calls = tmp_path / "calls"
+    prepare(app, {"alice": flaky_url(source, throttle=100, retry_after=0.05, counter=calls)})
     with EmbeddedQueue(app) as queue:
         queue.send("sync_mailbox", _mailbox(app, "alice").id)
         queue.join()
         assert queue.stats()["sync"] == {"ready": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 1}
         assert [m.actor_name for m in queue.dead_letters()] == ["sync_mailbox"]
+    assert int(calls.read_text()) == 3  # the first try and two retries ...
     alice = _mailbox(app, "alice")
-    assert (alice.state, alice.consecutive_failures) == (DEGRADED, 3)  # the first try and two retries
+    assert (alice.state, alice.consecutive_failures) == (IDLE, 1)  # ... are one failed sync
+    assert alice.last_error is not None and "server busy" in alice.last_error
+
+
+def test_a_mailbox_is_degraded_after_three_failed_syncs_in_a_row_and_idle_after_a_success(
+    app: App, flaky: None, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CRM_MAX_RETRIES", "1")
+    source = generated_mail(tmp_path / "mail", 3)
+    prepare(app, {"alice": flaky_url(source, throttle=6, retry_after=0.02, counter=tmp_path / "calls")})
+    seen = []
+    for _ in range(3):  # each sync --once tries twice (one retry), and fails
+        assert [m.name for m in run_once(app).failed] == ["alice"]
+        alice = _mailbox(app, "alice")
+        seen.append((alice.state, alice.consecutive_failures))
+    assert seen == [(IDLE, 1), (IDLE, 2), (DEGRADED, 3)]
+    report = run_once(app)  # the server answers again
+    assert not report.failed and report.mailboxes[0].stored == 3
+    alice = _mailbox(app, "alice")
+    assert (alice.state, alice.consecutive_failures) == (IDLE, 0)
 
 
 def test_pausing_a_mailbox_stops_its_sync_at_a_page_boundary(app: App, flaky: None, tmp_path: Path) -> None:
