@@ -242,7 +242,9 @@ def run_once(
 
     report = SyncReport()
     boxes = selected_mailboxes(app, names)
-    syncing = [(m.id, m.name) for m in boxes if m.state != PAUSED]
+    # A paused mailbox is not synced; nor a failed one (bad credentials, a missing folder) until a person resumes
+    # it: logging in again and again with a rejected password can lock the account.
+    syncing = [(m.id, m.name) for m in boxes if m.state not in (PAUSED, FAILED)]
     ahead = FetchAhead.start(app, syncing, on_page) if fetch_process and _first_sync(app, syncing) else None
     outcomes: dict[int, object] = {}
     followed: object = None  # what the processing run that followed the fetch process returned
@@ -276,6 +278,8 @@ def run_once(
     for mailbox in boxes:
         if mailbox.state == PAUSED:
             report.mailboxes.append(MailboxResult(mailbox.name, state=PAUSED))
+        elif mailbox.state == FAILED:
+            report.mailboxes.append(MailboxResult(mailbox.name, error=not_retried(mailbox), state=FAILED))
         else:
             report.mailboxes.append(mailbox_outcome(mailbox.name, outcomes.get(mailbox.id)))
     report.stats = _expect(queue.outcome("process_items"), ProcessStats, "processing")
@@ -283,6 +287,12 @@ def run_once(
         report.stats.merge(followed)
     report.completed = _expect(queue.outcome("complete_due"), int, "completing due activities")
     return report
+
+
+def not_retried(mailbox: Mailbox) -> str:
+    """Why a failed mailbox was not synced, and what to do."""
+    reason = mailbox.last_error or "a permanent error"
+    return f"{reason} — not retried until `crm-sync mailbox resume {mailbox.name}`"
 
 
 def _first_sync(app: App, mailboxes: Sequence[tuple[int, str]]) -> bool:

@@ -62,6 +62,27 @@ def test_bad_credentials_fail_the_mailbox_at_once_and_are_not_retried(app: App, 
     assert _mailbox(app, "fine").state == IDLE
 
 
+def test_a_failed_mailbox_is_not_tried_again_until_a_person_resumes_it(app: App, flaky: None, tmp_path: Path) -> None:
+    """Logging in again with a rejected password at every ``sync --once`` (a cron job) could lock the account."""
+    counter = tmp_path / "attempts"
+    good = maildir(tmp_path / "good", [message("g1@acme.example", "wile@acme.example", ["alice@x.example"], "Hi")])
+    prepare(app, {"locked-out": flaky_url(good, auth="fail", counter=counter), "fine": f"maildir://{good}"})
+    run_once(app)
+    again = run_once(app)
+    assert int(counter.read_text()) == 1  # the second run did not log in
+    [failed] = again.failed
+    assert failed.name == "locked-out" and failed.state == FAILED
+    assert failed.error == (
+        "authentication failed: the server rejected the credentials"
+        " — not retried until `crm-sync mailbox resume locked-out`"
+    )
+    assert [m.state for m in again.mailboxes if m.name == "fine"] == [IDLE]
+    with transaction(app.sessions) as session:
+        mailboxes.resume_mailbox(session, "locked-out")
+    run_once(app)
+    assert int(counter.read_text()) == 2  # resumed: tried again
+
+
 def test_retries_run_out_then_the_message_is_dead_lettered_and_counted_as_one_failed_sync(
     app: App, flaky: None, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
