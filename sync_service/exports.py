@@ -215,6 +215,7 @@ def export_activities(session: Session) -> list[Row]:
                 "direction": a.direction,
                 "start": iso(a.start_at),
                 "end": iso(a.end_at),
+                "all_day": bool(a.all_day),  # a calendar event with dates: start / end are UTC midnights
                 "message_id": item.message_id if item else None,
                 "ical_uid": item.ical_uid if item else None,
                 "recurrence_id": item.recurrence_id if item else None,

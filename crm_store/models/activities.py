@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_store.models.base import Base, utcnow
@@ -31,6 +31,8 @@ class Activity(Base):
     direction: Mapped[str | None] = mapped_column(String(20))  # inbound | outbound
     start_at: Mapped[datetime | None] = mapped_column(index=True)
     end_at: Mapped[datetime | None] = mapped_column()
+    # A calendar event with dates, not times: start_at / end_at are the UTC midnights that bound its days.
+    all_day: Mapped[bool] = mapped_column(default=False, server_default=false())
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)  # primary account
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id"), index=True)

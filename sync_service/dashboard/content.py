@@ -9,6 +9,7 @@ Content-Security-Policy blocks scripts and remote loads as a second line of defe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import nh3
 from markupsafe import Markup
@@ -60,6 +61,16 @@ class ActivityDetail:
     text: str
     html: Markup | None
     problems: list[str]
+    days: str | None = None  # an all-day event: its dates ("2026-03-11 – 2026-03-13"), shown instead of times
+
+
+def _all_day_dates(activity: Activity) -> str | None:
+    """The days an all-day event covers; its end is the midnight after its last day."""
+    if not activity.all_day or activity.start_at is None:
+        return None
+    first = activity.start_at.date()
+    last = (activity.end_at - timedelta(days=1)).date() if activity.end_at is not None else first
+    return first.isoformat() if last <= first else f"{first.isoformat()} – {last.isoformat()}"
 
 
 def _body(blobs: BlobStore, item: SyncedItem | None, fallback: str) -> tuple[str, Markup | None, list[str]]:
@@ -113,4 +124,5 @@ def activity_detail(session: Session, blobs: BlobStore, activity_id: int) -> Act
         text=text,
         html=html,
         problems=problems,
+        days=_all_day_dates(activity),
     )

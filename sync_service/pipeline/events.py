@@ -106,7 +106,7 @@ def write_event_activity(
     organizer = event.organizer or Address(ctx.owner_email)
     organizer_user = ctx.index.user_emails.get(organizer.email)
     activity.type, activity.subject = event_activity_type(event), event.summary[:1000]
-    activity.start_at, activity.end_at = event.start, event.end
+    activity.start_at, activity.end_at, activity.all_day = event.start, event.end, event.all_day
     activity.status = event_status(event, ctx.now)
     activity.owner_id = organizer_user or activity.owner_id or ctx.owner_id
     activity.body = event.description[:100_000]
