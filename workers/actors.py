@@ -12,6 +12,7 @@ passed in explicitly; importing this module does nothing.
 | ``sync_folder``   | ``sync``        | mailbox id, folder     | the same for one folder                        |
 | ``process_items`` | ``process``     | mailbox id or none     | pending raw items → items, matches, activities |
 | ``rematch``       | ``process``     | —                      | match earlier items again after CRM changes    |
+| ``rematch_replies`` | ``process``   | —                      | replies stored before their message: again |
 | ``complete_due``  | ``maintenance`` | —                      | planned meetings/calls whose end passed → completed |
 """
 
@@ -69,9 +70,14 @@ def declare_actors(broker: Broker, ctx: WorkerContext) -> Actors:
             tasks.continue_processing(ctx, mailbox_id, lambda: declared["process_items"].send(mailbox_id))
         if getattr(outcome, "contacts_from_cards", 0):  # an address book changed contacts (SPEC §3.7)
             declared["rematch"].send()
+        elif getattr(outcome, "replies", 0):  # a message that earlier replies waited for (``pipeline.awaited``)
+            declared["rematch_replies"].send()
 
     def rematch() -> None:
         _record(ctx, "rematch", (), lambda: tasks.rematch(ctx))
+
+    def rematch_replies() -> None:
+        _record(ctx, "rematch_replies", (), lambda: tasks.rematch_replies(ctx))
 
     def complete_due() -> None:
         _record(ctx, "complete_due", (), lambda: tasks.complete_due(ctx))
@@ -81,6 +87,7 @@ def declare_actors(broker: Broker, ctx: WorkerContext) -> Actors:
         (sync_folder, "sync", 12 * _HOURS),
         (process_items, "process", 12 * _HOURS),
         (rematch, "process", 12 * _HOURS),
+        (rematch_replies, "process", 12 * _HOURS),
         (complete_due, "maintenance", _HOURS),
     ]
     declared = {

@@ -252,6 +252,24 @@ def rematch(ctx: WorkerContext) -> object:
     return outcome
 
 
+def rematch_replies(ctx: WorkerContext) -> object:
+    """Match again the replies stored before the message they answer, now that it is stored (SPEC §3 rule a,
+    ``pipeline.awaited``), serialised with processing like ``rematch``."""
+    from sync_service.pipeline.rematch import rematch_waiting_replies
+
+    lease = _exclusive_lease(ctx)
+    if lease is None:
+        raise dramatiq.Retry("processing is running; re-match the replies after it", delay=5_000)
+    started = time.monotonic()
+    try:
+        outcome = rematch_waiting_replies(ctx.app)
+    finally:
+        lease.release()
+    counts = {"examined": outcome.examined, "relinked": outcome.relinked, "errors": outcome.errors}
+    log.info("replies re-matched", extra={"event": "rematch_replies", **counts, "duration": _since(started)})
+    return outcome
+
+
 def _retry_later(error: LockLost, **fields: object) -> dramatiq.Retry:
     """Another worker may own the work now; what was done is committed. Retry (with backoff), quietly."""
     log.warning(str(error), extra={"event": "lock_lost", **fields})

@@ -32,6 +32,7 @@ from crm_store.models.sales import (
     ProcessDefinition,
 )
 from crm_store.models.sync import (
+    AwaitedRef,
     FolderState,
     ItemSource,
     Mailbox,
@@ -48,6 +49,7 @@ __all__ = [
     "ActivityAccount",
     "ActivityContact",
     "ActivityLinkExclusion",
+    "AwaitedRef",
     "Base",
     "Contact",
     "ContactEmail",

@@ -136,6 +136,17 @@ class ItemSource(Base):
     raw_item: Mapped[RawItem] = relationship()
 
 
+class AwaitedRef(Base):
+    """A logged email (its opportunity chosen by no person) replies to a message not stored yet: once that message
+    is stored, the reply is matched again, so it can follow the message by rule a (``pipeline.awaited``)."""
+
+    __tablename__ = "awaited_refs"
+    ref: Mapped[str] = mapped_column(String(1000), primary_key=True)  # a Message-ID (no angle brackets)
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("synced_items.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
 class QuarantineEntry(Base):
     __tablename__ = "quarantine"
     id: Mapped[int] = mapped_column(primary_key=True)

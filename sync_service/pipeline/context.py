@@ -31,6 +31,7 @@ class ProcessStats:
     contacts_created: int = 0
     leads_created: int = 0
     contacts_from_cards: int = 0  # contacts an address book created or changed: re-matching follows
+    replies: int = 0  # replies stored before the message they answer, which is stored now (``awaited``)
     skipped: Counter[str] = field(default_factory=Counter)
     more: bool = False  # the run stopped at the end of its time slice: items may be left pending
 
@@ -44,6 +45,7 @@ class ProcessStats:
             "contacts_created",
             "leads_created",
             "contacts_from_cards",
+            "replies",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.skipped.update(other.skipped)  # a batch may take back a skip an earlier batch counted (``emails``)

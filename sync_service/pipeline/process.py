@@ -33,6 +33,7 @@ from sync_service.parsing.ical import parse_calendar
 from sync_service.parsing.mime import parse_headers
 from sync_service.parsing.vcard import parse_vcards
 from sync_service.pipeline.advance import AdvanceScope, advance_deferred, advance_scope
+from sync_service.pipeline.awaited import note_replies, resolved_replies
 from sync_service.pipeline.batch import BatchCache
 from sync_service.pipeline.bulk import PendingEmail
 from sync_service.pipeline.contacts import apply_card
@@ -274,7 +275,7 @@ def process_pending(
             if time_slice is not None and done and time.monotonic() - started >= time_slice:
                 with app.sessions() as session:  # is anything left? (else the next run would find nothing)
                     stats.more = session.scalar(pending_items(mailbox_id, after, 1, RawItem.id)) is not None  # type: ignore[call-overload]
-                _ended(app, done)
+                _ended(app, done, stats)
                 return stats
             seen = follow.seen() if follow is not None else None  # before the query: see ``pipeline.follow``
             if follow is not None:
@@ -294,7 +295,7 @@ def process_pending(
                 if follow is None or seen is None or seen.done:
                     if follow is not None and on_progress is not None and total != done:
                         on_progress(done, done)  # the total followed the fetch: a page may have been counted twice
-                    _ended(app, done)
+                    _ended(app, done, stats)
                     return stats
                 follow.wait(seen, FOLLOW_WAIT)  # the next page, or the fetch's end
                 continue
@@ -308,9 +309,16 @@ def process_pending(
             ahead.close()
 
 
-def _ended(app: App, done: int) -> None:
-    """What a run does once it has processed ``done`` items: refresh the planner's statistics after a large
-    one (``pending.refresh_statistics``). Its work is committed by then: a failure here is logged, not raised."""
+def _ended(app: App, done: int, stats: ProcessStats) -> None:
+    """What a run does once it has processed ``done`` items: count the replies waiting for a message that is
+    stored now (``awaited``: the workers re-match them); refresh the planner's statistics after a large run
+    (``pending.refresh_statistics``). Its work is committed by then: a failure here is logged, not raised."""
+    try:
+        if done:
+            with app.sessions() as session:
+                stats.replies = len(resolved_replies(session))
+    except SQLAlchemyError as error:  # they are found again at the end of the next run
+        log.warning("could not look for replies waiting for a message: %s", error)
     try:
         if refresh_statistics(app.engine, app.sessions, done):
             log.info("raw items analysed after %d were processed", done)
@@ -487,6 +495,7 @@ class _Run:
                     _process_in_batch(ctx, raw, blobs.get(raw.id), headers.get(raw.id), cache, ahead)
                 advance_deferred(ctx)  # writes the new contacts and pending emails too
                 session.flush()
+                note_replies(session, headers)  # replies whose message is not stored yet (``awaited``)
                 cache.write_finished(session, self.now)
                 if cache.pack is not None:  # the attachments' pack file, recorded with the documents
                     self.app.blobs.record_packed(session, cache.pack.close())
@@ -580,6 +589,8 @@ def _process_alone(
                 problems = _prepare(ctx, raw, data, headers, ahead)()
                 entry = session.scalar(select(QuarantineEntry).where(QuarantineEntry.raw_item_id == raw.id))
                 _finish(ctx, raw, problems, entry, known=True)
+                if headers is not None:
+                    note_replies(session, {raw.id: headers})
             return ctx.index
         except ParseError as error:
             reason = str(error) or "unparsable item"

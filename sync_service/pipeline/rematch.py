@@ -45,6 +45,7 @@ from sync_service.matching.model import SKIP_NEVER_LOG, SKIP_UNMATCHED, Candidat
 from sync_service.matching.overrides import apply_exclusions, keep_earlier_opportunity
 from sync_service.parsing.mime import parse_headers
 from sync_service.pipeline.advance import activity_synced
+from sync_service.pipeline.awaited import forget_resolved, resolved_replies
 from sync_service.pipeline.context import ProcessContext, ProcessStats
 from sync_service.pipeline.documents import relink_documents
 from sync_service.pipeline.emails import log_email
@@ -126,7 +127,16 @@ def rematch(
             run.process(batch)
             index = run.index
     stats.contacts_created, stats.leads_created = process_stats.contacts_created, process_stats.leads_created
+    with transaction(app.sessions) as session:  # the replies that waited for a stored message followed it now
+        forget_resolved(session, item_ids)
     return stats
+
+
+def rematch_waiting_replies(app: App, *, now: datetime | None = None) -> RematchStats:
+    """Match again the replies stored before the message they answer, once it is stored (``awaited``)."""
+    with app.sessions() as session:
+        replies = resolved_replies(session)
+    return rematch(app, now=now, item_ids=replies) if replies else RematchStats()
 
 
 def _threads_before(session: Session, only: list[int] | None) -> dict[str, int]:
