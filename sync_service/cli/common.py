@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console, RenderableType
-from sqlalchemy import inspect
 from sqlalchemy.engine import URL
 
+from crm_store.schema_version import schema_problem
 from sync_service.bootstrap import App, bootstrap
 from sync_service.config import Settings, load_env_file, load_settings
 from sync_service.errors import ConfigError
@@ -39,8 +39,8 @@ def open_app(require_schema: bool = True, app_settings: Settings | None = None) 
         if require_schema and (missing := _missing_sqlite_file(app.engine.url)) is not None:
             # connecting would create an empty database file: say so without leaving one behind
             raise ConfigError(f"no database at {missing}; run: crm-sync init")
-        if require_schema and not inspect(app.engine).has_table("alembic_version"):
-            raise ConfigError("the database is not initialised; run: crm-sync init")
+        if require_schema and (problem := schema_problem(app.engine)) is not None:
+            raise ConfigError(problem)
         yield app
     finally:
         app.close()

@@ -1,0 +1,30 @@
+"""Is the database at the schema this version of the code reads and writes? Checked by every command that uses
+it (``sync_service.cli.common.open_app``) and by the workers, in one query: this module imports no Alembic (its
+import alone costs a third of a second) and loads no migration."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, inspect, text
+
+# The newest migration. ``tests/store/test_migrations.py`` keeps it equal to the head of ``migrations/versions``.
+SCHEMA_REVISION = "0012"
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why this version cannot use the database, in one line (``None``: it is at ``SCHEMA_REVISION``).
+
+    A database not upgraded since crm-sync was (items would be quarantined one by one with "no such column"),
+    or one a newer crm-sync upgraded."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return "the database is not initialised; run: crm-sync init"
+        revisions = set(connection.scalars(text("SELECT version_num FROM alembic_version")))
+    if revisions == {SCHEMA_REVISION}:
+        return None
+    found = ", ".join(sorted(revisions)) or "none"
+    if revisions and all(revision > SCHEMA_REVISION for revision in revisions):  # ids sort in their order
+        return (
+            f"the database is at schema revision {found}, newer than this crm-sync knows ({SCHEMA_REVISION}): "
+            "upgrade crm-sync"
+        )
+    return f"the database is at schema revision {found}, this crm-sync needs {SCHEMA_REVISION}; run: crm-sync init"
