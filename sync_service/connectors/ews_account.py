@@ -14,10 +14,12 @@ URL form (documented for admins in ``docs/exchange.md``)::
   ``client_id`` and ``tenant``: client-credentials grant), or a ready OAuth access token (oauth without them).
 - ``autodiscover=1`` finds the endpoint from the mailbox address; HOST and path are then not used.
 - ``tls=0`` speaks plain HTTP (loopback tests, TLS-offloading proxies). A private CA goes in
-  ``REQUESTS_CA_BUNDLE``.
+  ``REQUESTS_CA_BUNDLE``. ``auth=oauth`` refuses it (oauthlib sends tokens over https only) unless
+  ``OAUTHLIB_INSECURE_TRANSPORT`` is set, oauthlib's own switch for loopback tests.
 
 Retries: exchangelib runs with ``FailFast``, so it never sleeps inside a sync; ``ErrorServerBusy`` (with its
-``BackOffMilliseconds``) becomes ``TransientSourceError(retry_after=…)`` and the workers back off.
+``BackOffMilliseconds``) becomes ``TransientSourceError(retry_after=…)`` and the workers back off — also when
+it answers the first request of a connection, which exchangelib's version probe wraps in a ``TransportError``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from exchangelib import (
 from exchangelib import UTC as EWS_UTC
 from exchangelib import errors as ex
 from exchangelib.protocol import Protocol
-from oauthlib.oauth2 import OAuth2Error
+from oauthlib.oauth2 import InsecureTransportError, OAuth2Error
 
 from sync_service.errors import ConfigError, PermanentSourceError, TransientSourceError
 
@@ -138,6 +140,8 @@ def parse_url(url: str) -> EwsSettings:
     if not host and not autodiscover:
         raise ConfigError("ews: the URL names no server (or set autodiscover=1)")
     scheme = "https" if _flag(options.get("tls") or "1", "tls") else "http"
+    if auth == "oauth" and scheme == "http" and not os.environ.get("OAUTHLIB_INSECURE_TRANSPORT"):
+        raise ConfigError("ews: OAuth needs TLS: remove tls=0 (or use auth=basic or auth=ntlm)")
     netloc = f"[{host}]" if ":" in host else host
     netloc += f":{parts.port}" if parts.port else ""
     path = parts.path if parts.path not in ("", "/") else DEFAULT_PATH
@@ -239,6 +243,23 @@ def _name(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def _wrapped_busy(error: BaseException) -> ex.ErrorServerBusy | None:
+    """The ``ErrorServerBusy`` that ``error`` was raised from, if any: exchangelib's version probe (the first
+    request of a connection) re-raises it as ``TransportError("No valid version headers found …")``."""
+    seen: set[int] = set()
+    cause = error.__cause__ or error.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ex.ErrorServerBusy):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _throttled(error: ex.ErrorServerBusy) -> TransientSourceError:
+    return TransientSourceError(f"Exchange is throttling this account ({_name(error)})", retry_after=error.back_off)
+
+
 @contextmanager
 def translate_errors() -> Iterator[None]:
     """Map exchangelib / HTTP errors: throttling and outages → transient, credentials and rights → permanent."""
@@ -255,14 +276,17 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except ex.ErrorServerBusy as error:
-        raise TransientSourceError(
-            f"Exchange is throttling this account ({_name(error)})", retry_after=error.back_off
-        ) from error
+        raise _throttled(error) from error
     except ex.RateLimitError as error:
         raise TransientSourceError(f"Exchange rate limit ({_name(error)})", retry_after=error.wait) from error
+    except InsecureTransportError as error:  # a configuration that cannot work, not a wrong credential
+        raise ConfigError(f"ews: OAuth needs TLS: remove tls=0 ({_name(error)})") from error
     except (ex.UnauthorizedError, OAuth2Error) as error:
         raise PermanentSourceError(f"Exchange rejected the credentials ({_name(error)})") from error
     except permanent as error:
         raise PermanentSourceError(f"Exchange refused access ({_name(error)})") from error
     except (ex.EWSError, requests.RequestException) as error:
+        busy = _wrapped_busy(error)
+        if busy is not None:
+            raise _throttled(busy) from error
         raise TransientSourceError(f"Exchange request failed ({_name(error)})") from error

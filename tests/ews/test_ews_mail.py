@@ -129,6 +129,21 @@ def test_server_busy_is_transient_with_the_back_off_and_no_sleep(ews_server: Ews
     assert during_fetch.value.retry_after == pytest.approx(2.0)
 
 
+def test_server_busy_on_the_first_request_is_throttling_with_the_back_off(ews_server: EwsServer) -> None:
+    ews_server.store.add(REP, "inbox", "message", mime=_mail(1))
+    ews_server.throttle(times=1, back_off_ms=4321)  # every sync's first request: exchangelib's version probe
+    conn = _connector(ews_server)
+    with pytest.raises(TransientSourceError, match=r"^Exchange is throttling this account \(ErrorServerBusy") as caught:
+        conn.list_changes("inbox", None)
+    assert "TransportError" not in str(caught.value)
+    assert caught.value.retry_after == pytest.approx(4.321)
+    assert ews_server.operations() == ["ConvertId"]
+    conn.close()
+    retry = _connector(ews_server)
+    assert len(retry.list_changes("inbox", None).upserts) == 1
+    retry.close()
+
+
 def test_credentials_and_rights_are_permanent_failures(ews_server: EwsServer) -> None:
     with pytest.raises(PermanentSourceError, match="credentials"):
         _connector(ews_server, secret="wrong").list_changes("inbox", None)
@@ -149,13 +164,23 @@ def test_impersonation_delegation_and_oauth_tokens(ews_server: EwsServer, monkey
     delegate = open_connector(url_for(ews_server, "", mailbox=REP2), SVC_PASSWORD)
     assert len(delegate.list_changes("inbox", None).upserts) == 1
     assert {(r.impersonated, r.mailbox) for r in ews_server.requests if r.operation == "GetFolder"} == {(None, REP2)}
-    with pytest.raises(PermanentSourceError, match="https"):  # oauthlib sends tokens over TLS only…
-        open_connector(url_for(ews_server, REP2, auth="oauth"), SVC_TOKEN).list_changes("inbox", None)
+    with pytest.raises(ConfigError, match="OAuth needs TLS"):  # oauthlib sends tokens over TLS only…
+        open_connector(url_for(ews_server, REP2, auth="oauth"), SVC_TOKEN)
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # …except on this loopback test server
     oauth = open_connector(url_for(ews_server, REP2, auth="oauth"), SVC_TOKEN)
     assert len(oauth.list_changes("inbox", None).upserts) == 1
     with pytest.raises(PermanentSourceError):
         open_connector(url_for(ews_server, REP2, auth="oauth"), "expired-token").list_changes("inbox", None)
+
+
+def test_oauth_over_plain_http_is_a_configuration_error(ews_server: EwsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the URL check passes; oauthlib still refuses at send
+    conn = open_connector(url_for(ews_server, REP2, auth="oauth"), SVC_TOKEN)
+    monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT")
+    with pytest.raises(ConfigError, match="OAuth needs TLS") as caught:
+        conn.list_changes("inbox", None)
+    assert not isinstance(caught.value, PermanentSourceError) and "credentials" not in str(caught.value)
+    conn.close()
 
 
 def test_every_request_has_a_timeout() -> None:

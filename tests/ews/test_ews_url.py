@@ -69,3 +69,18 @@ def test_autodiscover_and_oauth_forms() -> None:
 def test_bad_urls_are_config_errors(url: str, reason: str) -> None:
     with pytest.raises(ConfigError, match=reason):
         parse_url(url)
+
+
+def test_oauth_needs_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT", raising=False)
+    for url in (
+        "ews://svc@mail.contoso.com/?auth=oauth&tls=0&impersonate=a@contoso.com",
+        "ews://svc@mail.contoso.com/?auth=OAuth&tls=off&client_id=app-1&tenant=t-2&impersonate=a@contoso.com",
+    ):
+        with pytest.raises(ConfigError, match=r"^ews: OAuth needs TLS: remove tls=0 \(or use auth=basic or auth=ntlm"):
+            parse_url(url)
+    assert parse_url("ews://svc@mail.contoso.com/?auth=basic&tls=0&impersonate=a@contoso.com").auth == "basic"
+    assert parse_url("ews://svc@mail.contoso.com/?auth=oauth&tls=1&impersonate=a@contoso.com").auth == "oauth"
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # oauthlib's own switch, for loopback tests
+    loopback = parse_url("ews://svc@127.0.0.1:8080/?auth=oauth&tls=0&impersonate=a@contoso.com")
+    assert loopback.endpoint == "http://127.0.0.1:8080/EWS/Exchange.asmx"
