@@ -148,7 +148,10 @@ class CalDavConnector:
 
     def _discover(self) -> dict[str, Any]:
         if self._calendars is None:
-            with self._errors("finding the calendars"):
+            # A 404 while discovering: the URL's path names nothing on the server (a calendar that does not
+            # exist, or a typo) — say which path, the only thing the user can fix.
+            missing = f"no calendar at {url_path(self.http_url)} (check the path in the URL)"
+            with self._errors("finding the calendars", missing):
                 calendars = self._connect().principal().calendars()
             found = {url_path(c.url): c for c in calendars}
             named = url_path(self.http_url)
@@ -161,15 +164,16 @@ class CalDavConnector:
             raise PermanentSourceError(f"no calendar {folder!r} for {self.where}")
         return calendar
 
-    def _errors(self, doing: str) -> _Translated:
-        return _Translated(self.where, doing)
+    def _errors(self, doing: str, missing: str | None = None) -> _Translated:
+        return _Translated(self.where, doing, missing)
 
 
 class _Translated:
-    """caldav / HTTP errors → the source error families; messages name the account, never the secret."""
+    """caldav / HTTP errors → the source error families; messages name the account, never the secret.
+    ``missing``: what to say instead of "<doing>: not found on the server" when the server answers 404."""
 
-    def __init__(self, where: str, doing: str) -> None:
-        self.where, self.doing = where, doing
+    def __init__(self, where: str, doing: str, missing: str | None = None) -> None:
+        self.where, self.doing, self.missing = where, doing, missing
 
     def __enter__(self) -> None:
         return None
@@ -183,6 +187,8 @@ class _Translated:
         if isinstance(error, dav_error.AuthorizationError):
             raise PermanentSourceError(f"{what}: access refused (check the user and the secret)") from None
         if isinstance(error, dav_error.NotFoundError):
+            if self.missing:
+                raise PermanentSourceError(f"{self.where}: {self.missing}") from None
             raise PermanentSourceError(f"{what}: not found on the server") from None
         if isinstance(error, dav_error.DAVError):
             raise TransientSourceError(f"{what}: server error {getattr(error, 'reason', '')}".rstrip()) from None

@@ -4,15 +4,20 @@ A lost connection, a timeout or a ``BYE`` become ``ConnectionLost`` (the connect
 refused credentials ``PermanentSourceError`` (``TransientSourceError`` for ``[UNAVAILABLE]``-like answers); a
 missing folder ``FolderMissing``. Messages name the user, host and what was being done — never the secret: a
 server's answer is quoted, and some servers echo the credentials in it, so what the session sent is masked.
+
+The server's answer is quoted as its own text: imap-tools' wrapper (``Response status "OK" expected, but "NO"
+received. Data: [b'…']``) and imaplib's bytes ``repr`` (``[b'…']``) are taken off.
 """
 
 from __future__ import annotations
 
+import ast
 import imaplib
+import re
 import ssl
 from collections.abc import Callable, Iterable
 
-from imap_tools.errors import MailboxLoginError, MailboxStarttlsError
+from imap_tools.errors import MailboxLoginError, MailboxStarttlsError, UnexpectedCommandStatusError
 
 from sync_service.connectors.imap_config import ImapConfig
 from sync_service.errors import PermanentSourceError, TransientSourceError
@@ -64,13 +69,72 @@ class translated:
             raise PermanentSourceError(f"{where}: TLS certificate not trusted: {error.verify_message}") from None
         if isinstance(error, imaplib.IMAP4.abort | OSError | EOFError):
             raise ConnectionLost(f"{where}: connection lost while {self.doing}: {_reason(error, secrets)}") from None
-        if isinstance(error, imaplib.IMAP4.error):
+        if isinstance(error, imaplib.IMAP4.error | UnexpectedCommandStatusError):
             raise ConnectionLost(f"{where}: unexpected answer while {self.doing}: {_reason(error, secrets)}") from None
 
 
 def _reason(error: BaseException, secrets: tuple[str | None, ...]) -> str:
-    """The error's text on one line, the secrets masked first: a multi-line secret is still found whole, and
-    the cut at 300 characters cannot leave part of one behind."""
-    text = redact_secret(str(error) or type(error).__name__, *secrets)
+    """The server's text of the error on one line, the secrets masked first: a multi-line secret is still found
+    whole, and the cut at 300 characters cannot leave part of one behind.
+
+    Masked once the bytes reprs are decoded, i.e. as the server echoed a secret (``redact_secret`` knows the
+    IMAP-quoted and base64 forms too). Should the raw text show a secret that the decoded one no longer shows in
+    a known form, the raw text, masked, is kept: cleaning never costs the masking."""
+    raw, cleaned = str(error) or type(error).__name__, server_text(error)
+    text = redact_secret(cleaned, *secrets)
+    if text == cleaned and redact_secret(raw, *secrets) != raw:
+        text = redact_secret(raw, *secrets)
     return text.replace("\r", " ").replace("\n", " ")[:300]
 
+
+# A bytes literal as ``repr`` writes it (not the "b'" ending a word, as in "Herb's"), or a list of them.
+_BYTES = r"""(?<![\w'"])b(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")"""
+_BYTES_ONE = re.compile(_BYTES)
+_BYTES_REPR = re.compile(rf"\[\s*(?P<list>{_BYTES}(?:\s*,\s*{_BYTES})*)\s*,?\s*\]|{_BYTES}")
+
+
+def server_text(error: BaseException) -> str:
+    """What the server said, decoded: an imap-tools status error gives its data without the "Response status
+    … expected" wrapper; a ``b'…'`` (or ``[b'…', …]``) repr in any other error's text is replaced by its text."""
+    if isinstance(error, UnexpectedCommandStatusError):
+        typ, data = _result(error.command_result)
+        said = " ".join(t for t in (_decoded(d).strip() for d in data) if t)
+        return said or f"the server answered {typ}"
+    return _unrepr(str(error)) or type(error).__name__
+
+
+def _result(result: object) -> tuple[str, list[object]]:
+    if isinstance(result, tuple | list) and len(result) == 2:
+        typ, data = result
+        return str(typ), list(data) if isinstance(data, list | tuple) else [data]
+    return "?", [result]
+
+
+def _decoded(value: object) -> str:
+    """A piece of an IMAP answer as text (a literal's ``(head, body)`` tuple: its parts joined)."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, tuple | list):
+        return " ".join(_decoded(v) for v in value)
+    return str(value)
+
+
+def _unrepr(text: str) -> str:
+    """``text`` with each bytes repr (or list of them) replaced by its decoded text, in one pass: what a server
+    said is never decoded twice."""
+
+    def one(literal: str) -> str:
+        try:
+            value = ast.literal_eval(literal)
+        except (ValueError, SyntaxError):
+            return literal
+        return _decoded(value) if isinstance(value, bytes) else literal
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group("list") is None:
+            return one(match.group(0))
+        return " ".join(one(m.group(0)) for m in _BYTES_ONE.finditer(match.group("list")))
+
+    return _BYTES_REPR.sub(replace, text)

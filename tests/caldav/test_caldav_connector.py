@@ -95,6 +95,15 @@ def test_a_url_naming_one_calendar_syncs_only_that_one(radicale: RadicaleServer)
         CalDavConnector(radicale.url("alice"), PASSWORD).list_changes("/alice/nope/", None)
 
 
+def test_a_url_naming_an_unknown_calendar_says_which_path(radicale: RadicaleServer) -> None:
+    radicale.client("alice").principal().make_calendar(name="Work", cal_id="work")
+    with pytest.raises(PermanentSourceError) as missing:
+        CalDavConnector(radicale.url("alice", "nosuchcal"), PASSWORD).folders()
+    where = f"CalDAV alice@127.0.0.1:{radicale.port}"
+    assert str(missing.value) == f"{where}: no calendar at /alice/nosuchcal/ (check the path in the URL)"
+    assert PASSWORD not in str(missing.value)
+
+
 def test_errors_are_clear_and_never_carry_the_secret(radicale: RadicaleServer) -> None:
     with pytest.raises(PermanentSourceError, match="access refused") as bad:
         CalDavConnector(radicale.url("alice"), "Wrong-Pass-1").folders()

@@ -88,6 +88,19 @@ def test_calendar_events_follow_the_caldav_server(keyed_app: App, radicale: Radi
     assert len([k for k in acts if k[0] == "weekly"]) == 4 and len(acts) == 8  # nothing doubled
 
 
+def test_an_unknown_calendar_fails_the_mailbox_naming_the_path(keyed_app: App, radicale: RadicaleServer) -> None:
+    radicale.client("alice").principal().make_calendar(name="Work", cal_id="work")
+    with transaction(keyed_app.sessions) as session:
+        url = radicale.url("alice", "nosuchcal")
+        mailboxes.add_mailbox(session, "alice-cal", REP, url, PASSWORD, keyed_app.settings.secret_keys)
+    report = run_once(keyed_app)
+    [result] = report.mailboxes
+    assert result.state == "failed" and report.failed
+    assert result.error == (
+        f"CalDAV alice@127.0.0.1:{radicale.port}: no calendar at /alice/nosuchcal/ (check the path in the URL)"
+    )
+
+
 class _Feed(BaseHTTPRequestHandler):
     body = b""
     etag = '"v1"'

@@ -164,6 +164,19 @@ def test_errors_are_clear_and_never_carry_the_secret(dovecot: DovecotServer, cap
     assert "reconnecting" in caplog.text and PASSWORD not in caplog.text and "wrong-Secret-123" not in caplog.text
 
 
+def test_a_refused_login_quotes_the_servers_own_text(dovecot: DovecotServer) -> None:
+    where = f"IMAP alice@127.0.0.1:{dovecot.port}"
+    wanted = f"{where}: login failed (check the user and the secret): [AUTHENTICATIONFAILED] Authentication failed."
+    with pytest.raises(PermanentSourceError) as bad:
+        connector(dovecot, secret="wrong-Secret-123").folders()
+    watch = FolderWatch(dovecot.url("alice"), "wrong-Secret-123", "INBOX")
+    with pytest.raises(PermanentSourceError) as bad_watch:
+        watch.open()
+    watch.close()
+    for error in (bad.value, bad_watch.value):
+        assert str(error) == wanted  # no imap-tools "Response status ... expected" wrapper, no b'...' repr
+
+
 def test_xoauth2_login(dovecot: DovecotServer) -> None:
     dovecot.append("alice", mails("m", 2))
     assert len(drain(connector(dovecot, "auth=xoauth2", secret=TOKEN), None).items) == 2

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import imaplib
 import logging
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
+from imap_tools.errors import MailboxFolderSelectError, MailboxFolderStatusError
 
 from sync_service.connectors.imap import ImapConnector
+from sync_service.connectors.imap_config import ImapConfig
+from sync_service.connectors.imap_errors import translated
 from sync_service.connectors.imap_idle import FolderWatch
-from sync_service.errors import PermanentSourceError
+from sync_service.errors import PermanentSourceError, TransientSourceError
 from tests.support.leaky import EchoingImapServer
 from workers import idle_watch
 from workers.idle_watch import MailboxWatch, WatchedMailbox, WatchTiming
@@ -23,6 +27,8 @@ SECRETS = [
     ("ya29.access-token-XYZZY", "folders=INBOX&auth=xoauth2"),  # XOAUTH2: echoed in base64
 ]
 IDS = ["login", "quoted", "plain", "xoauth2"]
+QUOTED = "pa\"ss\\wo'rd-XYZZY"
+IMAP_QUOTED = '"alice" "pa\\"ss\\\\wo\'rd-XYZZY"'  # as imaplib sends it in a LOGIN
 
 
 @pytest.mark.parametrize(("secret", "query"), SECRETS, ids=IDS)
@@ -39,6 +45,28 @@ def test_a_refused_login_keeps_the_servers_answer_but_not_the_secret(secret: str
     for error in (refused.value, refused_watch.value):
         assert "login failed" in str(error) and "[AUTHENTICATIONFAILED] bad credentials: " in str(error)
         assert "XYZZY" not in str(error) and "***" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (MailboxFolderSelectError(("NO", [b"Mailbox doesn't exist: Nope"]), "OK"), "Mailbox doesn't exist: Nope"),
+        (MailboxFolderStatusError(("NO", []), "OK"), "the server answered NO"),
+        (imaplib.IMAP4.error("EXAMINE command error: BAD [b'Error in IMAP command EXAMINE: Invalid arguments.']"),
+         "EXAMINE command error: BAD Error in IMAP command EXAMINE: Invalid arguments."),
+        (imaplib.IMAP4.error("IDLE refused: ('NO', [b'IDLE is off', b\"it's late\"])"),
+         "IDLE refused: ('NO', IDLE is off it's late)"),
+        (imaplib.IMAP4.error(f"LOGIN command error: BAD {[b'bad: ' + IMAP_QUOTED.encode()]}"),
+         'LOGIN command error: BAD bad: "alice" "***"'),  # decoded, then masked in its IMAP-quoted form
+    ],
+    ids=["select-no", "status-empty", "examine-bad", "idle-refused", "echoed-secret"],
+)
+def test_other_refusals_quote_the_servers_own_text(error: Exception, said: str) -> None:
+    config = ImapConfig.from_url("imap://alice@127.0.0.1:1/")
+    with pytest.raises(TransientSourceError) as refused, translated(config, "opening folder 'Nope'", lambda: [QUOTED]):
+        raise error
+    assert str(refused.value) == f"IMAP alice@127.0.0.1:1: unexpected answer while opening folder 'Nope': {said}"
+    assert "Response status" not in str(refused.value) and "XYZZY" not in str(refused.value)
 
 
 SECRET = "watch-Secret-XYZZY"
