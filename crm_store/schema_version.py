@@ -5,6 +5,7 @@ import alone costs a third of a second) and loads no migration."""
 from __future__ import annotations
 
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 # The newest migration. ``tests/store/test_migrations.py`` keeps it equal to the head of ``migrations/versions``.
 SCHEMA_REVISION = "0012"
@@ -28,3 +29,15 @@ def schema_problem(engine: Engine) -> str | None:
             "upgrade crm-sync"
         )
     return f"the database is at schema revision {found}, this crm-sync needs {SCHEMA_REVISION}; run: crm-sync init"
+
+
+_SQLITE_SCHEMA_ERRORS = ("no such column", "no such table", "has no column named")
+
+
+def schema_mismatch(error: BaseException) -> bool:
+    """Is ``error`` the database refusing the code's statements (a column or table missing: the schema is not
+    the one the code was written for)? Such an error is nobody's item: the work stops and is retried, instead
+    of each item being quarantined in turn."""
+    if isinstance(error, ProgrammingError):  # PostgreSQL: undefined column / table (and SQL the server rejects)
+        return True
+    return isinstance(error, OperationalError) and any(text in str(error.orig) for text in _SQLITE_SCHEMA_ERRORS)

@@ -127,6 +127,9 @@ class ParsedCalendar:
     events: tuple[CalendarEvent, ...]
     method: str | None = None
     problems: tuple[str, ...] = field(default=())  # per-component problems that were skipped, one line each
+    # What was read with a guess, nothing left out (an unknown time zone read as UTC): reported like problems,
+    # but the events are all there, so the item is still a whole snapshot of its calendar.
+    notes: tuple[str, ...] = field(default=())
     # The UIDs of the recurring series that were expanded (inside the window given to the parser), with or
     # without occurrences in it: their occurrences change as the window slides (``pipeline.series``).
     series: tuple[str, ...] = field(default=())

@@ -7,7 +7,8 @@ Only data that is not iCalendar at all, or whose events all fail, raises :class:
 Recurring series are expanded with ``recurring_ical_events`` inside the sync window only, at most
 ``max_occurrences`` per series; ``ParsedCalendar.series`` names them, so that the pipeline can expand them
 again as the window slides. Every time in the result is timezone-aware UTC; floating times and TZIDs
-that can be resolved neither from the file nor by name (IANA or Windows) are read as UTC.
+that can be resolved neither from the file nor by name (IANA or Windows) are read as UTC — the latter with a
+problem line naming the TZID (the event is kept: "partly applied").
 """
 
 from __future__ import annotations
@@ -45,17 +46,21 @@ def parse_calendar(raw: bytes, window: SyncWindow, *, max_occurrences: int = 100
     series: list[str] = []  # UIDs of the series expanded (even to nothing)
     method: str | None = None
     vevents = usable = 0  # usable: single VEVENTs read, plus series expanded (even to nothing)
+    unknown_zones: dict[str, list[str]] = {}  # unknown TZID → the events read as UTC because of it
     for calendar in _load(_decode(raw)):
         cal_method = _method(calendar)
         method = method or cal_method
         standard = _standardize(calendar, problems)
         components = [c for c in standard.subcomponents if c.name == "VEVENT"]
         timezones = [c for c in standard.subcomponents if c.name == "VTIMEZONE"]
+        defined = {_text(tz.get("TZID")).strip() for tz in timezones}
         vevents += len(components)
         for uid, group in _group_by_uid(components).items():
             if not any("RRULE" in c or "RDATE" in c for c in group):
                 found = _single_events(group, cal_method, problems)
                 usable, events = usable + len(found), events + found
+                if found:
+                    _note_unknown_zones(unknown_zones, f"event {uid!r}", group, defined)
                 continue
             try:  # the whole series is one error boundary
                 events += _expand_series(uid, group, timezones, cal_method, window, max_occurrences, problems)
@@ -63,10 +68,16 @@ def parse_calendar(raw: bytes, window: SyncWindow, *, max_occurrences: int = 100
                 series.append(uid)
             except Exception as exc:
                 problems.append(f"series {uid!r} skipped: {_one_line(exc)}")
+                continue
+            _note_unknown_zones(unknown_zones, f"series {uid!r}", group, defined)
     if vevents and not usable:
         raise ParseError(f"no event could be parsed: {problems[0]}")
     return ParsedCalendar(
-        events=_dedupe(events), method=method, problems=tuple(problems), series=tuple(dict.fromkeys(series))
+        events=_dedupe(events),
+        method=method,
+        problems=tuple(problems),
+        series=tuple(dict.fromkeys(series)),
+        notes=tuple(_unknown_zone_problem(tzid, read) for tzid, read in unknown_zones.items()),
     )
 
 
@@ -286,6 +297,45 @@ def _sequence(value: Any) -> int:
 
 def _one_line(exc: BaseException) -> str:
     return (" ".join(str(exc).split()) or type(exc).__name__)[:200]
+
+
+# --- time zones -----------------------------------------------------------------------------------------
+
+# The properties whose date-times carry a TZID that decides when the event takes place.
+_ZONED = ("DTSTART", "DTEND", "RECURRENCE-ID", "RDATE", "EXDATE")
+
+
+def _unknown_tzids(component: icalendar.Component, defined: set[str]) -> list[str]:
+    """The TZIDs of ``component`` that icalendar could resolve neither from a VTIMEZONE nor by name (IANA,
+    Windows): their date-times come out naive, and are read as UTC. A TZID defined in the file never counts."""
+    found: list[str] = []
+    for name in _ZONED:
+        for prop in _items(component.get(name)):
+            params = getattr(prop, "params", None) or {}
+            tzid = str(params.get("TZID", "")).strip()
+            if not tzid or tzid in defined or tzid in found:
+                continue
+            values = [getattr(v, "dt", None) for v in getattr(prop, "dts", None) or [prop]]
+            if any(isinstance(value, datetime) and value.tzinfo is None for value in values):
+                found.append(tzid)
+    return found
+
+
+def _note_unknown_zones(
+    notes: dict[str, list[str]], what: str, components: list[icalendar.Component], defined: set[str]
+) -> None:
+    """Remember ``what`` (``event 'uid'``, ``series 'uid'``) under each unknown TZID its components use."""
+    for component in components:
+        for tzid in _unknown_tzids(component, defined):
+            read = notes.setdefault(tzid, [])
+            if what not in read:
+                read.append(what)
+
+
+def _unknown_zone_problem(tzid: str, read: list[str]) -> str:
+    """One problem line per unknown TZID: the events are kept, their times read as UTC."""
+    more = f" and {len(read) - 1} more" if len(read) > 1 else ""
+    return f"{read[0]}{more}: unknown time zone {tzid!r}, times read as UTC"
 
 
 # --- recurring series ----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from crm_store.db import lock_names, transaction
 from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem, User
 from crm_store.models.sync import DELETED, DONE
+from crm_store.schema_version import schema_mismatch
 from sync_service.bootstrap import App
 from sync_service.errors import ParseError
 from sync_service.matching.decide import thread_refs
@@ -126,7 +127,7 @@ def _prepare(
             # A series that failed to parse or was capped is missing from the snapshot: never cancel by absence.
             apply_events(ctx, raw, calendar.events, full_snapshot=not calendar.problems)
             note_expanded(ctx, raw, (calendar,))  # its series are expanded again as the window slides
-            return list(calendar.problems)
+            return [*calendar.problems, *calendar.notes]
 
         return apply_calendar
     if raw.kind == "contacts":
@@ -399,6 +400,8 @@ class _Run:
                 self._optimistic(session, raws, ordered, blobs, headers, scope, ahead)
                 return None
             except (IntegrityError, OperationalError, LeadCollision) as error:
+                if schema_mismatch(error):
+                    raise  # the database is not at the code's schema: no item's fault (``crm-sync init``)
                 log.info(
                     "batch of %d items collided with another run (attempt %d): %s",
                     len(raws),
@@ -411,6 +414,8 @@ class _Run:
                     continue
                 log.info("batch of %d items collided twice: redone %s", len(raws), _how(len(raws)))
             except Exception as error:  # any other failure while writing: redone, below
+                if schema_mismatch(error):
+                    raise
                 log.info(
                     "batch of %d items redone %s after %s: %s",
                     len(raws),
@@ -595,12 +600,16 @@ def _process_alone(
         except ParseError as error:
             reason = str(error) or "unparsable item"
         except (IntegrityError, OperationalError) as error:
+            if schema_mismatch(error):
+                raise
             log.info("database conflict on raw item %s (attempt %d): %s", raw.id, attempt, error.orig)
             reason = f"internal error: {type(error).__name__}: {error.orig}"
             ctx.index = _index(ctx, session, refs)
             if attempt == 1:
                 continue
-        except Exception as error:  # never crash a sync on one bad item
+        except Exception as error:  # never crash a sync on one bad item (but a schema mismatch is no item's)
+            if schema_mismatch(error):
+                raise
             log.exception("unexpected error processing raw item %s", raw.id)
             reason = f"internal error: {type(error).__name__}: {error}"
         break

@@ -311,3 +311,72 @@ def test_yearly_series_from_long_ago_is_expanded_in_the_window() -> None:
     )
     parsed = parse_calendar(raw, WINDOW)
     assert [e.recurrence_id for e in parsed.events] == ["2023-11-02"] and parsed.problems == ()
+
+
+# --- unknown time zones ---------------------------------------------------------------------------------
+
+_CUSTOM_ZONE = "\r\n".join([
+    "BEGIN:VTIMEZONE", "TZID:Customized Time Zone",
+    "BEGIN:STANDARD", "DTSTART:16010101T030000", "TZOFFSETFROM:+0200", "TZOFFSETTO:+0100",
+    "RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10", "END:STANDARD",
+    "BEGIN:DAYLIGHT", "DTSTART:16010101T020000", "TZOFFSETFROM:+0100", "TZOFFSETTO:+0200",
+    "RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3", "END:DAYLIGHT",
+    "END:VTIMEZONE",
+])  # fmt: skip
+
+
+def _zoned(uid: str, tzid: str, *extra: str) -> str:
+    return "\r\n".join([
+        "BEGIN:VEVENT", f"UID:{uid}", "DTSTAMP:20240101T000000Z", f"SUMMARY:{uid}",
+        f"DTSTART;TZID={tzid}:20240301T100000", f"DTEND;TZID={tzid}:20240301T110000", *extra,
+        "END:VEVENT",
+    ])  # fmt: skip
+
+
+def _calendar(*parts: str) -> bytes:
+    return ("\r\n".join(["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//tests//EN", *parts, "END:VCALENDAR"])
+            + "\r\n").encode()  # fmt: skip
+
+
+def test_an_unknown_tzid_keeps_the_event_as_utc_with_a_problem_naming_it() -> None:
+    parsed = parse_calendar(_calendar(_zoned("mars", "Mars/Olympus")), WINDOW)
+    [event] = parsed.events
+    assert (event.start, event.end) == (utc(2024, 3, 1, 10), utc(2024, 3, 1, 11))  # read as UTC, as before
+    assert parsed.notes == ("event 'mars': unknown time zone 'Mars/Olympus', times read as UTC",)
+    assert parsed.problems == ()  # nothing left out: the calendar is still whole
+
+
+def test_an_unknown_tzid_is_named_once_for_a_series_and_for_many_events() -> None:
+    weekly = _zoned("weekly", "Mars/Olympus", "RRULE:FREQ=WEEKLY;COUNT=3")
+    moved = _zoned("weekly", "Mars/Olympus", "RECURRENCE-ID;TZID=Mars/Olympus:20240308T100000")
+    others = [_zoned(f"other{i}", "Atlantis Standard Time") for i in range(3)]
+    parsed = parse_calendar(_calendar(weekly, moved, *others), WINDOW)
+    assert len(parsed.events) == 6 and "weekly" in parsed.series
+    assert parsed.notes == (
+        "series 'weekly': unknown time zone 'Mars/Olympus', times read as UTC",
+        "event 'other0' and 2 more: unknown time zone 'Atlantis Standard Time', times read as UTC",
+    )
+
+
+@pytest.mark.parametrize(
+    ("tzid", "start"),
+    [
+        ("Europe/Berlin", utc(2024, 3, 1, 9)),  # IANA
+        ("W. Europe Standard Time", utc(2024, 3, 1, 9)),  # Windows
+        ("Customized Time Zone", utc(2024, 3, 1, 9)),  # defined by the file's VTIMEZONE
+    ],
+    ids=["iana", "windows", "vtimezone"],
+)
+def test_a_known_or_defined_tzid_is_not_flagged(tzid: str, start: datetime) -> None:
+    single = _zoned("one", tzid, f"EXDATE;TZID={tzid}:20240308T100000")
+    weekly = _zoned("weekly", tzid, "RRULE:FREQ=WEEKLY;COUNT=2", f"EXDATE;TZID={tzid}:20240308T100000")
+    parsed = parse_calendar(_calendar(_CUSTOM_ZONE, single, weekly), WINDOW)
+    assert parsed.problems == () and parsed.notes == ()
+    assert [e.start for e in by_uid(parsed, "one")] == [start] and len(by_uid(parsed, "weekly")) == 1
+
+
+def test_the_corpus_flags_only_the_tzid_nobody_knows() -> None:
+    parsed = parse("outlook_undefined_tzid.ics")  # also a Windows name without VTIMEZONE, and a floating time
+    assert parsed.notes == (
+        "event 'unknown-zone@seller.example': unknown time zone 'Atlantis Standard Time', times read as UTC",
+    )
