@@ -63,8 +63,8 @@ def worker_command(
 
     from workers.broker import prepare_worker_metrics
 
+    _known_queues(queue)  # a usage error first, before Redis and the database are looked at
     current = _redis_settings("worker")
-    _known_queues(queue)
     argv = ["workers.broker:setup_from_environment", "--processes", str(processes), "--threads", str(threads)]
     argv += ["--skip-logging", *(["--queues", *queue] if queue else [])]
     prepare_worker_metrics(current)  # CRM_WORKER_METRICS_DIR: before dramatiq starts the processes
@@ -87,10 +87,11 @@ def scheduler_command(
 
 
 def _known_queues(queue: list[str] | None) -> tuple[str, ...]:
-    """The queues named by ``--queue`` (all when none), or a one-line error for a name that is not one."""
+    """The queues named by ``--queue`` (all when none); a name that is not one is a usage error (exit 2)."""
     unknown = sorted(set(queue or ()) - set(QUEUES))
     if unknown:
-        raise ConfigError(f"unknown queue {', '.join(unknown)} (queues: {', '.join(QUEUES)})")
+        known = ", ".join(QUEUES)
+        raise typer.BadParameter(f"unknown queue {', '.join(unknown)} (queues: {known})", param_hint="--queue")
     return tuple(queue) if queue else QUEUES
 
 

@@ -298,7 +298,7 @@ def test_requeue_dead_letters_of_one_mailbox(
     assert (unknown.code, unknown.out, unknown.err) == (1, "", "crm-sync: error: no mailbox named 'nobody'\n")
     assert cli("queue", "requeue-dead", "--mailbox").code == 2
     typo = cli("queue", "requeue-dead", "--queue", "sink")
-    assert (typo.code, typo.err) == (1, "crm-sync: error: unknown queue sink (queues: sync, process, maintenance)\n")
+    assert typo.code == 2 and "unknown queue sink (queues: sync, process, maintenance)" in typo.err  # usage
     everything = cli("queue", "requeue-dead")
     assert (everything.code, everything.out.strip()) == (0, "requeued 2 dead-lettered messages")
 

@@ -248,6 +248,8 @@ def test_background_commands_need_redis(cli) -> None:  # type: ignore[no-untyped
         result = cli(*command)
         assert result.code == 1, command
         assert result.err.strip().count("\n") == 0 and "CRM_BROKER_URL=redis://" in result.err
+    typo = cli("worker", "--queue", "bogus")  # a usage error comes first, whatever the broker
+    assert typo.code == 2 and "unknown queue bogus" in typo.err
     status = json.loads(cli("status", "--json").out)["queue"]
     assert status["mode"] == "embedded"
     assert status["queues"]["sync"] == {"ready": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
