@@ -123,8 +123,11 @@ def pause_mailbox(session: Session, name: str) -> None:
 
 
 def resume_mailbox(session: Session, name: str) -> None:
+    """A person says the cause is gone: the mailbox syncs again, and the old error is no longer shown beside it
+    (the next failure, if any, records a new one)."""
     mailbox = _get(session, name)
     mailbox.state, mailbox.consecutive_failures = IDLE, 0
+    mailbox.last_error, mailbox.last_error_at = None, None
 
 
 def resync_mailbox(session: Session, name: str) -> None:

@@ -79,6 +79,8 @@ def test_a_failed_mailbox_is_not_tried_again_until_a_person_resumes_it(app: App,
     assert [m.state for m in again.mailboxes if m.name == "fine"] == [IDLE]
     with transaction(app.sessions) as session:
         mailboxes.resume_mailbox(session, "locked-out")
+    resumed = _mailbox(app, "locked-out")
+    assert (resumed.state, resumed.last_error, resumed.last_error_at) == (IDLE, None, None)  # the cause is gone
     run_once(app)
     assert int(counter.read_text()) == 2  # resumed: tried again
 
