@@ -50,6 +50,27 @@ def redis_queue_stats(client: redis.Redis, namespace: str = NAMESPACE) -> dict[s
     return stats
 
 
+def waiting_work(client: redis.Redis, queue: str, namespace: str = NAMESPACE) -> set[tuple[str, int | None]]:
+    """(actor, mailbox id) of the messages waiting in ``queue``: ready to be fetched, or delayed (a retry
+    waiting for its backoff). A message a worker has fetched is not waiting: if that worker died, the work is
+    relaunched (the scheduler), not waited for."""
+    key = f"{namespace}:{queue}"
+    found: set[tuple[str, int | None]] = set()
+    ready = client.lrange(key, 0, -1)
+    for start in range(0, len(ready), _BATCH):
+        for data in client.hmget(f"{key}.msgs", ready[start : start + _BATCH]):
+            _note_waiting(found, data)
+    for _, data in client.hscan_iter(f"{key}.DQ.msgs", count=_BATCH):
+        _note_waiting(found, data)
+    return found
+
+
+def _note_waiting(found: set[tuple[str, int | None]], data: bytes | None) -> None:
+    message = _decode(data) if data is not None else None
+    if message is not None:
+        found.add((message.actor_name, mailbox_of(message)))
+
+
 def idle_stats() -> dict[str, dict[str, int]]:
     return {q: {"ready": 0, "in_flight": 0, "delayed": 0, "dead_lettered": 0} for q in QUEUES}
 

@@ -15,7 +15,10 @@ Per tick:
 3. every ``complete_every`` seconds, ``complete_due``.
 
 A marker per enqueued message (``Locks.claim``, expiring after at most ``MARKER_TTL``) keeps a message that
-waits in a busy queue from being enqueued again every tick; the task clears it once it holds its lock.
+waits in a busy queue from being enqueued again every tick; the task clears it once it holds its lock. Once
+the marker has expired, a message still waiting in its queue (ready, or delayed for a retry) is not sent again
+either (``queues.waiting_work``): while no worker runs, or all are busy, the queue does not fill with copies
+of the same sync that would each run when the workers come back.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from crm_store.models.sync import FAILED, PAUSED, SYNCING
 from sync_service.pipeline.pending import pending_by_mailbox
 from sync_service.pipeline.series import mailboxes_due
 from workers.broker import Runtime
+from workers.queues import waiting_work
 from workers.tasks import PROCESS_LOCK, mailbox_lock, process_lock, queued_marker
 
 log = logging.getLogger("workers.scheduler")
@@ -68,6 +72,7 @@ class Scheduler:
             waiting = pending_by_mailbox(session)
             pending = sum(waiting.values())
             series = mailboxes_due(session, now, app.settings)  # to expand again as the window slides
+        queued = self._queued()
         for mailbox_id, name, state, succeeded, failed in rows:
             if locks.is_locked(mailbox_lock(mailbox_id)):
                 continue
@@ -76,14 +81,16 @@ class Scheduler:
                 continue  # its sync ended between our read and the lock check: not stuck, just done
             last = max((t for t in (succeeded, failed) if t is not None), default=None)
             due = stuck or last is None or last + timedelta(seconds=self.interval) <= now
+            if due and ("sync_mailbox", mailbox_id) in queued:
+                continue  # its message still waits for a worker
             if due and locks.claim(queued_marker("sync_mailbox", mailbox_id), self._marker_ttl):
                 self.runtime.send("sync_mailbox", mailbox_id)
                 (report.relaunched if stuck else report.enqueued).append(name)
         if (pending or series) and not locks.is_locked(PROCESS_LOCK):
             for mailbox_id in sorted(waiting.keys() | series):  # one run per mailbox: several workers in parallel
-                if not locks.is_locked(process_lock(mailbox_id)) and locks.claim(
-                    queued_marker("process_items", mailbox_id), self._marker_ttl
-                ):
+                if ("process_items", mailbox_id) in queued or locks.is_locked(process_lock(mailbox_id)):
+                    continue
+                if locks.claim(queued_marker("process_items", mailbox_id), self._marker_ttl):
                     self.runtime.send("process_items", mailbox_id)
                     report.processing = True
         clock = time.monotonic()
@@ -104,6 +111,13 @@ class Scheduler:
                 },
             )
         return report
+
+    def _queued(self) -> set[tuple[str, int | None]]:
+        """The mailbox work waiting in the sync and process queues (Redis; nothing known on another broker)."""
+        client = self.runtime.redis
+        if client is None:
+            return set()
+        return waiting_work(client, "sync") | waiting_work(client, "process")
 
     def _still_syncing(self, mailbox_id: int) -> bool:
         """Read again now that its lock is seen free: a sync that just finished is not a stuck one."""

@@ -105,10 +105,14 @@ def test_scheduler_enqueues_due_mailboxes_once_and_relaunches_stuck_ones(
     assert sorted(first.enqueued) == ["a", "b"] and first.completion and not first.processing
     assert scheduler.tick(now).enqueued == []  # already queued: not again every tick
     assert redis_queue_stats(runtime.redis)["sync"]["ready"] == 2  # type: ignore[arg-type]
-
-    # 'a' was being synced by a worker that died: 'syncing', and its lock expired.
     ids = _ids(app)
-    runtime.locks.clear(queued_marker("sync_mailbox", ids["a"]))
+    for name in ("a", "b"):  # no worker took them for longer than the markers last: still not sent again
+        runtime.locks.clear(queued_marker("sync_mailbox", ids[name]))
+    assert scheduler.tick(now + timedelta(seconds=601)).enqueued == []
+    assert redis_queue_stats(runtime.redis)["sync"]["ready"] == 2  # type: ignore[arg-type]
+
+    # A worker fetched both; the one syncing 'a' died: 'syncing', and its lock expired.
+    runtime.broker.flush("sync")
     with transaction(app.sessions) as session:
         session.execute(update(Mailbox).values(last_success_at=now))
     _set_state(app, "a", SYNCING)
