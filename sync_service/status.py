@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem, ReviewItem, SyncedItem, User
-from crm_store.models.sync import DELETED, PENDING
-from sync_service.dashboard.alerts import AlertConfig, evaluate
+from crm_store.models.sync import DELETED, PENDING, SYNCING
+from sync_service.dashboard.alerts import AlertConfig, evaluate, workers_alert
 from sync_service.exports import iso
 from sync_service.mailboxes import redact_url
+
+if TYPE_CHECKING:  # workers.liveness imports dramatiq and the pipeline: only the callers that pass one need it
+    from workers.liveness import Liveness
+
+LivenessReader = Callable[[Collection[int], datetime], "Liveness"]
 
 
 def _lag_seconds(last: datetime | None, now: datetime) -> int | None:
     return int((now - last).total_seconds()) if last else None
+
+
+def _still_syncing(session: Session, ids: Collection[int]) -> set[int]:
+    """Those of ``ids`` still ``syncing`` now, read in a session of its own (this one's snapshot may predate the
+    end of a sync whose lease was seen free): a sync that just ended is not stuck."""
+    if not ids:
+        return set()
+    with Session(session.get_bind()) as fresh:
+        return set(fresh.scalars(select(Mailbox.id).where(Mailbox.id.in_(ids), Mailbox.state == SYNCING)))
 
 
 def collect_status(
@@ -25,10 +39,14 @@ def collect_status(
     now: datetime | None = None,
     queues: Mapping[str, Any] | None = None,
     alert_config: AlertConfig | None = None,
+    liveness: LivenessReader | None = None,
 ) -> dict[str, Any]:
     """Mailboxes, queue, totals and alerts. ``queues``: the broker's numbers (``workers.queues.queue_status``):
     ``{"mode": "embedded" | "redis", "queues": {name: {ready, in_flight, delayed, dead_lettered}}}``.
-    ``alert_config``: the thresholds of ``sync_service.dashboard.alerts`` (default: its defaults)."""
+    ``alert_config``: the thresholds of ``sync_service.dashboard.alerts`` (default: its defaults).
+    ``liveness`` (Redis mode, ``workers.liveness.redis_liveness``): reads the live workers and which syncing
+    mailboxes no lease holds; it adds ``workers`` (else None) and makes each mailbox's ``stuck`` true or false
+    (else None). The stored ``state`` is reported as it is."""
     now = now or datetime.now(UTC)
     queues = queues or {"mode": "embedded", "queues": {}}
     pending = dict(
@@ -41,8 +59,18 @@ def collect_status(
     quarantined = dict(
         session.execute(select(QuarantineEntry.mailbox_id, func.count()).group_by(QuarantineEntry.mailbox_id)).all()
     )
+    rows = list(session.execute(select(Mailbox, User.email).join(User).order_by(Mailbox.name)))
+    workers: dict[str, Any] | None = None
+    stuck: set[int] | None = None
+    if liveness is not None:
+        look = liveness([m.id for m, _ in rows if m.state == SYNCING], now)
+        if look.error is not None:
+            workers = {"alive": None, "last_seen": None, "window_seconds": look.window, "error": look.error}
+        else:
+            stuck = _still_syncing(session, look.unlocked)
+            workers = {"alive": look.alive, "last_seen": iso(look.last_seen), "window_seconds": look.window}
     boxes = []
-    for m, owner in session.execute(select(Mailbox, User.email).join(User).order_by(Mailbox.name)):
+    for m, owner in rows:
         boxes.append(
             {
                 "name": m.name,
@@ -58,6 +86,7 @@ def collect_status(
                 "pending": pending.get(m.id, 0),
                 "quarantined": quarantined.get(m.id, 0),
                 "added_at": iso(m.created_at),
+                "stuck": None if stuck is None else m.id in stuck,
             }
         )
     alerts = evaluate(boxes, alert_config or AlertConfig(), now)
@@ -71,20 +100,22 @@ def collect_status(
         ).all()
     )
     activities = dict(session.execute(select(Activity.type, func.count()).group_by(Activity.type)).all())
+    queue = {
+        "mode": queues.get("mode", "embedded"),
+        "pending": sum(pending.values()),
+        "quarantined": session.scalar(select(func.count()).select_from(QuarantineEntry)) or 0,
+        "review": session.scalar(select(func.count()).select_from(ReviewItem).where(ReviewItem.resolved_at.is_(None)))
+        or 0,
+        **{k: v for k, v in queues.items() if k != "mode"},
+    }
+    if workers is not None:
+        workers["alert"] = workers_alert(workers, queue, now, stuck=len(stuck or ()))
     return {
         "generated_at": iso(now),
         "mailboxes": boxes,
-        "queue": {
-            "mode": queues.get("mode", "embedded"),
-            "pending": sum(pending.values()),
-            "quarantined": session.scalar(select(func.count()).select_from(QuarantineEntry)) or 0,
-            "review": session.scalar(
-                select(func.count()).select_from(ReviewItem).where(ReviewItem.resolved_at.is_(None))
-            )
-            or 0,
-            **{k: v for k, v in queues.items() if k != "mode"},
-        },
+        "queue": queue,
         "activities": dict(sorted(activities.items())),
         "skipped": dict(sorted(skipped.items())),
         "alerts": [a.as_dict() for a in alerts],
+        "workers": workers,
     }

@@ -65,8 +65,8 @@ def waiting_work(client: redis.Redis, queue: str, namespace: str = NAMESPACE) ->
     return found
 
 
-def _note_waiting(found: set[tuple[str, int | None]], data: bytes | None) -> None:
-    message = _decode(data) if data is not None else None
+def _note_waiting(found: set[tuple[str, int | None]], data: bytes | str | None) -> None:
+    message = _decode(data.encode() if isinstance(data, str) else data) if data is not None else None
     if message is not None:
         found.add((message.actor_name, mailbox_of(message)))
 

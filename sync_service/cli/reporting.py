@@ -30,12 +30,16 @@ def _print_json(data: Any) -> None:
 
 def status_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON.")) -> None:
     """Mailbox health (state, last success, lag, last error), the work queues and totals."""
-    from workers.queues import queue_status  # dramatiq and redis: only `status` needs them here
+    from workers.liveness import redis_liveness  # dramatiq and redis: only `status` needs them here
+    from workers.queues import queue_status
 
     with open_app() as app:
         alert_config = AlertConfig.from_env()
+        liveness = redis_liveness(app.settings)
         with app.sessions() as session:
-            data = collect_status(session, queues=queue_status(app.settings), alert_config=alert_config)
+            data = collect_status(
+                session, queues=queue_status(app.settings), alert_config=alert_config, liveness=liveness
+            )
         if notify_from_status(alert_config, app.settings.data_dir, data, datetime.now(UTC)):
             err_console.print("alert webhook called")
     if as_json:
@@ -47,7 +51,7 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
         table.add_row(
             m["name"],
             m["owner"],
-            m["state"],
+            "stuck" if m.get("stuck") else m["state"],
             m["last_success"] or "never",
             f"{lag // 60} min" if lag is not None else "-",
             str(m["items_synced"]),
@@ -58,6 +62,14 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
     print_table(table)
     for alert in data["alerts"]:
         console.print(f"ALERT {alert['mailbox']} {alert['kind']}: {alert['message']}", markup=False)
+    for m in data["mailboxes"]:
+        if m.get("stuck"):
+            console.print(
+                f"STUCK {m['name']}: syncing, but no worker holds its lock — is a worker running?", markup=False
+            )
+    workers = data.get("workers")
+    if workers and workers.get("alert"):
+        console.print(f"WARNING {workers['alert']}", markup=False)
     q = data["queue"]
     console.print(
         f"queue ({q['mode']}): {q['pending']} pending, {q['quarantined']} quarantined, {q['review']} awaiting review"
@@ -69,6 +81,9 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
             f"  {name}: {n['ready']} ready, {n['in_flight']} in flight, {n['delayed']} delayed, "
             f"{n['dead_lettered']} dead-lettered"
         )
+    if workers:
+        alive = workers.get("alive")
+        console.print(f"workers: {workers['error']}" if alive is None else f"workers: {alive} alive", markup=False)
     console.print("activities: " + (", ".join(f"{k} {v}" for k, v in data["activities"].items()) or "none"))
     if data["skipped"]:
         console.print("skipped: " + ", ".join(f"{k} {v}" for k, v in data["skipped"].items()))

@@ -7,6 +7,11 @@ Rules, first match wins; a paused mailbox is never flagged (a person stopped it 
 2. **lagging** — the last successful sync is older than ``CRM_ALERT_LAG_SECONDS`` (default 3600), or the
    mailbox never synced successfully and was added longer ago than that.
 
+In Redis mode one more rule watches the workers (``workers_alert``): **no worker alive** — work waits (queued,
+in-flight or delayed messages, pending items, stuck mailboxes) and no worker process has polled the queues
+within the liveness window (``workers.liveness``). It is not a mailbox's alert: ``status`` shows it as
+``workers.alert``.
+
 The optional webhook (``CRM_ALERT_WEBHOOK_URL``) is called by ``sync_service.dashboard.webhook`` when a
 mailbox's alert kind changes (``ok`` → ``failing`` → ``ok`` …), at most once per change.
 """
@@ -95,3 +100,33 @@ def mailbox_alert(box: Mapping[str, Any], config: AlertConfig, now: datetime) ->
 def evaluate(mailboxes: Iterable[Mapping[str, Any]], config: AlertConfig, now: datetime) -> list[Alert]:
     """The alerts of every mailbox that has one, in the mailboxes' order."""
     return [alert for box in mailboxes if (alert := mailbox_alert(box, config, now)) is not None]
+
+
+def workers_alert(
+    workers: Mapping[str, Any] | None, queue: Mapping[str, Any], now: datetime, stuck: int = 0
+) -> str | None:
+    """The "no worker alive …" line when ``workers`` (``collect_status``'s ``alive``, ``last_seen``,
+    ``window_seconds``) counts none while work waits in ``queue`` (its ``queues`` numbers and ``pending`` items)
+    or ``stuck`` mailboxes wait for a worker; None otherwise, and when the workers could not be read."""
+    if not workers or workers.get("alive") != 0:
+        return None
+    queued = sum(
+        int(numbers.get(key) or 0)
+        for numbers in (queue.get("queues") or {}).values()
+        for key in ("ready", "in_flight", "delayed")
+    )
+    pending = int(queue.get("pending") or 0)
+    waiting = [
+        f"{n:,} {what}{'s' if n != 1 else ''}"
+        for n, what in ((queued, "queued message"), (pending, "pending item"), (stuck, "stuck mailbox"))
+        if n
+    ]
+    if not waiting:
+        return None
+    seen = _age_seconds(workers.get("last_seen"), now)
+    last = f"last heartbeat {duration(seen)} ago" if seen is not None else "no heartbeat in Redis"
+    window = duration(workers.get("window_seconds"))
+    return (
+        f"no worker alive (none polled the queues in the last {window}; {last}) while "
+        f"{', '.join(waiting)} wait: start `crm-sync worker`"
+    )

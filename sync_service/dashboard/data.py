@@ -19,9 +19,10 @@ from sync_service.config import Settings
 from sync_service.dashboard.alerts import Alert, AlertConfig
 from sync_service.dashboard.chart import Chart, bar_chart, days_back
 from sync_service.dashboard.deadletters import DeadLetter, read_dead_letters
-from sync_service.dashboard.wording import STATE_WORDS, duration, is_throttled, plain_error
-from sync_service.status import collect_status
+from sync_service.dashboard.wording import STATE_WORDS, STUCK_HINT, STUCK_WORDS, duration, is_throttled, plain_error
+from sync_service.status import LivenessReader, collect_status
 from workers.broker import broker_mode, redis_client
+from workers.liveness import redis_liveness
 from workers.queues import queue_status, redis_dead_per_mailbox
 
 CHART_DAYS = 28
@@ -32,6 +33,7 @@ class QueueSnapshot:
     status: dict[str, Any]  # ``workers.queues.queue_status``
     dead_letters: list[DeadLetter] = field(default_factory=list)  # the latest few, for the list on the page
     dead_per_mailbox: dict[int, int] = field(default_factory=dict)  # mailbox id → all its dead letters
+    liveness: LivenessReader | None = None  # Redis mode: live workers and stuck mailboxes (``workers.liveness``)
 
     @property
     def requeue_possible(self) -> bool:
@@ -42,13 +44,14 @@ def read_queues(settings: Settings) -> QueueSnapshot:
     """The queue numbers and, in Redis mode, the latest dead letters and the dead letters per mailbox (an
     unreachable Redis is reported)."""
     status = queue_status(settings)
+    liveness = redis_liveness(settings)
     if broker_mode(settings) != "redis" or not settings.broker_url or status.get("queues") is None:
-        return QueueSnapshot(status)
+        return QueueSnapshot(status, liveness=liveness)
     client = redis_client(settings.broker_url)
     try:
-        return QueueSnapshot(status, read_dead_letters(client), redis_dead_per_mailbox(client))
+        return QueueSnapshot(status, read_dead_letters(client), redis_dead_per_mailbox(client), liveness)
     except redis.RedisError:
-        return QueueSnapshot(status)
+        return QueueSnapshot(status, liveness=liveness)
     finally:
         client.close()
 
@@ -72,10 +75,20 @@ class MailboxView:
     error_at: str | None
     alert: Alert | None
     dead_letters: int
+    stuck: bool = False  # stored state ``syncing``, but no worker holds the lock (Redis mode)
 
     @property
     def paused(self) -> bool:
         return self.state == "paused"
+
+    @property
+    def badge(self) -> str:
+        """The badge's classes: its state's, and ``badge-stuck`` (coloured as a warning) for a stuck mailbox."""
+        return "badge-stuck badge-degraded" if self.stuck else f"badge-{self.state}"
+
+    @property
+    def stuck_hint(self) -> str:
+        return STUCK_HINT
 
 
 @dataclass(frozen=True)
@@ -133,16 +146,17 @@ class PageModel:
     review: list[ReviewRow]
     totals: dict[str, int]
     mailbox_names: dict[int, str] = field(default_factory=dict)  # id → name, for the dead letters
+    workers: dict[str, Any] | None = None  # ``collect_status``'s (Redis mode): alive, last_seen, alert, error
 
 
 def _mailbox_view(box: dict[str, Any], alert: Alert | None, dead: int) -> MailboxView:
-    error, state = box.get("last_error"), box["state"]
+    error, state, stuck = box.get("last_error"), box["state"], bool(box.get("stuck"))
     return MailboxView(
         name=box["name"],
         owner=box["owner"],
         source=box["source"],
         state=state,
-        state_words=STATE_WORDS.get(state, state),
+        state_words=STUCK_WORDS if stuck else STATE_WORDS.get(state, state),
         last_success=box.get("last_success"),
         lag=duration(box.get("lag_seconds")) if box.get("lag_seconds") is not None else "never synced",
         items_synced=int(box.get("items_synced") or 0),
@@ -155,6 +169,7 @@ def _mailbox_view(box: dict[str, Any], alert: Alert | None, dead: int) -> Mailbo
         error_at=box.get("last_error_at"),
         alert=alert,
         dead_letters=dead,
+        stuck=stuck,
     )
 
 
@@ -226,7 +241,7 @@ def build_page(
     session: Session, queues: QueueSnapshot, alert_config: AlertConfig, now: datetime | None = None
 ) -> PageModel:
     now = now or datetime.now(UTC)
-    status = collect_status(session, now=now, queues=queues.status, alert_config=alert_config)
+    status = collect_status(session, now=now, queues=queues.status, alert_config=alert_config, liveness=queues.liveness)
     alerts = [Alert(a["mailbox"], a["kind"], a["message"], a.get("reason")) for a in status["alerts"]]
     by_name = {a.mailbox: a for a in alerts}
     ids: dict[int, str] = {i: n for i, n in session.execute(select(Mailbox.id, Mailbox.name))}
@@ -254,4 +269,5 @@ def build_page(
         review=review_rows(session),
         totals=totals,
         mailbox_names=ids,
+        workers=status.get("workers"),
     )

@@ -91,6 +91,9 @@ def render_metrics(status: Mapping[str, Any]) -> str:
         for kind in ("failing", "lagging")
     ]
     out.family("crm_sync_mailbox_alert", "gauge", "1 when the mailbox is flagged failing or lagging.", alert_samples)
+    stuck = [({"mailbox": m["name"]}, 1.0 if m["stuck"] else 0.0) for m in boxes if m.get("stuck") is not None]
+    out.family("crm_sync_mailbox_stuck", "gauge",
+               "1 when the mailbox is syncing but no worker holds its lock (Redis mode).", stuck)  # fmt: skip
     queue = status.get("queue", {})
     depth = [
         ({"queue": name, "state": field}, float(numbers.get(field, 0)))
@@ -100,6 +103,12 @@ def render_metrics(status: Mapping[str, Any]) -> str:
     out.family("crm_sync_queue_messages", "gauge", "Messages per work queue and state (Redis mode).", depth)
     readable = 0.0 if queue.get("error") else 1.0
     out.family("crm_sync_queue_up", "gauge", "1 when the work queues could be read.", [({}, readable)])
+    workers = status.get("workers") or {}
+    alive: list[tuple[Mapping[str, str], float]] = (
+        [({}, float(workers["alive"]))] if workers.get("alive") is not None else []
+    )
+    out.family("crm_sync_workers_alive", "gauge",
+               "Worker processes that polled the queues within the liveness window (Redis mode).", alive)  # fmt: skip
     out.family("crm_sync_items_pending", "gauge", "Fetched items waiting to be processed, all mailboxes.",
                [({}, float(queue.get("pending", 0)))])  # fmt: skip
     out.family("crm_sync_items_quarantined", "gauge", "Items in quarantine, all mailboxes.",

@@ -184,7 +184,7 @@ def metrics(request: Request) -> Response:
         return PlainTextResponse("authentication required\n", 401, headers={"WWW-Authenticate": "Bearer"})
     queues = state.queues()
     with state.app.sessions() as db:
-        status = collect_status(db, queues=queues.status, alert_config=state.config.alerts)
+        status = collect_status(db, queues=queues.status, alert_config=state.config.alerts, liveness=queues.liveness)
     text = render_metrics(status) + worker_metrics(state.app.settings.worker_metrics_dir)
     return Response(text, media_type=CONTENT_TYPE)
 

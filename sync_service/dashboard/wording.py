@@ -36,6 +36,8 @@ STATE_WORDS = {
     "failed": "Failed",
     "degraded": "Degraded",
 }
+STUCK_WORDS = "Stuck"  # shown instead of "Syncing" when no worker holds the mailbox's lock (Redis mode)
+STUCK_HINT = "No worker holds its lock: is a worker running? The scheduler queues it again."
 
 
 def plain_error(error: str | None) -> str:

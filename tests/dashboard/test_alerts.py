@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from sync_service.dashboard.alerts import Alert, AlertConfig, evaluate, mailbox_alert
+from sync_service.dashboard.alerts import Alert, AlertConfig, evaluate, mailbox_alert, workers_alert
 from sync_service.dashboard.app import check_alerts, create_app
 from sync_service.dashboard.webhook import AlertNotifier
 from sync_service.errors import ConfigError
@@ -183,3 +183,20 @@ def test_the_running_dashboard_announces_alert_changes(seeded: Seeded, hook: Hoo
     with TestClient(create_app(seeded.app, make_config(alerts=alerts))):
         wait_for(lambda: len(hook.received) == 2, 30, "the dashboard's alert loop to call the webhook")
     assert hook.received[1]["mailbox"] == "broken" and hook.received[1]["kind"] == "failing"
+
+
+def test_no_worker_alive_is_an_alert_only_while_work_waits() -> None:
+    workers = {"alive": 0, "last_seen": "2026-11-02T11:55:00Z", "window_seconds": 10.0}
+    idle = {"mode": "redis", "pending": 0, "queues": {"sync": {"ready": 0, "in_flight": 0, "delayed": 0,
+                                                               "dead_lettered": 4}}}  # fmt: skip
+    assert workers_alert(workers, idle, NOW) is None  # nothing to do: nobody needs a worker (dead letters wait)
+    busy = idle | {"pending": 2500, "queues": {"sync": {"ready": 12, "in_flight": 1, "delayed": 0, "dead_lettered": 0}}}
+    message = workers_alert(workers, busy, NOW)
+    assert message == (
+        "no worker alive (none polled the queues in the last 10 s; last heartbeat 5 min ago) while "
+        "13 queued messages, 2,500 pending items wait: start `crm-sync worker`"
+    )
+    assert "1 stuck mailbox" in (workers_alert(workers | {"last_seen": None}, idle, NOW, stuck=1) or "")
+    assert workers_alert(workers | {"alive": 1}, busy, NOW) is None
+    assert workers_alert({"alive": None, "error": "cannot read the workers: refused"}, busy, NOW) is None
+    assert workers_alert(None, busy, NOW) is None  # the embedded mode

@@ -61,3 +61,16 @@ def test_an_unreadable_queue_is_reported_not_hidden() -> None:
     text = render_metrics(status)
     assert "crm_sync_queue_up 0" in text.splitlines()
     assert "crm_sync_queue_messages{" not in text
+
+
+def test_live_workers_and_stuck_mailboxes_in_redis_mode_only() -> None:
+    boxes = [STATUS["mailboxes"][0] | {"state": "syncing", "stuck": True}, STATUS["mailboxes"][1] | {"stuck": False}]
+    lines = set(render_metrics(STATUS | {"mailboxes": boxes, "workers": {"alive": 0}}).splitlines())
+    assert "crm_sync_workers_alive 0" in lines
+    assert 'crm_sync_mailbox_stuck{mailbox="alice"} 1' in lines
+    assert 'crm_sync_mailbox_stuck{mailbox="we\\"ird\\\\box\\n"} 0' in lines
+    assert 'crm_sync_mailbox_state{mailbox="alice",state="syncing"} 1' in lines  # the stored state, unchanged
+    unknown = [m | {"stuck": None} for m in boxes]  # embedded mode, or Redis unreadable: no sample, no guess
+    for status in (STATUS | {"mailboxes": unknown, "workers": None}, STATUS | {"workers": {"alive": None}}):
+        samples = [line for line in render_metrics(status).splitlines() if not line.startswith("#")]
+        assert not any(s.startswith(("crm_sync_workers_alive", "crm_sync_mailbox_stuck")) for s in samples)
