@@ -92,10 +92,11 @@ def sync_mailbox(ctx: WorkerContext, mailbox_id: int, folders: list[str] | None 
         log.info("already syncing", extra={"event": "sync_skipped", "mailbox": mailbox.name})
         return None
     started = time.monotonic()
+    pages = _PageHook(ctx, lease, mailbox_id)
     try:
-        result = runner.sync_mailbox(app, mailbox, _page_hook(ctx, lease, mailbox_id), folders, first_try())
+        result = runner.sync_mailbox(app, mailbox, pages, folders, first_try())
     except SyncPaused:
-        result = runner.MailboxResult(mailbox.name, state=PAUSED)
+        result = runner.MailboxResult(mailbox.name, stored=pages.stored, state=PAUSED)
     except LockLost as error:
         raise _retry_later(error, mailbox=mailbox.name) from error
     except Exception as error:
@@ -122,19 +123,22 @@ def sync_mailbox(ctx: WorkerContext, mailbox_id: int, folders: list[str] | None 
     return result
 
 
-def _page_hook(ctx: WorkerContext, lease: Lease, mailbox_id: int) -> Callable[[int], None]:
-    """After each stored page: still our lock? still not paused? then report progress."""
-    app, on_page = ctx.app, ctx.hooks.on_page
+class _PageHook:
+    """After each stored page: still our lock? still not paused? then report progress. Counts what the pages
+    stored, so a sync stopped by a pause still reports (and logs) what it stored before it stopped."""
 
-    def after_page(count: int) -> None:
-        lease.check()
-        with app.sessions() as session:
-            if session.scalar(select(Mailbox.state).where(Mailbox.id == mailbox_id)) == PAUSED:
+    def __init__(self, ctx: WorkerContext, lease: Lease, mailbox_id: int) -> None:
+        self.ctx, self.lease, self.mailbox_id = ctx, lease, mailbox_id
+        self.stored = 0
+
+    def __call__(self, count: int) -> None:
+        self.stored += count
+        self.lease.check()
+        with self.ctx.app.sessions() as session:
+            if session.scalar(select(Mailbox.state).where(Mailbox.id == self.mailbox_id)) == PAUSED:
                 raise SyncPaused()
-        if on_page is not None:
-            on_page(count)
-
-    return after_page
+        if self.ctx.hooks.on_page is not None:
+            self.ctx.hooks.on_page(count)
 
 
 def process_items(ctx: WorkerContext, mailbox_id: int | None = None) -> ProcessStats | None:

@@ -6,6 +6,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import redis
 from sqlalchemy import func, select
@@ -125,7 +126,8 @@ def test_pausing_a_mailbox_stops_its_sync_at_a_page_boundary(app: App, flaky: No
     app.settings = replace(app.settings, batch_size=4)
     source = generated_mail(tmp_path / "mail", 40)
     prepare(app, {"alice": flaky_url(source, delay=0.15)})
-    runner = threading.Thread(target=run_once, args=(app,))
+    reports: list[Any] = []
+    runner = threading.Thread(target=lambda: reports.append(run_once(app)))
     runner.start()
     wait_for(lambda: _raw_count(app) >= 4, 30, "the first page")
     with transaction(app.sessions) as session:
@@ -134,6 +136,8 @@ def test_pausing_a_mailbox_stops_its_sync_at_a_page_boundary(app: App, flaky: No
     assert not runner.is_alive()
     assert _mailbox(app, "alice").state == PAUSED
     assert 4 <= _raw_count(app) < 40
+    [paused] = reports[0].mailboxes
+    assert (paused.state, paused.stored) == (PAUSED, _raw_count(app))  # what it stored before it stopped
     with transaction(app.sessions) as session:
         mailboxes.resume_mailbox(session, "alice")
     report = run_once(app)
