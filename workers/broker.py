@@ -54,6 +54,7 @@ from workers.context import Hooks, WorkerContext
 from workers.locks import LocalLocks, Locks, RedisLocks
 from workers.logs import configure_json_logging
 from workers.options import WorkerOptions, worker_options
+from workers.presence import WorkerPresence
 from workers.retry import make_retry_when
 
 log = logging.getLogger("workers.broker")
@@ -93,7 +94,10 @@ class Runtime:
         self.broker.close()
 
 
-def _middleware(options: WorkerOptions) -> list[Middleware]:
+def _middleware(options: WorkerOptions, *, redis_mode: bool = False) -> list[Middleware]:
+    """``redis_mode``: add ``WorkerPresence`` (a process whose worker boots registers itself in Redis, for
+    ``workers.liveness``); the embedded queue's worker threads have nobody to tell."""
+    presence: list[Middleware] = [WorkerPresence()] if redis_mode else []
     return [
         AgeLimit(),
         TimeLimit(),
@@ -107,6 +111,7 @@ def _middleware(options: WorkerOptions) -> list[Middleware]:
             max_backoff=options.max_backoff_ms,
             retry_when=make_retry_when(options.max_retries),
         ),
+        *presence,
     ]
 
 
@@ -131,7 +136,7 @@ def setup_broker(
     if in_process:
         broker = StubBroker(middleware=_middleware(options), fail_fast_default=False)
     else:
-        broker = RedisBroker(client=client, namespace=NAMESPACE, middleware=_middleware(options))
+        broker = RedisBroker(client=client, namespace=NAMESPACE, middleware=_middleware(options, redis_mode=True))
     dramatiq.set_broker(broker)
     locks: Locks = RedisLocks(client) if client is not None else LocalLocks()
     context = WorkerContext(settings, locks, options, app=app, hooks=hooks)

@@ -1,15 +1,11 @@
 """Is any worker alive, and which ``syncing`` mailboxes are stuck? Read from Redis (read-only), for ``status``.
 
-**Workers.** dramatiq's Redis broker keeps a heartbeat per broker (one per ``crm-sync worker`` process) in the
-sorted set ``dramatiq:__heartbeats__``: member = the broker's id, score = the time of its last call in ms
-(``dramatiq/brokers/redis/dispatch.lua`` adds it on *every* call). An idle worker process polls each of its
-queues at least every ``CRM_WORKER_IDLE_POLL_MS`` (default 100 ms), a busy one still polls its delay queues, so
-a live worker's heartbeat is never more than about a second old. dramatiq itself waits 60 s
-(``heartbeat_timeout``) before it gives a silent worker's messages back; that is far too long here, because a
-process that only *sends* messages — the scheduler, ``crm-sync watch``, a resync from the CLI — gets a heartbeat
-too, each time it sends (the scheduler sends at least every minute). A short window (``ALIVE_SECONDS``, 10 s,
-or five idle polls if that is longer) keeps a sender from passing for a worker except for those few seconds
-after it sent. Nothing here writes to dramatiq's keys.
+**Workers.** Each ``crm-sync worker`` process registers itself: ``workers.presence.WorkerPresence`` keeps the
+key ``crm-sync:worker:<host>:<pid>`` while its dramatiq worker runs (written every ``BEAT_SECONDS``, expiring
+``PRESENCE_TTL`` seconds after the last write, deleted at a clean shutdown). The live workers are those keys,
+found with SCAN. Processes that only send messages (the scheduler, ``crm-sync watch``, the CLI) never boot a
+worker, so they never count — unlike dramatiq's own heartbeats, which every process that sends gets (see
+``workers.presence``). Nothing here writes.
 
 **Stuck mailboxes.** A sync holds the Redis lease ``crm-sync:lock:mailbox:<id>`` (``workers.locks``,
 ``workers.tasks.mailbox_lock``) from before it marks the mailbox ``syncing`` until after it records the end, and
@@ -20,46 +16,66 @@ the state again (``sync_service.status``, as the scheduler does).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import redis
 
 from sync_service.config import Settings
-from workers.broker import NAMESPACE, broker_mode, redis_client
+from workers.broker import broker_mode, redis_client
 from workers.locks import RedisLocks
-from workers.options import idle_poll_ms
+from workers.presence import PRESENCE_TTL, presence_match
 from workers.tasks import mailbox_lock
 
-ALIVE_SECONDS = 10.0  # a heartbeat younger than this is a live worker process
+
+@dataclass(frozen=True)
+class Presence:
+    """One live worker process, as its key says."""
+
+    key: str
+    beat_at: datetime | None  # its last write (None if the record cannot be read)
+    record: dict[str, object]
 
 
-def heartbeats_key(namespace: str = NAMESPACE) -> str:
-    return f"{namespace}:__heartbeats__"
+def _record(raw: bytes | str | None) -> dict[str, object]:
+    try:
+        data = json.loads(raw) if raw is not None else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
-def alive_window(idle_poll: int | None = None) -> float:
-    """Seconds within which a live worker has certainly polled: ``ALIVE_SECONDS``, or five idle polls
-    (``CRM_WORKER_IDLE_POLL_MS``) if the workers were told to poll that rarely."""
-    poll_ms = idle_poll_ms() if idle_poll is None else idle_poll
-    return max(ALIVE_SECONDS, 5 * poll_ms / 1000)
+def _time(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
-def _millis(now: datetime) -> float:
-    return now.timestamp() * 1000
+def worker_presences(client: redis.Redis) -> list[Presence]:
+    """The live worker processes: every ``crm-sync:worker:*`` key (SCAN, not KEYS) still there when read."""
+    keys = sorted({k.decode() if isinstance(k, bytes) else str(k) for k in client.scan_iter(presence_match(), 500)})
+    if not keys:
+        return []
+    found = []
+    for key, raw in zip(keys, client.mget(keys), strict=True):
+        if raw is None:  # expired or deleted between SCAN and MGET
+            continue
+        record = _record(raw)
+        found.append(Presence(key, _time(record.get("beat_at")), record))
+    return found
 
 
-def live_workers(client: redis.Redis, now: datetime, within: float = ALIVE_SECONDS, namespace: str = NAMESPACE) -> int:
-    """How many dramatiq brokers had a heartbeat in the ``within`` seconds before ``now``: the live worker
-    processes (plus, for a few seconds after it sent something, a process that only sends)."""
-    return int(client.zcount(heartbeats_key(namespace), _millis(now) - within * 1000, "+inf"))
+def live_workers(client: redis.Redis) -> int:
+    """How many worker processes are registered (``workers.presence``)."""
+    return len(worker_presences(client))
 
 
-def last_heartbeat(client: redis.Redis, namespace: str = NAMESPACE) -> datetime | None:
-    """The newest heartbeat of any process that used the queues (a worker's, or a sender's), or None."""
-    newest = client.zrevrange(heartbeats_key(namespace), 0, 0, withscores=True)
-    return datetime.fromtimestamp(float(newest[0][1]) / 1000, UTC) if newest else None
+def last_beat(presences: Collection[Presence]) -> datetime | None:
+    """The newest write of any live worker's key, or None."""
+    return max((p.beat_at for p in presences if p.beat_at is not None), default=None)
 
 
 def stuck_mailboxes(client: redis.Redis, syncing_ids: Collection[int]) -> set[int]:
@@ -71,7 +87,8 @@ def stuck_mailboxes(client: redis.Redis, syncing_ids: Collection[int]) -> set[in
 @dataclass(frozen=True)
 class Liveness:
     """One look at Redis for ``collect_status``: ``error`` is set (and the rest is empty) when Redis could not
-    be read."""
+    be read. ``last_seen``: the newest beat of a live worker; ``window``: how long a killed worker still counts
+    (``PRESENCE_TTL``)."""
 
     alive: int | None
     last_seen: datetime | None
@@ -85,24 +102,22 @@ class RedisLiveness:
     """Reads ``Liveness`` from the Redis at ``url`` (a client per look, closed after it)."""
 
     url: str
-    window: float = ALIVE_SECONDS
-    namespace: str = NAMESPACE
+    window: float = PRESENCE_TTL
 
     def __call__(self, syncing_ids: Collection[int], now: datetime) -> Liveness:
         client = redis_client(self.url)
         try:
             unlocked = stuck_mailboxes(client, syncing_ids)
-            alive = live_workers(client, now, self.window, self.namespace)
-            last = last_heartbeat(client, self.namespace)
+            presences = worker_presences(client)
         except redis.RedisError as error:
             return Liveness(None, None, self.window, error=f"cannot read the workers: {error}")
         finally:
             client.close()
-        return Liveness(alive, last, self.window, frozenset(unlocked))
+        return Liveness(len(presences), last_beat(presences), self.window, frozenset(unlocked))
 
 
 def redis_liveness(settings: Settings) -> RedisLiveness | None:
     """The reader for ``settings``'s Redis; None in the embedded mode (no workers, no shared locks to read)."""
     if broker_mode(settings) != "redis" or not settings.broker_url:
         return None
-    return RedisLiveness(settings.broker_url, alive_window())
+    return RedisLiveness(settings.broker_url)

@@ -8,12 +8,13 @@ Rules, first match wins; a paused mailbox is never flagged (a person stopped it 
    mailbox never synced successfully and was added longer ago than that.
 
 In Redis mode one more rule watches the workers (``workers_alert``): **no worker alive** — work waits (queued,
-in-flight or delayed messages, pending items, stuck mailboxes) and no worker process has polled the queues
-within the liveness window (``workers.liveness``). It is not a mailbox's alert: ``status`` shows it as
+in-flight or delayed messages, pending items, stuck mailboxes) and no worker process is registered in Redis
+(``workers.presence``, read by ``workers.liveness``). It is not a mailbox's alert: ``status`` shows it as
 ``workers.alert``.
 
 The optional webhook (``CRM_ALERT_WEBHOOK_URL``) is called by ``sync_service.dashboard.webhook`` when a
-mailbox's alert kind changes (``ok`` → ``failing`` → ``ok`` …), at most once per change.
+mailbox's alert kind changes (``ok`` → ``failing`` → ``ok`` …), and when "no worker alive" starts or ends, at
+most once per change.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sync_service.dashboard.wording import duration, plain_error
+from sync_service.dashboard.wording import duration, plain_error, plural
 from sync_service.errors import ConfigError
 
 AlertKind = Literal["failing", "lagging"]
@@ -87,7 +88,7 @@ def mailbox_alert(box: Mapping[str, Any], config: AlertConfig, now: datetime) ->
     if state == "failed":
         return Alert(name, "failing", f"sync stopped: {plain_error(error)}", error)
     if state == "degraded" or failures >= config.failures:
-        return Alert(name, "failing", f"{failures} failed syncs in a row: {plain_error(error)}", error)
+        return Alert(name, "failing", f"{plural(failures, 'failed sync')} in a row: {plain_error(error)}", error)
     lag = box.get("lag_seconds")
     if lag is not None and lag > config.lag_seconds:
         return Alert(name, "lagging", f"no successful sync for {duration(lag)}", error)
@@ -116,17 +117,17 @@ def workers_alert(
         for key in ("ready", "in_flight", "delayed")
     )
     pending = int(queue.get("pending") or 0)
-    waiting = [
-        f"{n:,} {what}{'s' if n != 1 else ''}"
-        for n, what in ((queued, "queued message"), (pending, "pending item"), (stuck, "stuck mailbox"))
-        if n
+    counts = [
+        (queued, "queued message", None),
+        (pending, "pending item", None),
+        (stuck, "stuck mailbox", "stuck mailboxes"),
     ]
+    waiting = [plural(n, what, whats) for n, what, whats in counts if n]
     if not waiting:
         return None
-    seen = _age_seconds(workers.get("last_seen"), now)
-    last = f"last heartbeat {duration(seen)} ago" if seen is not None else "no heartbeat in Redis"
+    verb = "waits" if [n for n, _, _ in counts if n] == [1] else "wait"  # "1 stuck mailbox waits"
     window = duration(workers.get("window_seconds"))
     return (
-        f"no worker alive (none polled the queues in the last {window}; {last}) while "
-        f"{', '.join(waiting)} wait: start `crm-sync worker`"
+        f"no worker alive (no worker process has registered in the last {window}) while "
+        f"{', '.join(waiting)} {verb}: start `crm-sync worker`"
     )

@@ -135,9 +135,14 @@ async def _security_headers(request: Request, call_next: Callable[[Request], Awa
 
 
 def check_alerts(app: App, config: DashboardConfig) -> int:
-    """One look at the mailboxes; announce alert changes on the webhook. Returns the number of POSTs."""
+    """One look at the mailboxes, the queues and (Redis mode) the workers; announce alert changes on the
+    webhook — a mailbox's, and "no worker alive" while work waits. Returns the number of POSTs."""
+    from workers.liveness import redis_liveness  # the workers layer is read only where it is needed
+    from workers.queues import queue_status
+
+    queues, liveness = queue_status(app.settings), redis_liveness(app.settings)
     with app.sessions() as session:
-        status = collect_status(session, alert_config=config.alerts)
+        status = collect_status(session, queues=queues, alert_config=config.alerts, liveness=liveness)
     return notify_from_status(config.alerts, app.settings.data_dir, status, datetime.now(UTC))
 
 

@@ -108,7 +108,7 @@ def render_metrics(status: Mapping[str, Any]) -> str:
         [({}, float(workers["alive"]))] if workers.get("alive") is not None else []
     )
     out.family("crm_sync_workers_alive", "gauge",
-               "Worker processes that polled the queues within the liveness window (Redis mode).", alive)  # fmt: skip
+               "Worker processes registered in Redis (workers/presence.py; Redis mode).", alive)  # fmt: skip
     out.family("crm_sync_items_pending", "gauge", "Fetched items waiting to be processed, all mailboxes.",
                [({}, float(queue.get("pending", 0)))])  # fmt: skip
     out.family("crm_sync_items_quarantined", "gauge", "Items in quarantine, all mailboxes.",

@@ -1,4 +1,5 @@
-"""The alert webhook: POST a JSON message when a mailbox's alert kind changes, at most once per change.
+"""The alert webhook: POST a JSON message when a mailbox's alert kind changes, or when "no worker alive" starts
+or ends (Redis mode), at most once per change.
 
 The kinds last announced are kept in ``<CRM_DATA_DIR>/alerts-state.json`` under a file lock, so the dashboard's
 loop and ``crm-sync status`` (run by cron, say) share them and a change is announced once, also across
@@ -12,6 +13,11 @@ Payload (``Content-Type: application/json``)::
      "text": "crm-sync: mailbox alice is failing: sync stopped: …"}
 
 ``text`` makes the same payload readable by chat incoming webhooks (Slack, Mattermost, Teams connectors).
+
+The workers' alert (``collect_status``'s ``workers.alert``) has the same shape, with ``"event":
+"crm-sync.workers.alert"``, ``"mailbox": null`` and ``kind`` ``"no_worker_alive"`` or ``"ok"``; it is kept under
+``WORKERS_KEY`` (not a valid mailbox name). A status without ``workers`` (the embedded mode, or a look that did
+not read the workers) or whose workers could not be read changes nothing about it.
 """
 
 from __future__ import annotations
@@ -30,10 +36,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from sync_service.dashboard.alerts import Alert, AlertConfig
+from sync_service.dashboard.wording import plural
 from sync_service.exports import iso
 
 log = logging.getLogger(__name__)
 OK = "ok"
+NO_WORKER = "no_worker_alive"
+WORKERS_KEY = ":workers"  # in alerts-state.json; mailbox names start with a letter or a digit
 Poster = Callable[[str, dict[str, Any], float], None]
 
 
@@ -104,7 +113,7 @@ class AlertNotifier:
         by_name = {a.mailbox: a for a in alerts}
         sent: list[dict[str, Any]] = []
         with self._locked_state() as state:
-            for gone in set(state) - set(mailboxes):
+            for gone in set(state) - set(mailboxes) - {WORKERS_KEY}:
                 del state[gone]  # a removed mailbox: forget it
             for name in mailboxes:
                 alert = by_name.get(name)
@@ -121,6 +130,40 @@ class AlertNotifier:
                 sent.append(body)
         return sent
 
+    def notify_workers(self, workers: Mapping[str, Any] | None, now: datetime) -> dict[str, Any] | None:
+        """POST when the workers' alert (``collect_status``'s ``workers``) starts or ends; the payload delivered.
+        ``workers`` None (embedded mode, not read) or with an ``error`` (Redis unreadable): nothing changes."""
+        if not self.config.webhook_url or not workers or workers.get("alive") is None:
+            return None
+        url, message = self.config.webhook_url, workers.get("alert")
+        with self._locked_state() as state:
+            kind, previous = (NO_WORKER if message else OK), state.get(WORKERS_KEY, OK)
+            if kind == previous:
+                return None
+            body = workers_payload(message, int(workers["alive"]), previous, now)
+            try:
+                self.post(url, body, self.config.webhook_timeout)
+            except (httpx.HTTPError, OSError) as error:
+                log.warning("alert webhook %s failed for the workers: %s", _where(url), type(error).__name__)
+                return None
+            state[WORKERS_KEY] = kind
+            return body
+
+
+def workers_payload(alert: str | None, alive: int, previous: str, now: datetime) -> dict[str, Any]:
+    message = alert or (f"{plural(alive, 'worker')} alive" if alive else "no work waits for a worker any more")
+    text = f"crm-sync: {alert}" if alert else f"crm-sync: workers recovered: {message}"
+    return {
+        "event": "crm-sync.workers.alert",
+        "mailbox": None,
+        "kind": NO_WORKER if alert else OK,
+        "previous": previous,
+        "message": message,
+        "reason": None,
+        "at": iso(now),
+        "text": text,
+    }
+
 
 def notify_from_status(config: AlertConfig, data_dir: Path, status: Mapping[str, Any], now: datetime) -> int:
     """Announce the changes in a ``collect_status`` result (with its ``alerts``); the number of POSTs made."""
@@ -128,4 +171,6 @@ def notify_from_status(config: AlertConfig, data_dir: Path, status: Mapping[str,
         return 0
     alerts = [Alert(a["mailbox"], a["kind"], a["message"], a.get("reason")) for a in status.get("alerts", [])]
     names = [m["name"] for m in status.get("mailboxes", [])]
-    return len(AlertNotifier(config, data_dir / "alerts-state.json").notify(names, alerts, now))
+    notifier = AlertNotifier(config, data_dir / "alerts-state.json")
+    sent = len(notifier.notify(names, alerts, now))
+    return sent + (notifier.notify_workers(status.get("workers"), now) is not None)

@@ -55,6 +55,12 @@ def is_throttled(state: str, error: str | None) -> bool:
     return bool(error) and state not in ("failed", "paused") and _ERRORS[0][0].search(error or "") is not None
 
 
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 failed sync``, ``3 failed syncs``, ``2,500 pending items``; ``nouns``: an irregular plural
+    (``stuck mailboxes``)."""
+    return f"{n:,} {noun if n == 1 else nouns or noun + 's'}"
+
+
 def duration(seconds: int | float | None) -> str:
     """``95`` → ``1 min``; ``7300`` → ``2 h 1 min``; ``200000`` → ``2 d 7 h``."""
     if seconds is None:

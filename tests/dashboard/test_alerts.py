@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -12,7 +13,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
+from crm_store.db import transaction
+from crm_store.models import Mailbox
 from sync_service.dashboard.alerts import Alert, AlertConfig, evaluate, mailbox_alert, workers_alert
 from sync_service.dashboard.app import check_alerts, create_app
 from sync_service.dashboard.webhook import AlertNotifier
@@ -185,18 +189,91 @@ def test_the_running_dashboard_announces_alert_changes(seeded: Seeded, hook: Hoo
     assert hook.received[1]["mailbox"] == "broken" and hook.received[1]["kind"] == "failing"
 
 
+def test_the_running_dashboard_announces_no_worker_alive(seeded: Seeded, hook: Hook, redis_url: str) -> None:
+    seeded.app.settings = replace(seeded.app.settings, broker_url=redis_url)  # Redis mode, no worker started
+    with transaction(seeded.app.sessions) as session:  # a worker died while syncing alice: stuck
+        session.execute(update(Mailbox).where(Mailbox.name == "alice").values(state="syncing"))
+    alerts = AlertConfig(webhook_url=hook.url)
+    check_alerts(seeded.app, make_config(alerts=alerts))
+    [workers] = [m for m in hook.received if m["event"] == "crm-sync.workers.alert"]
+    assert workers["kind"] == "no_worker_alive" and "1 stuck mailbox waits" in workers["message"]
+
+
 def test_no_worker_alive_is_an_alert_only_while_work_waits() -> None:
-    workers = {"alive": 0, "last_seen": "2026-11-02T11:55:00Z", "window_seconds": 10.0}
+    workers = {"alive": 0, "last_seen": None, "window_seconds": 30.0}
     idle = {"mode": "redis", "pending": 0, "queues": {"sync": {"ready": 0, "in_flight": 0, "delayed": 0,
                                                                "dead_lettered": 4}}}  # fmt: skip
     assert workers_alert(workers, idle, NOW) is None  # nothing to do: nobody needs a worker (dead letters wait)
     busy = idle | {"pending": 2500, "queues": {"sync": {"ready": 12, "in_flight": 1, "delayed": 0, "dead_lettered": 0}}}
     message = workers_alert(workers, busy, NOW)
     assert message == (
-        "no worker alive (none polled the queues in the last 10 s; last heartbeat 5 min ago) while "
+        "no worker alive (no worker process has registered in the last 30 s) while "
         "13 queued messages, 2,500 pending items wait: start `crm-sync worker`"
     )
     assert "1 stuck mailbox" in (workers_alert(workers | {"last_seen": None}, idle, NOW, stuck=1) or "")
     assert workers_alert(workers | {"alive": 1}, busy, NOW) is None
     assert workers_alert({"alive": None, "error": "cannot read the workers: refused"}, busy, NOW) is None
     assert workers_alert(None, busy, NOW) is None  # the embedded mode
+
+
+def test_one_failed_sync_is_said_in_the_singular() -> None:
+    alert = mailbox_alert(box(state="degraded", consecutive_failures=1, last_error="timed out"), CONFIG, NOW)
+    assert alert is not None and alert.message.startswith("1 failed sync in a row: ")
+    alert = mailbox_alert(box(consecutive_failures=3, last_error="timed out"), CONFIG, NOW)
+    assert alert is not None and alert.message.startswith("3 failed syncs in a row: ")
+    workers = {"alive": 0, "last_seen": None, "window_seconds": 30.0}
+    assert "while 1 stuck mailbox waits: " in (workers_alert(workers, {"pending": 0}, NOW, stuck=1) or "")
+    assert "while 2 stuck mailboxes wait: " in (workers_alert(workers, {"pending": 0}, NOW, stuck=2) or "")
+
+
+def test_no_worker_alive_is_announced_once_and_so_is_its_end(hook: Hook, tmp_path: Path) -> None:
+    notifier = AlertNotifier(AlertConfig(webhook_url=hook.url), tmp_path / "alerts-state.json")
+    message = "no worker alive (no worker process has registered in the last 30 s) while 3 queued messages wait: …"
+    dead = {"alive": 0, "last_seen": None, "window_seconds": 30.0, "alert": message}
+
+    assert notifier.notify_workers({"alive": 2, "alert": None}, NOW) is None  # healthy from the start
+    sent = notifier.notify_workers(dead, NOW)
+    assert sent is not None and (sent["event"], sent["kind"], sent["previous"]) == (
+        "crm-sync.workers.alert", "no_worker_alive", "ok"
+    )  # fmt: skip
+    assert sent["mailbox"] is None and sent["message"] == message and sent["text"] == f"crm-sync: {message}"
+    assert notifier.notify_workers(dead, NOW) is None  # no change
+    # The mailboxes' announcements neither forget nor repeat it.
+    assert notifier.notify(["alice"], [], NOW) == [] and notifier.notify_workers(dead, NOW) is None
+    # Not read (embedded mode, Redis unreadable): no news either way.
+    for unknown in (None, {"alive": None, "error": "cannot read the workers: refused"}):
+        assert notifier.notify_workers(unknown, NOW) is None
+    back = notifier.notify_workers({"alive": 1, "alert": None}, NOW + timedelta(minutes=5))
+    assert back is not None and (back["kind"], back["previous"], back["message"]) == (
+        "ok", "no_worker_alive", "1 worker alive"
+    )  # fmt: skip
+    assert [m["kind"] for m in hook.received] == ["no_worker_alive", "ok"]
+
+
+def test_a_failed_workers_announcement_is_tried_again(hook: Hook, tmp_path: Path) -> None:
+    notifier = AlertNotifier(AlertConfig(webhook_url=hook.url), tmp_path / "alerts-state.json")
+    dead = {"alive": 0, "alert": "no worker alive …"}
+    hook.status = 502
+    assert notifier.notify_workers(dead, NOW) is None
+    hook.status = 204
+    assert notifier.notify_workers(dead, NOW) is not None
+    assert notifier.notify_workers(dead, NOW) is None
+    assert len(hook.received) == 2
+
+
+def test_status_in_redis_mode_announces_no_worker_alive(
+    cli, seeded: Seeded, hook: Hook, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    with transaction(seeded.app.sessions) as session:  # its worker died: stuck, and waiting for a worker
+        session.execute(update(Mailbox).where(Mailbox.name == "alice").values(state="syncing"))
+    monkeypatch.setenv("CRM_BROKER_URL", redis_url)
+    monkeypatch.setenv("CRM_ALERT_WEBHOOK_URL", hook.url)
+    data = json.loads(cli("status", "--json").out)
+    assert data["workers"]["alert"].startswith("no worker alive")
+    cli("status", "--json")  # again: nothing new to say
+    assert sorted((m["event"], m["mailbox"] or "-") for m in hook.received) == [
+        ("crm-sync.mailbox.alert", "broken"),
+        ("crm-sync.workers.alert", "-"),
+    ]
+    workers = next(m for m in hook.received if m["event"] == "crm-sync.workers.alert")
+    assert workers["message"] == data["workers"]["alert"] and workers["kind"] == "no_worker_alive"

@@ -1,5 +1,5 @@
 """A mailbox stuck in `syncing` (no worker holds its lock) and "no worker alive", on the page and in /metrics,
-against a real Redis and a real dramatiq worker."""
+against a real Redis and a real dramatiq worker (which registers itself: ``workers.presence``)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,20 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from crm_store.db import transaction
 from crm_store.models import Mailbox
 from crm_store.models.sync import SYNCING
+from sync_service.bootstrap import App
 from sync_service.dashboard.app import create_app
 from sync_service.dashboard.wording import STUCK_HINT
-from tests.dashboard.conftest import METRICS_TOKEN, Seeded, log_in, make_config, wait_for
-from workers.broker import NAMESPACE
+from tests.dashboard.conftest import METRICS_TOKEN, Seeded, log_in, make_config
+from workers.broker import setup_broker
 from workers.liveness import live_workers
 from workers.locks import RedisLocks
 from workers.tasks import mailbox_lock
@@ -46,24 +45,25 @@ def _metrics(client: TestClient) -> set[str]:
 
 
 @contextmanager
-def _running_worker(url: str) -> Iterator[None]:
-    """A dramatiq worker process's broker polling the queues (its heartbeat is what the dashboard reads)."""
-    client = redis.Redis.from_url(url)
-    broker = RedisBroker(client=client, namespace=NAMESPACE, middleware=[])
-
-    @dramatiq.actor(broker=broker, queue_name="stuck-test")
-    def nothing() -> None:
-        pass
-
-    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+def _running_worker(app: App) -> Iterator[None]:
+    """A dramatiq worker on the broker a `crm-sync worker` process builds (its presence key is what the
+    dashboard counts)."""
+    runtime = setup_broker(app.settings, app=app)
+    worker = dramatiq.Worker(runtime.broker, worker_threads=1, worker_timeout=100)
     worker.start()
     try:
-        wait_for(lambda: live_workers(client, datetime.now(UTC)) == 1, 10, "the worker's heartbeat")
+        assert runtime.redis is not None and live_workers(runtime.redis) == 1
         yield
     finally:
         worker.stop()
-        broker.close()
-        client.close()
+        runtime.close()
+
+
+def _workers_shown(client: TestClient) -> tuple[str, bool, set[str]]:
+    page = client.get("/").text
+    alive = re.search(r'<strong id="workers-alive">([^<]*)</strong>', page)
+    assert alive, "no worker count on the page"
+    return alive.group(1), 'id="workers-alert"' in page, _metrics(client)
 
 
 def test_a_stuck_mailbox_and_no_worker_alive_are_shown(seeded: Seeded, redis_url: str) -> None:
@@ -85,11 +85,22 @@ def test_a_stuck_mailbox_and_no_worker_alive_are_shown(seeded: Seeded, redis_url
         assert 'crm_sync_mailbox_stuck{mailbox="broken"} 0' in lines
         assert 'crm_sync_mailbox_state{mailbox="alice",state="syncing"} 1' in lines  # the stored state, as before
 
+        # The scheduler (or `crm-sync watch`, a resync from the CLI) sends work: dramatiq gives it a heartbeat,
+        # but it is no worker.
+        sender = setup_broker(seeded.app.settings, app=seeded.app)
+        try:
+            sender.send("sync_mailbox", alice)
+            sender.send("complete_due")
+        finally:
+            sender.close()
+        alive, warned, lines = _workers_shown(client)
+        assert (alive, warned) == ("0 alive", True) and "crm_sync_workers_alive 0" in lines
+
         locks = RedisLocks(redis.Redis.from_url(redis_url))
         lease = locks.acquire(mailbox_lock(alice), 5)
         assert lease is not None
         try:
-            with _running_worker(redis_url):
+            with _running_worker(seeded.app):
                 page = client.get("/").text
                 row = _row(page, "alice")
                 assert ">Syncing</span>" in row and "data-stuck" not in row and STUCK_HINT not in row
@@ -97,6 +108,8 @@ def test_a_stuck_mailbox_and_no_worker_alive_are_shown(seeded: Seeded, redis_url
                 lines = _metrics(client)
                 assert "crm_sync_workers_alive 1" in lines
                 assert 'crm_sync_mailbox_stuck{mailbox="alice"} 0' in lines
+            alive, _, lines = _workers_shown(client)  # it stopped: gone at once, not after a timeout
+            assert alive == "0 alive" and "crm_sync_workers_alive 0" in lines
         finally:
             lease.release()
             locks.client.close()

@@ -1,21 +1,21 @@
-"""Live workers (dramatiq's heartbeats) and stuck mailboxes (no lease), read from a real Redis; and what
-`collect_status` / `crm-sync status` make of them."""
+"""Live workers (each worker process's presence key, ``workers.presence``) and stuck mailboxes (no lease), read
+from a real Redis; and what `collect_status` / `crm-sync status` make of them."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dramatiq
 import pytest
 import redis
-from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import select, update
 
 from crm_store.db import transaction
@@ -25,20 +25,22 @@ from sync_service import mailboxes
 from sync_service.bootstrap import App
 from sync_service.status import collect_status
 from tests.support.builders import REP, seed_crm
+from tests.support.servers import RedisServer
 from tests.workers.conftest import wait_for
-from workers.broker import NAMESPACE
+from workers import presence
+from workers.broker import NAMESPACE, Runtime, setup_broker
 from workers.liveness import (
-    ALIVE_SECONDS,
     Liveness,
     RedisLiveness,
-    alive_window,
-    last_heartbeat,
     live_workers,
     redis_liveness,
     stuck_mailboxes,
+    worker_presences,
 )
 from workers.locks import RedisLocks
+from workers.presence import PRESENCE_TTL, WorkerPresence, presence_key
 from workers.queues import queue_status
+from workers.scheduler import Scheduler
 from workers.tasks import mailbox_lock
 
 
@@ -53,50 +55,119 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     connection.close()
 
 
-def _broker(client: redis.Redis) -> RedisBroker:
-    broker = RedisBroker(client=client, namespace=NAMESPACE, middleware=[])
-
-    @dramatiq.actor(broker=broker, queue_name="liveness-test")
-    def nothing() -> None:
-        pass
-
-    return broker
+def _runtime(app: App, url: str) -> Runtime:
+    """The broker a `crm-sync worker` process (or the scheduler, the CLI) builds in Redis mode."""
+    app.settings = dataclasses.replace(app.settings, broker_url=url)
+    return setup_broker(app.settings, app=app)
 
 
-def test_a_running_worker_is_alive_and_a_stopped_one_goes_stale(client: redis.Redis) -> None:
-    assert live_workers(client, _now()) == 0 and last_heartbeat(client) is None  # nothing ever ran
+@pytest.fixture
+def runtime(app: App, redis_url: str) -> Iterator[Runtime]:
+    built = _runtime(app, redis_url)
+    yield built
+    built.close()
 
-    broker = _broker(client)
-    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+
+def _worker(runtime: Runtime) -> dramatiq.Worker:
+    worker = dramatiq.Worker(runtime.broker, worker_threads=1, worker_timeout=100)
     worker.start()
+    return worker
+
+
+def _presence(runtime: Runtime) -> WorkerPresence:
+    return next(m for m in runtime.broker.middleware if isinstance(m, WorkerPresence))
+
+
+def test_a_running_worker_is_alive_and_a_stopped_one_is_gone_at_once(
+    runtime: Runtime, client: redis.Redis, redis_url: str
+) -> None:
+    assert live_workers(client) == 0 and worker_presences(client) == []  # nothing ever ran
+
+    worker = _worker(runtime)
     try:
-        wait_for(lambda: live_workers(client, _now()) == 1, 10, "the worker's first heartbeat")
-        time.sleep(0.5)  # it keeps polling: still fresh within a short window
-        assert live_workers(client, _now(), within=0.4) == 1
-        seen = last_heartbeat(client)
-        assert seen is not None and abs((_now() - seen).total_seconds()) < 1
+        assert live_workers(client) == 1  # registered as it booted
+        (seen,) = worker_presences(client)
+        assert seen.key == presence_key() == f"crm-sync:worker:{socket.gethostname()}:{seen.record['pid']}"
+        assert seen.record["threads"] == 1 and seen.record["queues"] == ["maintenance", "process", "sync"]
+        assert seen.beat_at is not None and abs((_now() - seen.beat_at).total_seconds()) < 2
+        assert 0 < client.pttl(seen.key) <= PRESENCE_TTL * 1000  # a killed worker's key expires
+        look = RedisLiveness(redis_url)([], _now())
+        assert (look.alive, look.last_seen, look.window) == (1, seen.beat_at, PRESENCE_TTL)
     finally:
         worker.stop()
-        broker.close()
-    stopped = _now()
-    wait_for(lambda: live_workers(client, _now(), within=0.5) == 0, 10, "the heartbeat to go stale")
-    assert live_workers(client, stopped, within=ALIVE_SECONDS) == 1  # as it was when it stopped
-    assert client.zcard(f"{NAMESPACE}:__heartbeats__") == 1  # read only: dramatiq's set is left as it was
+    assert live_workers(client) == 0 and client.exists(presence_key()) == 0  # deleted, not left to expire
 
 
-def test_a_process_that_only_sends_counts_only_for_the_window_after_it_sent(client: redis.Redis) -> None:
-    broker = _broker(client)  # the scheduler, `crm-sync watch`, a resync from the CLI: they only send
+def test_a_killed_worker_counts_until_its_key_expires(
+    runtime: Runtime, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence, "PRESENCE_TTL", 1.0)
+    monkeypatch.setattr(presence, "BEAT_SECONDS", 0.1)
+    worker = _worker(runtime)
     try:
-        broker.actors["nothing"].send()
-        assert live_workers(client, _now(), within=1.0) == 1
-        wait_for(lambda: live_workers(client, _now(), within=1.0) == 0, 10, "the sender's heartbeat to age")
+        time.sleep(1.5)  # longer than the TTL: the beats keep the key
+        assert live_workers(client) == 1
+        _presence(runtime).beats[id(worker)].halt()  # what SIGKILL does: no more beats, nobody deletes the key
+        assert live_workers(client) == 1
+        wait_for(lambda: live_workers(client) == 0, 5, "the dead worker's key to expire")
     finally:
-        broker.close()
+        worker.stop()
 
 
-def test_the_window_follows_a_slow_idle_poll() -> None:
-    assert alive_window(100) == ALIVE_SECONDS
-    assert alive_window(4000) == 20.0
+def test_a_process_that_only_sends_is_not_a_worker(
+    app: App, runtime: Runtime, client: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    _syncing_mailbox(app, tmp_path)
+    report = Scheduler(runtime, interval=60, complete_every=60).tick()  # what `crm-sync scheduler` does
+    assert report.enqueued and report.completion
+    runtime.send("rematch")  # a resync from the CLI, `crm-sync watch`: they send too
+    # dramatiq's dispatch script gave this sender a fresh heartbeat, as it gives one to every process…
+    heartbeats = client.zrange(f"{NAMESPACE}:__heartbeats__", 0, -1, withscores=True)
+    assert len(heartbeats) == 1 and _now().timestamp() - heartbeats[0][1] / 1000 < 5
+    # …but only a booted worker registers itself: a sender is never a live worker.
+    assert live_workers(client) == 0
+    look = RedisLiveness(redis_url)([], _now())
+    assert look.alive == 0 and look.last_seen is None and look.error is None
+    status = _status(app, redis_url)
+    assert status["workers"]["alive"] == 0 and status["workers"]["alert"].startswith("no worker alive")
+
+
+def test_a_redis_outage_while_beating_does_not_stop_the_worker(
+    app: App, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisServer()  # its own server: this test stops it
+    url = server.start()
+    monkeypatch.setattr(presence, "BEAT_SECONDS", 0.1)
+    runtime = _runtime(app, url)
+    client = redis.Redis.from_url(url)
+    worker = _worker(runtime)
+    try:
+        beat = _presence(runtime).beats[id(worker)]
+        with caplog.at_level(logging.DEBUG, logger="workers.presence"):
+            server.stop()  # killed: a restart comes back empty
+            time.sleep(1.0)  # several beats fail
+            assert beat.thread.is_alive()
+            assert any(r.levelno == logging.WARNING and "cannot write" in r.message for r in caplog.records)
+            restarted = _now()
+            server.boot()
+            wait_for(lambda: live_workers(client) == 1, 10, "the worker to register itself again")
+        (seen,) = worker_presences(client)
+        assert seen.beat_at is not None and seen.beat_at >= restarted - timedelta(seconds=1)
+        assert any("written again" in r.message for r in caplog.records)
+    finally:
+        worker.stop()
+        runtime.close()
+        client.close()
+        server.close()
+    assert not beat.thread.is_alive()
+
+
+def test_the_embedded_queue_has_no_presence(app: App) -> None:
+    built = setup_broker(app.settings, app=app, embedded=True)
+    try:
+        assert not any(isinstance(m, WorkerPresence) for m in built.broker.middleware)
+    finally:
+        built.close()
 
 
 def test_stuck_mailboxes_are_the_syncing_ones_without_a_lease(client: redis.Redis) -> None:
@@ -149,8 +220,8 @@ def test_a_syncing_mailbox_without_its_lock_is_stuck(app: App, tmp_path: Path, r
         assert boxes["alice"]["state"] == "syncing" and boxes["alice"]["stuck"] is True  # stored state as it is
         assert boxes["carol"]["stuck"] is False
         alert = status["workers"]["alert"]
-        assert status["workers"] == {"alive": 0, "last_seen": None, "window_seconds": ALIVE_SECONDS, "alert": alert}
-        assert alert.startswith("no worker alive") and "1 stuck mailbox wait" in alert
+        assert status["workers"] == {"alive": 0, "last_seen": None, "window_seconds": PRESENCE_TTL, "alert": alert}
+        assert alert.startswith("no worker alive") and "while 1 stuck mailbox waits:" in alert
 
         lease = RedisLocks(client).acquire(mailbox_lock(alice), 5)
         assert lease is not None
@@ -165,13 +236,24 @@ def test_a_syncing_mailbox_without_its_lock_is_stuck(app: App, tmp_path: Path, r
         assert session.scalar(select(Mailbox.state).where(Mailbox.id == alice)) == SYNCING  # never written
 
 
+def test_a_live_worker_is_in_the_status(app: App, runtime: Runtime, tmp_path: Path, redis_url: str) -> None:
+    _syncing_mailbox(app, tmp_path)
+    worker = _worker(runtime)
+    try:
+        workers = _status(app, redis_url)["workers"]
+    finally:
+        worker.stop()
+    assert workers["alive"] == 1 and workers["alert"] is None
+    assert abs((_now() - datetime.fromisoformat(workers["last_seen"])).total_seconds()) < 5
+
+
 def test_a_sync_that_ended_between_the_reads_is_not_stuck(app: App, tmp_path: Path) -> None:
     alice = _syncing_mailbox(app, tmp_path)
 
     def lock_seen_free_after_the_sync_ended(ids: object, now: datetime) -> Liveness:
         with transaction(app.sessions) as session:  # the sync records its end, then releases its lease
             session.execute(update(Mailbox).where(Mailbox.id == alice).values(state="idle"))
-        return Liveness(alive=1, last_seen=now, window=ALIVE_SECONDS, unlocked=frozenset({alice}))
+        return Liveness(alive=1, last_seen=now, window=PRESENCE_TTL, unlocked=frozenset({alice}))
 
     with app.sessions() as session:
         status = collect_status(session, liveness=lock_seen_free_after_the_sync_ended)
@@ -202,6 +284,7 @@ def test_crm_sync_status_says_stuck_and_warns_that_no_worker_is_alive(
 
     data = json.loads(cli("status", "--json").out)
     assert data["workers"]["alive"] == 0 and data["workers"]["alert"].startswith("no worker alive")
+    assert data["workers"]["window_seconds"] == PRESENCE_TTL
     alice = next(m for m in data["mailboxes"] if m["name"] == "alice")
     assert alice["state"] == "syncing" and alice["stuck"] is True
 
