@@ -177,3 +177,33 @@ def test_migration_0011_adds_a_false_flag_and_drops_it_without_losing_links(data
         assert list(links) == [1, 2]
     engine.dispose()
     assert "all_day" not in columns and "end_at" in columns
+
+
+def test_migration_0013_marks_the_all_day_events_stored_before_0011(database_url: str) -> None:
+    """Stored before the flag existed, an all-day event kept UTC midnights a whole number of days apart."""
+    from sqlalchemy.orm import Session
+
+    from crm_store.models import Activity, SyncedItem
+
+    engine = make_engine(database_url)
+    _migrate(engine, "0012")
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+    cases = {  # subject: (type, synced, start, end) → all day?
+        "one day": ("meeting", True, day, day + timedelta(days=1), True),
+        "three days": ("meeting", True, day, day + timedelta(days=3), True),
+        "timed": ("meeting", True, day + timedelta(hours=9), day + timedelta(hours=10), False),
+        "call at midnight": ("call", True, day, day + timedelta(minutes=30), False),
+        "email at midnight": ("email", True, day, day, False),
+        "a person's": ("meeting", False, day, day + timedelta(days=1), False),
+    }
+    with Session(engine) as session, session.begin():
+        for number, (subject, (kind, synced, start, end, _)) in enumerate(cases.items()):
+            item = SyncedItem(kind="event", dedupe_key=f"evt:{number}|", facts={}) if synced else None
+            origin = "sync" if synced else "user"
+            session.add(Activity(type=kind, subject=subject, status="planned", start_at=start, end_at=end,
+                                 origin=origin, body="", item=item))  # fmt: skip
+    _migrate(engine, "0013")
+    with engine.connect() as connection:
+        flags = dict(connection.execute(text("SELECT subject, all_day FROM activities")).all())
+    engine.dispose()
+    assert flags == {subject: case[-1] for subject, case in cases.items()}

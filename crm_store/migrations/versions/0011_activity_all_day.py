@@ -2,10 +2,9 @@
 that has dates rather than times (iCalendar ``VALUE=DATE``). Its ``start_at`` / ``end_at`` stay the UTC
 midnights that bound the days; the flag says they are dates, and the export carries it (SPEC §5).
 
-Activities stored before this revision get false. An all-day event among them gets the flag when its calendar
-item is processed again, which happens only when the item changes at the source (new bytes): neither
-``crm-sync mailbox resync`` (the same bytes are not processed again) nor ``crm-sync match rematch`` (it reads
-the stored facts) nor the daily expansion of series (it adds only occurrences not stored yet) sets it.
+Activities stored before this revision get false here; revision 0013 marks the all-day events among them
+from their stored bounds. (Processing sets the flag only when an item changes at the source, with new bytes:
+neither ``crm-sync mailbox resync`` nor ``crm-sync match rematch`` nor the daily expansion of series would.)
 
 Revision ID: 0011
 Revises: 0010
