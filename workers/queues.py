@@ -156,6 +156,24 @@ def redis_dead_per_mailbox(
     return counts
 
 
+def drop_dead_of_mailbox(
+    client: redis.Redis, mailbox_id: int, namespace: str = NAMESPACE, queues: tuple[str, ...] = QUEUES
+) -> int:
+    """Delete the dead letters about ``mailbox_id`` (a mailbox that was removed: they could only do nothing, and
+    they would stay counted for 7 days). Returns how many were dropped."""
+    dropped = 0
+    for queue in queues:
+        key = f"{namespace}:{queue}.XQ"
+        for dead_id, data in list(client.hscan_iter(f"{key}.msgs", count=_BATCH)):
+            message = _decode(data)
+            if message is not None and mailbox_of(message) == mailbox_id:
+                pipe = client.pipeline(transaction=True)
+                pipe.zrem(key, dead_id)
+                pipe.hdel(f"{key}.msgs", dead_id)
+                dropped += int(pipe.execute()[1])
+    return dropped
+
+
 def _wanted(message: Message[Any] | MessageProxy | None, mailbox_id: int | None) -> bool:
     return message is not None and (mailbox_id is None or mailbox_of(message) == mailbox_id)
 

@@ -13,7 +13,7 @@ from crm_store.models import Mailbox
 from crm_store.models.sync import FAILED
 from sync_service import mailbox_secrets, mailboxes
 from sync_service.cli.common import console, is_terminal, open_app, print_table
-from sync_service.cli.workers import request_sync
+from sync_service.cli.workers import drop_dead_letters, request_sync
 from sync_service.connectors.registry import needs_secret
 from sync_service.errors import ConfigError
 
@@ -96,15 +96,19 @@ def _simple(action: str, doc: str) -> None:
     def command(name: str = typer.Argument(..., help="The mailbox name.")) -> None:
         with open_app() as app:
             with transaction(app.sessions) as session:
-                getattr(mailboxes, f"{action}_mailbox")(session, name)
                 mailbox_id = session.scalar(select(Mailbox.id).where(Mailbox.name == name))
+                getattr(mailboxes, f"{action}_mailbox")(session, name)
             # Redis mode: the next sync starts now rather than at the mailbox's next interval.
             queued = False
             if action in ("resume", "resync") and mailbox_id is not None:
                 queued = request_sync(app.settings, mailbox_id)
+            # … and a removed mailbox's dead letters go with it (they could only do nothing).
+            dropped = drop_dead_letters(app.settings, mailbox_id) if action == "remove" and mailbox_id else None
         console.print(f"mailbox {name}: {action}d" if action.endswith("e") else f"mailbox {name}: {action}ed")
         if queued:
             console.print(f"mailbox {name}: sync queued")
+        if dropped:
+            console.print(f"mailbox {name}: {dropped} dead-lettered messages dropped")
 
     command.__doc__ = doc
     mailbox_app.command(action)(command)

@@ -151,6 +151,24 @@ def requeue_dead_command(
     console.print(f"requeued {count} dead-lettered message{'s' if count != 1 else ''}{about}")
 
 
+def drop_dead_letters(current: Settings, mailbox_id: int) -> int | None:
+    """In Redis mode, drop the dead letters of a removed mailbox; None when not in Redis mode or unreachable."""
+    import redis
+
+    from workers.broker import broker_mode, redis_client
+    from workers.queues import drop_dead_of_mailbox
+
+    if broker_mode(current) != "redis" or not current.broker_url:
+        return None
+    client = redis_client(current.broker_url)
+    try:
+        return drop_dead_of_mailbox(client, mailbox_id)
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+
+
 def request_sync(current: Settings, mailbox_id: int) -> bool:
     """In Redis mode, enqueue a sync of the mailbox now (after resume / resync); False if not possible."""
     import redis

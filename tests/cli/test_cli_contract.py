@@ -303,6 +303,28 @@ def test_requeue_dead_letters_of_one_mailbox(
     assert (everything.code, everything.out.strip()) == (0, "requeued 2 dead-lettered messages")
 
 
+def test_removing_a_mailbox_drops_its_dead_letters(
+    cli: Any, database_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    assert cli("init").code == 0
+    mail = maildir(tmp_path / "mail", [message("m1@acme.example", "wile@acme.example", [REP], "Hello")])
+    for name in ("alice", "bob"):
+        assert cli("mailbox", "add", name, "--owner", REP, "--source", f"maildir://{mail}").code == 0
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        ids = {name: id_ for name, id_ in conn.execute(text("SELECT name, id FROM mailboxes"))}
+    engine.dispose()
+    _dead_letters(redis_url, monkeypatch, [("sync_mailbox", (ids["alice"],)), ("process_items", (ids["alice"],)),
+                                           ("sync_mailbox", (ids["bob"],))])  # fmt: skip
+    removed = cli("mailbox", "remove", "alice")
+    assert removed.code == 0
+    assert removed.out.splitlines() == ["mailbox alice: removed", "mailbox alice: 2 dead-lettered messages dropped"]
+    queues = json.loads(cli("status", "--json").out)["queue"]["queues"]
+    assert (queues["sync"]["dead_lettered"], queues["process"]["dead_lettered"]) == (1, 0)  # bob's stays
+
+
 def test_sync_parses_ahead_in_a_helper_process_on_two_cores(ready, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import workers.options
     from sync_service.pipeline.handover import Handover
