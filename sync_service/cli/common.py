@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import URL
 
 from crm_store.schema_version import schema_problem
@@ -25,6 +26,21 @@ def print_table(table: RenderableType) -> None:
         console.print(table)
     else:
         Console(highlight=False, width=100_000).print(table)
+
+
+def progress_bars() -> Progress:
+    """Progress bars on standard error for long work (``sync``, ``quarantine retry``)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        auto_refresh=False,  # no refresh thread: ``run_once`` forks its fetch process only from a lone thread
+        disable=not err_console.is_terminal,  # piped or captured: no bars, and not even a blank line on stderr
+    )
 
 
 def settings() -> Settings:

@@ -7,9 +7,8 @@ import sys
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from sync_service.cli.common import console, err_console, open_app
+from sync_service.cli.common import console, open_app, progress_bars
 
 if TYPE_CHECKING:
     from sync_service.dashboard.actions import RetryReport
@@ -24,20 +23,6 @@ def _usage_error(message: str) -> None:
     """A usage error as one line on standard error, exit 2 (SPEC §5)."""
     print(f"crm-sync: usage error: {message} (see crm-sync quarantine retry --help)", file=sys.stderr)
     raise typer.Exit(2)
-
-
-def _progress() -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        auto_refresh=False,  # as `sync`: no refresh thread beside a run that may start parser processes
-        disable=not err_console.is_terminal,  # piped or captured: no bar, and not even a blank line on stderr
-    )
 
 
 def _entries(n: int) -> str:
@@ -96,7 +81,7 @@ def retry(
         _usage_error("give entry ids or --all/--mailbox/--reason, not both")
     if not entry_ids and not selectors:
         _usage_error("give entry ids, or select entries with --all, --mailbox or --reason")
-    with open_app() as app, _progress() as progress:
+    with open_app() as app, progress_bars() as progress:
         task = progress.add_task("processing", total=None, visible=False)
 
         def on_progress(done: int, total: int) -> None:

@@ -6,29 +6,14 @@ import time
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from sync_service.bootstrap import App
-from sync_service.cli.common import console, err_console, open_app
+from sync_service.cli.common import console, open_app, progress_bars
 from sync_service.errors import CrmSyncError
 from sync_service.startup import freeze_startup_objects
 
 if TYPE_CHECKING:
     from sync_service.pipeline.runner import SyncReport
-
-
-def _progress() -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        auto_refresh=False,  # no refresh thread: ``run_once`` forks its fetch process only from a lone thread
-        disable=not err_console.is_terminal,  # piped or captured: no bars, and not even a blank line on stderr
-    )
 
 
 def run_with_progress(app: App, names: list[str] | None) -> SyncReport:
@@ -37,7 +22,7 @@ def run_with_progress(app: App, names: list[str] | None) -> SyncReport:
     from workers.options import fetch_process_for_command, parse_processes_for_command
 
     freeze_startup_objects()
-    with _progress() as progress:
+    with progress_bars() as progress:
         fetch = progress.add_task("fetching", total=None)
         work = progress.add_task("processing", total=None, visible=False)
 

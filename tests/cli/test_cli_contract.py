@@ -268,21 +268,27 @@ def _dead_letters(redis_url: str, monkeypatch: pytest.MonkeyPatch, calls: list[t
         runtime.close()
 
 
-def test_requeue_dead_letters_of_one_mailbox(
-    cli: Any, database_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _alice_and_bob(cli: Any, database_url: str, tmp_path: Path) -> dict[str, int]:
+    """An initialised database with two mailboxes, alice and bob; their ids."""
     from sqlalchemy import create_engine, text
 
     assert cli("init").code == 0
     mail = maildir(tmp_path / "mail", [message("m1@acme.example", "wile@acme.example", [REP], "Hello")])
     for name in ("alice", "bob"):
         assert cli("mailbox", "add", name, "--owner", REP, "--source", f"maildir://{mail}").code == 0
-    embedded = cli("queue", "requeue-dead", "--mailbox", "alice")
-    assert embedded.code == 1 and "CRM_BROKER_URL=redis://" in embedded.err and embedded.err.count("\n") == 1
     engine = create_engine(database_url)
     with engine.connect() as conn:
         ids = {name: id_ for name, id_ in conn.execute(text("SELECT name, id FROM mailboxes"))}
     engine.dispose()
+    return ids
+
+
+def test_requeue_dead_letters_of_one_mailbox(
+    cli: Any, database_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = _alice_and_bob(cli, database_url, tmp_path)
+    embedded = cli("queue", "requeue-dead", "--mailbox", "alice")
+    assert embedded.code == 1 and "CRM_BROKER_URL=redis://" in embedded.err and embedded.err.count("\n") == 1
     alice, bob = ids["alice"], ids["bob"]
     _dead_letters(redis_url, monkeypatch, [("sync_mailbox", (alice,)), ("process_items", (alice,)),
                                            ("sync_mailbox", (bob,)), ("rematch", ())])  # fmt: skip
@@ -306,16 +312,7 @@ def test_requeue_dead_letters_of_one_mailbox(
 def test_removing_a_mailbox_drops_its_dead_letters(
     cli: Any, database_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sqlalchemy import create_engine, text
-
-    assert cli("init").code == 0
-    mail = maildir(tmp_path / "mail", [message("m1@acme.example", "wile@acme.example", [REP], "Hello")])
-    for name in ("alice", "bob"):
-        assert cli("mailbox", "add", name, "--owner", REP, "--source", f"maildir://{mail}").code == 0
-    engine = create_engine(database_url)
-    with engine.connect() as conn:
-        ids = {name: id_ for name, id_ in conn.execute(text("SELECT name, id FROM mailboxes"))}
-    engine.dispose()
+    ids = _alice_and_bob(cli, database_url, tmp_path)
     _dead_letters(redis_url, monkeypatch, [("sync_mailbox", (ids["alice"],)), ("process_items", (ids["alice"],)),
                                            ("sync_mailbox", (ids["bob"],))])  # fmt: skip
     removed = cli("mailbox", "remove", "alice")

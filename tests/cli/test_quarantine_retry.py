@@ -20,12 +20,16 @@ def _export(cli: Any, kind: str) -> list[dict[str, Any]]:
     return list(json.loads(result.out))
 
 
-def test_a_message_over_the_size_limit_is_fetched_again_once_the_limit_allows(
-    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _init_with_accounts(cli: Any, tmp_path: Path) -> None:
     assert cli("init").code == 0
     (tmp_path / "accounts.csv").write_text(ACCOUNTS.format(rep=REP), encoding="utf-8")
     assert cli("import", "accounts", str(tmp_path / "accounts.csv")).code == 0
+
+
+def test_a_message_over_the_size_limit_is_fetched_again_once_the_limit_allows(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _init_with_accounts(cli, tmp_path)
     big = message("big@acme.example", "wile@acme.example", [REP], "Big specs", body="x" * 20_000)
     small = message("small@acme.example", "wile@acme.example", [REP], "Small note")
     box = maildir(tmp_path / "mail", [big, small])
@@ -88,9 +92,7 @@ def test_all_retries_every_entry_in_one_run_and_reports_what_is_still_quarantine
 ) -> None:
     import sync_service.pipeline.process as process
 
-    assert cli("init").code == 0
-    (tmp_path / "accounts.csv").write_text(ACCOUNTS.format(rep=REP), encoding="utf-8")
-    assert cli("import", "accounts", str(tmp_path / "accounts.csv")).code == 0
+    _init_with_accounts(cli, tmp_path)
     mails = [message(f"m{n}@acme.example", "wile@acme.example", [REP], f"Specs {n}") for n in range(3)]
     box = maildir(tmp_path / "mail", [*mails, b"\x00\x01 not a message at all"])
     assert cli("mailbox", "add", "alice", "--owner", REP, "--source", f"maildir://{box}").code == 0
@@ -190,9 +192,7 @@ def test_retrying_500_entries_sets_them_pending_together_and_processes_them_in_o
 def test_a_bulk_retry_has_items_never_stored_fetched_again_by_the_next_sync(
     cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert cli("init").code == 0
-    (tmp_path / "accounts.csv").write_text(ACCOUNTS.format(rep=REP), encoding="utf-8")
-    assert cli("import", "accounts", str(tmp_path / "accounts.csv")).code == 0
+    _init_with_accounts(cli, tmp_path)
     big = [message(f"big{n}@acme.example", "wile@acme.example", [REP], f"Big {n}", body="x" * 20_000) for n in (1, 2)]
     box = maildir(tmp_path / "mail", [*big, b"\x00\x01 not a message at all"])
     assert cli("mailbox", "add", "alice", "--owner", REP, "--source", f"maildir://{box}").code == 0
