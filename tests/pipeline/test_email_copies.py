@@ -312,3 +312,32 @@ def test_a_skipped_item_keeps_the_copy_re_matching_can_still_log(
     with app.sessions() as session:
         [activity] = export_activities(session)
     assert (activity["contacts"], activity["mailboxes"]) == (["pat@startup.example"], ["alice", "bob"])
+
+
+def test_migration_0014_logs_an_email_an_older_version_left_skipped(
+    app, crm, add_mailbox, sync, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The state an older version left: Bob's copy skipped the email, Alice's was recorded as one more copy and
+    nothing else. Upgrading sets those copies back to pending; the next sync logs the email."""
+    from alembic import command
+    from sqlalchemy import update
+
+    from crm_store.migrate import alembic_config
+
+    _mailboxes(add_mailbox, tmp_path, *_bcc_copies())
+    sync(names=["bob"])
+    _fetch(app, "alice", tmp_path / "alice")
+    with transaction(app.sessions) as session:  # what the older version did with Alice's copy
+        item = session.scalars(select(SyncedItem)).one()
+        alices = session.scalars(select(RawItem).where(RawItem.state == "pending")).one()
+        session.add(ItemSource(item_id=item.id, raw_item_id=alices.id))
+        session.execute(update(RawItem).where(RawItem.id == alices.id).values(state="done", processed_at=AT))
+    sync()
+    assert _state(app)["activities"] == []  # stuck: no version of the code looks at it again by itself
+    cfg = alembic_config(app.engine.url.render_as_string(hide_password=False))
+    with app.engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0013")
+        command.upgrade(cfg, "0014")
+    sync()
+    assert _state(app) == BCC_LOGGED
