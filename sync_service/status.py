@@ -34,6 +34,15 @@ def _still_syncing(session: Session, ids: Collection[int]) -> set[int]:
         return set(fresh.scalars(select(Mailbox.id).where(Mailbox.id.in_(ids), Mailbox.state == SYNCING)))
 
 
+def stuck_mailboxes(session: Session, liveness: LivenessReader, now: datetime) -> set[int] | None:
+    """The ``syncing`` mailboxes no worker holds the lease of (None: the workers' Redis could not be read)."""
+    syncing = list(session.scalars(select(Mailbox.id).where(Mailbox.state == SYNCING)))
+    if not syncing:
+        return set()
+    look = liveness(syncing, now)
+    return None if look.error is not None else _still_syncing(session, look.unlocked)
+
+
 def collect_status(
     session: Session,
     now: datetime | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
@@ -16,6 +17,7 @@ from sync_service.cli.common import console, is_terminal, open_app, print_table
 from sync_service.cli.workers import drop_dead_letters, request_sync
 from sync_service.connectors.registry import needs_secret
 from sync_service.errors import ConfigError
+from sync_service.status import stuck_mailboxes
 
 mailbox_app = typer.Typer(help="Manage the mailboxes and calendars that are synced.", no_args_is_help=True)
 
@@ -72,16 +74,22 @@ def secret(
 
 @mailbox_app.command("list")
 def list_() -> None:
-    """List mailboxes with their state."""
+    """List mailboxes with their state (in Redis mode, 'stuck' for one syncing with no worker on it)."""
+    from workers.liveness import redis_liveness  # Redis mode only: who holds the mailboxes' locks
+
     with open_app() as app, app.sessions() as session:
         rows = mailboxes.list_mailboxes(session)
+        reader = redis_liveness(app.settings)
+        stuck_ids = stuck_mailboxes(session, reader, datetime.now(UTC)) if reader is not None else None
+        names = dict(session.execute(select(Mailbox.id, Mailbox.name)).all()) if stuck_ids else {}
+    stuck = {names[i] for i in stuck_ids or ()}
     table = Table("name", "owner", "source", "state", "last success", "items", "last error")
     for m in rows:
         table.add_row(
             m.name,
             m.owner,
             m.source,
-            m.state,
+            "stuck" if m.name in stuck else m.state,
             m.last_success_at.strftime("%Y-%m-%d %H:%M") if m.last_success_at else "never",
             str(m.items_synced),
             (m.last_error or "")[:60],

@@ -289,6 +289,14 @@ def test_crm_sync_status_says_stuck_and_warns_that_no_worker_is_alive(
     assert alice["state"] == "syncing" and alice["stuck"] is True
 
 
+def test_crm_sync_mailbox_list_says_stuck_too(app: App, tmp_path: Path, redis_url: str, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _syncing_mailbox(app, tmp_path)
+    assert "syncing" in next(line for line in cli("mailbox", "list").out.splitlines() if "alice" in line)  # embedded
+    monkeypatch.setenv("CRM_BROKER_URL", redis_url)
+    row = next(line for line in cli("mailbox", "list").out.splitlines() if "alice" in line)
+    assert "stuck" in row and "syncing" not in row
+
+
 def test_crm_sync_status_tells_when_redis_cannot_be_read(
     app: App, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
