@@ -31,6 +31,7 @@ class MailboxInfo:
     last_success_at: datetime | None
     last_error: str | None
     items_synced: int
+    last_error_at: datetime | None = None
 
 
 def redact_url(url: str) -> str:
@@ -106,7 +107,16 @@ def add_mailbox(
 def list_mailboxes(session: Session) -> list[MailboxInfo]:
     rows = session.execute(select(Mailbox, User.email).join(User, User.id == Mailbox.owner_id).order_by(Mailbox.name))
     return [
-        MailboxInfo(m.name, email, redact_url(m.source_url), m.state, m.last_success_at, m.last_error, m.items_synced)
+        MailboxInfo(
+            m.name,
+            email,
+            redact_url(m.source_url),
+            m.state,
+            m.last_success_at,
+            m.last_error,
+            m.items_synced,
+            m.last_error_at,
+        )
         for m, email in rows
     ]
 

@@ -25,6 +25,12 @@ def _lag_seconds(last: datetime | None, now: datetime) -> int | None:
     return int((now - last).total_seconds()) if last else None
 
 
+def error_is_past(last_error_at: str | None, last_success: str | None) -> bool:
+    """Did a successful sync come after the last error (ISO 8601 UTC times, as ``collect_status`` gives them)?
+    The error stays on record; the views say it is over."""
+    return bool(last_error_at and last_success and last_success > last_error_at)
+
+
 def _still_syncing(session: Session, ids: Collection[int]) -> set[int]:
     """Those of ``ids`` still ``syncing`` now, read in a session of its own (this one's snapshot may predate the
     end of a sync whose lease was seen free): a sync that just ended is not stuck."""

@@ -92,12 +92,17 @@ def list_() -> None:
             "stuck" if m.name in stuck else m.state,
             m.last_success_at.strftime("%Y-%m-%d %H:%M") if m.last_success_at else "never",
             str(m.items_synced),
-            (m.last_error or "")[:60],
+            ("(over) " if _error_past(m) else "") + (m.last_error or "")[:60],
         )
     if rows:
         print_table(table)
     else:
         console.print("no mailboxes yet: crm-sync mailbox add NAME --owner EMAIL --source URL")
+
+
+def _error_past(m: mailboxes.MailboxInfo) -> bool:
+    """A successful sync came after the last error (as ``status`` marks it)."""
+    return bool(m.last_error and m.last_error_at and m.last_success_at and m.last_success_at > m.last_error_at)
 
 
 def _simple(action: str, doc: str) -> None:

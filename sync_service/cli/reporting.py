@@ -14,7 +14,7 @@ from sync_service.cli.common import console, err_console, open_app, print_table
 from sync_service.dashboard.alerts import AlertConfig
 from sync_service.dashboard.webhook import notify_from_status
 from sync_service.exports import EXPORTS, export
-from sync_service.status import collect_status
+from sync_service.status import collect_status, error_is_past
 
 ExportKind = StrEnum("ExportKind", {kind: kind for kind in EXPORTS})  # type: ignore[misc]
 
@@ -57,7 +57,7 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
             str(m["items_synced"]),
             str(m["pending"]),
             str(m["quarantined"]),
-            (m["last_error"] or "")[:60],
+            _error_cell(m),
         )
     print_table(table)
     for alert in data["alerts"]:
@@ -117,3 +117,9 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False, default=str)
     return str(value)
+
+
+def _error_cell(m: dict[str, Any]) -> str:
+    """The last error, cut short; marked as over when a successful sync came after it."""
+    error = (m["last_error"] or "")[:60]
+    return f"(over) {error}" if error and error_is_past(m.get("last_error_at"), m.get("last_success")) else error

@@ -20,7 +20,7 @@ from sync_service.dashboard.alerts import Alert, AlertConfig
 from sync_service.dashboard.chart import Chart, bar_chart, days_back
 from sync_service.dashboard.deadletters import DeadLetter, read_dead_letters
 from sync_service.dashboard.wording import STATE_WORDS, STUCK_HINT, STUCK_WORDS, duration, is_throttled, plain_error
-from sync_service.status import LivenessReader, collect_status
+from sync_service.status import LivenessReader, collect_status, error_is_past
 from workers.broker import broker_mode, redis_client
 from workers.liveness import redis_liveness
 from workers.queues import queue_status, redis_dead_per_mailbox
@@ -73,6 +73,7 @@ class MailboxView:
     error_plain: str | None
     error_raw: str | None
     error_at: str | None
+    error_past: bool  # a successful sync came after it
     alert: Alert | None
     dead_letters: int
     stuck: bool = False  # stored state ``syncing``, but no worker holds the lock (Redis mode)
@@ -167,6 +168,7 @@ def _mailbox_view(box: dict[str, Any], alert: Alert | None, dead: int) -> Mailbo
         error_plain=plain_error(error) if error else None,
         error_raw=error,
         error_at=box.get("last_error_at"),
+        error_past=error_is_past(box.get("last_error_at"), box.get("last_success")),
         alert=alert,
         dead_letters=dead,
         stuck=stuck,
