@@ -118,6 +118,9 @@ class MailboxWatch:
             except (PermanentSourceError, ConfigError) as error:
                 delay = self.timing.permanent_wait
                 self._warn("cannot list the folders to watch", error, delay)
+            except Exception as error:  # a bug must not end the mailbox's watch silently: logged, tried again
+                delay, attempt = self.timing.delay(attempt), attempt + 1
+                self._unexpected("(listing the folders)", error)
             finally:
                 if connector is not None:
                     connector.close()
