@@ -235,6 +235,24 @@ def retry_entries(
     return report
 
 
+def retry_all_quarantined(app: App) -> str:
+    """Every quarantine entry, retried in one run (queued in Redis mode): the dashboard's *Retry all*."""
+    report = retry_entries(app, every=True)
+    if not report.processed and not report.refetched:
+        return "Nothing to retry: no quarantined item is waiting for a retry by hand."
+    parts = []
+    if report.processed:
+        if report.queued is None:
+            parts.append(f"{report.cleared:,} of {report.processed:,} left the quarantine")
+        elif report.queued:
+            parts.append(f"{report.processed:,} queued for processing again")
+        else:
+            parts.append(f"{report.processed:,} pending again; the workers process them on their next round")
+    if report.refetched:
+        parts.append(f"{report.refetched:,} never stored: their folders are read again by the next sync")
+    return "Retried: " + "; ".join(parts) + f". {report.remaining:,} in the quarantine now."
+
+
 def retry_quarantined(app: App, entry_id: int) -> str:
     """Set the quarantined raw item back to pending and process it again (queued in Redis mode)."""
     with app.sessions() as session:

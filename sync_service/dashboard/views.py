@@ -157,6 +157,11 @@ def requeue_dead(request: Request, session: LoggedIn, form: CheckedForm) -> Resp
     return _run(request, session, "#queues", actions.requeue_dead_letters, queue)
 
 
+@router.post("/quarantine/retry-all")
+def retry_all_quarantined(request: Request, session: LoggedIn, form: CheckedForm) -> Response:
+    return _run(request, session, "#quarantine", actions.retry_all_quarantined)
+
+
 @router.post("/quarantine/{entry_id}/retry")
 def retry_quarantined(request: Request, entry_id: int, session: LoggedIn, form: CheckedForm) -> Response:
     return _run(request, session, "#quarantine", actions.retry_quarantined, entry_id)
