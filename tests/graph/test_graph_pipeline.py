@@ -64,6 +64,23 @@ def test_deleted_events_cancel_their_activity_deleted_mail_does_not(keyed_app: A
     assert status == {"demo@acme.example": "cancelled", "m1@acme.example": "completed"}
 
 
+def test_mail_moved_into_another_synced_folder_stays_one_activity(keyed_app: App, graph: FakeGraphServer,
+                                                                   graph_mailbox) -> None:  # fmt: skip
+    box = graph.mailbox(REP)
+    box.add_folder("archive")
+    mail = box.deliver(message("m1@acme.example", "wile@acme.example", [REP], "Rockets"))
+    graph_mailbox(folders="inbox,archive")
+    _sync(keyed_app)
+    before = _activities(keyed_app)
+    box.move(mail, "inbox", "archive")  # gone from the inbox's delta, new in the archive's
+    _sync(keyed_app)
+    assert _activities(keyed_app) == before  # one activity, still completed, nothing doubled
+    assert _count(keyed_app, SyncedItem) == 1 and _count(keyed_app, RawItem) == 2  # the inbox copy and the moved one
+    graph.mailbox(REP).deliver(message("m2@acme.example", "wile@acme.example", [REP], "Filed"), folder="archive")
+    _sync(keyed_app)
+    assert [a["message_id"] for a in _activities(keyed_app)] == ["m1@acme.example", "m2@acme.example"]
+
+
 def test_throttled_mid_round_then_resumed_from_the_stored_page(keyed_app: App, graph: FakeGraphServer,
                                                                graph_mailbox) -> None:  # fmt: skip
     from dataclasses import replace

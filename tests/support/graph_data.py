@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.support.graph_state import GraphState, global_object_id, graph_time, offset_time
+from tests.support.graph_state import Collection, GraphState, global_object_id, graph_time, offset_time
 
 
 class FakeMailbox:
@@ -30,6 +30,11 @@ class FakeMailbox:
     def deliver(self, mime: bytes, folder: str = "inbox") -> str:
         with self.lock:
             return self.state.put(self.upn, folder, None, self.state.message_body(mime), mime=mime).immutable_id
+
+    def add_folder(self, name: str) -> None:
+        """A mail folder besides ``inbox`` and ``sentitems`` (``archive``, a rep's own): its delta is served."""
+        with self.lock:
+            self.state.mailbox(self.upn).collections.setdefault(name, Collection(name))
 
     def move(self, item_id: str, source: str, target: str) -> None:
         """Move a message: it leaves ``source`` (``@removed`` there) and keeps its immutable id in ``target``."""

@@ -37,6 +37,7 @@ from tests.support.graph_state import GraphState, parse_offset
 from tests.support.graph_tls import self_signed, ssl_context
 
 _USER = re.compile(r"^/v1\.0/users/([^/]+)/(.+)$")
+_NOT_MAIL = ("calendar", "contacts")  # the mailbox's collections that are no mail folders
 _MAIL_DELTA = re.compile(r"^mailFolders(?:/([^/(]+)|\('([^']+)'\))/messages/delta$", re.I)
 _CONTACTS_DELTA = re.compile(r"^(?:contactFolders/[^/]+/)?contacts/delta$", re.I)
 _ITEM = re.compile(r"^(messages|events|contacts)/([^/]+?)(/\$value)?$")
@@ -169,7 +170,7 @@ class FakeGraphServer:
         mail = _MAIL_DELTA.match(rest)
         if mail:
             folder = (mail[1] or mail[2]).lower()
-            if folder not in ("inbox", "sentitems"):
+            if folder in _NOT_MAIL or folder not in self.state.mailbox(upn).collections:  # see FakeMailbox.add_folder
                 return 404, {}, graph_error("ErrorItemNotFound", "The specified object was not found in the store.")
             return self._delta(upn, folder, f"mailFolders('{folder}')/messages/delta", "mail", query, immutable, size)
         if rest.lower() == "calendarview/delta":
@@ -178,7 +179,8 @@ class FakeGraphServer:
             return self._delta(upn, "contacts", "contacts/delta", "contacts", query, immutable, size)
         item = _ITEM.match(rest)
         if item:
-            collections = {"messages": ("inbox", "sentitems"), "events": ("calendar",), "contacts": ("contacts",)}
+            mail_folders = tuple(c for c in self.state.mailbox(upn).collections if c not in _NOT_MAIL)
+            collections = {"messages": mail_folders, "events": ("calendar",), "contacts": ("contacts",)}
             found = self.state.find(upn, collections[item[1]], unquote(item[2]))
             if found is None:
                 return 404, {}, graph_error("ErrorItemNotFound", "The specified object was not found in the store.")
