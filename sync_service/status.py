@@ -40,13 +40,18 @@ def _still_syncing(session: Session, ids: Collection[int]) -> set[int]:
         return set(fresh.scalars(select(Mailbox.id).where(Mailbox.id.in_(ids), Mailbox.state == SYNCING)))
 
 
-def stuck_mailboxes(session: Session, liveness: LivenessReader, now: datetime) -> set[int] | None:
-    """The ``syncing`` mailboxes no worker holds the lease of (None: the workers' Redis could not be read)."""
-    syncing = list(session.scalars(select(Mailbox.id).where(Mailbox.state == SYNCING)))
+def stuck_mailboxes(sessions: Callable[[], Session], liveness: LivenessReader, now: datetime) -> set[int] | None:
+    """The ``syncing`` mailboxes no worker holds the lease of (None: the workers' Redis could not be read).
+    Redis is read between two short sessions, not while one is open."""
+    with sessions() as session:
+        syncing = list(session.scalars(select(Mailbox.id).where(Mailbox.state == SYNCING)))
     if not syncing:
         return set()
     look = liveness(syncing, now)
-    return None if look.error is not None else _still_syncing(session, look.unlocked)
+    if look.error is not None:
+        return None
+    with sessions() as session:
+        return _still_syncing(session, look.unlocked)
 
 
 def collect_status(

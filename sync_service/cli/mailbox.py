@@ -77,12 +77,13 @@ def list_() -> None:
     """List mailboxes with their state (in Redis mode, 'stuck' for one syncing with no worker on it)."""
     from workers.liveness import redis_liveness  # Redis mode only: who holds the mailboxes' locks
 
-    with open_app() as app, app.sessions() as session:
-        rows = mailboxes.list_mailboxes(session)
+    with open_app() as app:
+        with app.sessions() as session:
+            rows = mailboxes.list_mailboxes(session)
+            names = dict(session.execute(select(Mailbox.id, Mailbox.name)).all())
         reader = redis_liveness(app.settings)
-        stuck_ids = stuck_mailboxes(session, reader, datetime.now(UTC)) if reader is not None else None
-        names = dict(session.execute(select(Mailbox.id, Mailbox.name)).all()) if stuck_ids else {}
-    stuck = {names[i] for i in stuck_ids or ()}
+        stuck_ids = stuck_mailboxes(app.sessions, reader, datetime.now(UTC)) if reader is not None else None
+    stuck = {names[i] for i in stuck_ids or () if i in names}
     table = Table("name", "owner", "source", "state", "last success", "items", "last error")
     for m in rows:
         table.add_row(
