@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from crm_store.models import Activity, Mailbox, QuarantineEntry, RawItem, ReviewItem, SyncedItem, User
@@ -31,27 +31,34 @@ def error_is_past(last_error_at: str | None, last_success: str | None) -> bool:
     return bool(last_error_at and last_success and last_success > last_error_at)
 
 
-def _still_syncing(session: Session, ids: Collection[int]) -> set[int]:
-    """Those of ``ids`` still ``syncing`` now, read in a session of its own (this one's snapshot may predate the
-    end of a sync whose lease was seen free): a sync that just ended is not stuck."""
+def _still_syncing(bind: Engine, ids: Collection[int]) -> set[int]:
+    """Those of ``ids`` still ``syncing`` now, read afresh (a snapshot taken before the lease was seen free may
+    predate the end of its sync): a sync that just ended is not stuck."""
     if not ids:
         return set()
-    with Session(session.get_bind()) as fresh:
+    with Session(bind) as fresh:
         return set(fresh.scalars(select(Mailbox.id).where(Mailbox.id.in_(ids), Mailbox.state == SYNCING)))
 
 
-def stuck_mailboxes(sessions: Callable[[], Session], liveness: LivenessReader, now: datetime) -> set[int] | None:
-    """The ``syncing`` mailboxes no worker holds the lease of (None: the workers' Redis could not be read).
-    Redis is read between two short sessions, not while one is open."""
-    with sessions() as session:
+def _look(bind: Engine, liveness: LivenessReader, now: datetime) -> tuple[Liveness, set[int] | None]:
+    """The workers' Redis, read between two short sessions of their own and never while one is open: the
+    syncing mailboxes, then Redis, then which of them are still syncing (``None``: Redis could not be read)."""
+    with Session(bind) as session:
         syncing = list(session.scalars(select(Mailbox.id).where(Mailbox.state == SYNCING)))
-    if not syncing:
-        return set()
     look = liveness(syncing, now)
     if look.error is not None:
-        return None
-    with sessions() as session:
-        return _still_syncing(session, look.unlocked)
+        return look, None
+    return look, _still_syncing(bind, look.unlocked)
+
+
+def _engine(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind if isinstance(bind, Engine) else bind.engine
+
+
+def stuck_mailboxes(bind: Engine, liveness: LivenessReader, now: datetime) -> set[int] | None:
+    """The ``syncing`` mailboxes no worker holds the lease of (None: the workers' Redis could not be read)."""
+    return _look(bind, liveness, now)[1]
 
 
 def collect_status(
@@ -69,6 +76,7 @@ def collect_status(
     (else None). The stored ``state`` is reported as it is."""
     now = now or datetime.now(UTC)
     queues = queues or {"mode": "embedded", "queues": {}}
+    look, stuck = _look(_engine(session), liveness, now) if liveness is not None else (None, None)
     pending = dict(
         session.execute(
             select(RawItem.mailbox_id, func.count())
@@ -81,14 +89,10 @@ def collect_status(
     )
     rows = list(session.execute(select(Mailbox, User.email).join(User).order_by(Mailbox.name)))
     workers: dict[str, Any] | None = None
-    stuck: set[int] | None = None
-    if liveness is not None:
-        look = liveness([m.id for m, _ in rows if m.state == SYNCING], now)
-        if look.error is not None:
-            workers = {"alive": None, "last_seen": None, "window_seconds": look.window, "error": look.error}
-        else:
-            stuck = _still_syncing(session, look.unlocked)
-            workers = {"alive": look.alive, "last_seen": iso(look.last_seen), "window_seconds": look.window}
+    if look is not None and look.error is not None:
+        workers = {"alive": None, "last_seen": None, "window_seconds": look.window, "error": look.error}
+    elif look is not None:
+        workers = {"alive": look.alive, "last_seen": iso(look.last_seen), "window_seconds": look.window}
     boxes = []
     for m, owner in rows:
         boxes.append(

@@ -82,7 +82,7 @@ def list_() -> None:
             rows = mailboxes.list_mailboxes(session)
             names = dict(session.execute(select(Mailbox.id, Mailbox.name)).all())
         reader = redis_liveness(app.settings)
-        stuck_ids = stuck_mailboxes(app.sessions, reader, datetime.now(UTC)) if reader is not None else None
+        stuck_ids = stuck_mailboxes(app.engine, reader, datetime.now(UTC)) if reader is not None else None
     stuck = {names[i] for i in stuck_ids or () if i in names}
     table = Table("name", "owner", "source", "state", "last success", "items", "last error")
     for m in rows:
