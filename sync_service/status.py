@@ -92,7 +92,12 @@ def collect_status(
     if look is not None and look.error is not None:
         workers = {"alive": None, "last_seen": None, "window_seconds": look.window, "error": look.error}
     elif look is not None:
-        workers = {"alive": look.alive, "last_seen": iso(look.last_seen), "window_seconds": look.window}
+        workers = {
+            "alive": look.alive,
+            "stopping": look.stopping,
+            "last_seen": iso(look.last_seen),
+            "window_seconds": look.window,
+        }
     boxes = []
     for m, owner in rows:
         boxes.append(

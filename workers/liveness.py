@@ -95,6 +95,7 @@ class Liveness:
     window: float
     unlocked: frozenset[int] = field(default_factory=frozenset)  # syncing mailboxes with no lease
     error: str | None = None
+    stopping: int = 0  # of ``alive``: asked to stop, still finishing the messages they hold
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ class RedisLiveness:
             return Liveness(None, None, self.window, error=f"cannot read the workers: {error}")
         finally:
             client.close()
-        return Liveness(len(presences), last_beat(presences), self.window, frozenset(unlocked))
+        stopping = sum(1 for p in presences if p.record.get("stopping_since"))
+        return Liveness(len(presences), last_beat(presences), self.window, frozenset(unlocked), stopping=stopping)
 
 
 def redis_liveness(settings: Settings) -> RedisLiveness | None:

@@ -9,8 +9,11 @@ every 3 s or so, so counting fresh heartbeats would never say "no worker alive",
 So ``WorkerPresence`` (on the Redis broker only, ``workers.broker.setup_broker``) runs in the processes that
 boot a dramatiq ``Worker`` — ``crm-sync worker``'s processes, never the scheduler, ``watch`` or the CLI, which
 only send. ``after_worker_boot`` writes ``crm-sync:worker:<host>:<pid>`` (a small JSON record) with a TTL of
-``PRESENCE_TTL`` seconds and a daemon thread writes it again every ``BEAT_SECONDS``; ``before_worker_shutdown``
-stops the thread and deletes the key. A killed process's key expires after ``PRESENCE_TTL``. A Redis error
+``PRESENCE_TTL`` seconds and a daemon thread writes it again every ``BEAT_SECONDS``. A worker that is asked to
+stop still finishes the messages it holds (up to dramatiq's shutdown timeout), so it still counts while it does:
+``before_worker_shutdown`` adds ``"stopping_since"`` to the record and the beats go on; ``after_worker_shutdown``
+(its threads have finished and its unstarted messages are back in Redis) stops the thread and deletes the key.
+A killed process's key expires after ``PRESENCE_TTL``. A Redis error
 while writing is logged and tried again at the next beat: it never stops the worker. ``workers.liveness``
 reads the keys.
 """
@@ -87,6 +90,12 @@ class _Beat:
         while not self._stop.wait(self.interval):
             self.write()
 
+    def mark(self, **fields: Any) -> None:
+        """Add ``fields`` to the record, written at once and with every later beat."""
+        with self._lock:
+            self.record = self.record | fields
+        self.write()
+
     def halt(self) -> None:
         """Stop writing, leave the key to expire (what a killed process does)."""
         with self._lock:
@@ -130,6 +139,11 @@ class WorkerPresence(Middleware):
         beat.start()
 
     def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
+        beat = self.beats.get(id(worker))
+        if beat is not None:  # still finishing its messages: it counts until after_worker_shutdown
+            beat.mark(stopping_since=_now())
+
+    def after_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
         beat = self.beats.pop(id(worker), None)
         if beat is not None:
             beat.stop()

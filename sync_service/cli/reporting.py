@@ -83,7 +83,9 @@ def status_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
         )
     if workers:
         alive = workers.get("alive")
-        console.print(f"workers: {workers['error']}" if alive is None else f"workers: {alive} alive", markup=False)
+        stopping = f" ({workers['stopping']} stopping)" if workers.get("stopping") else ""
+        line = f"workers: {workers['error']}" if alive is None else f"workers: {alive} alive{stopping}"
+        console.print(line, markup=False)
     console.print("activities: " + (", ".join(f"{k} {v}" for k, v in data["activities"].items()) or "none"))
     if data["skipped"]:
         console.print("skipped: " + ", ".join(f"{k} {v}" for k, v in data["skipped"].items()))

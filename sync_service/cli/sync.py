@@ -13,7 +13,7 @@ from sync_service.errors import CrmSyncError
 from sync_service.startup import freeze_startup_objects
 
 if TYPE_CHECKING:
-    from sync_service.pipeline.runner import SyncReport
+    from sync_service.pipeline.runner import MailboxResult, SyncReport
 
 
 def run_with_progress(app: App, names: list[str] | None) -> SyncReport:
@@ -61,6 +61,14 @@ def print_report(report: SyncReport) -> None:
         console.print("skipped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(s.skipped.items())), markup=False)
 
 
+def failure_line(result: MailboxResult) -> str:
+    """How ``sync --once`` names a mailbox that did not sync: a temporary failure (the mailbox stays ``idle`` or
+    ``degraded`` and is tried again) is not worded as the ``failed`` state."""
+    if result.transient:
+        return f"mailbox {result.name} did not sync this time (tried again at the next run): {result.error}"
+    return f"mailbox {result.name} failed: {result.error}"
+
+
 def sync_command(
     once: bool = typer.Option(False, "--once", help="Sync to the end, finish all resulting work, exit."),
     mailbox: list[str] | None = typer.Option(None, "--mailbox", help="Only this mailbox (repeatable)."),
@@ -73,7 +81,7 @@ def sync_command(
             print_report(report)
             if once:
                 if report.failed:
-                    raise CrmSyncError("; ".join(f"mailbox {m.name} failed: {m.error}" for m in report.failed))
+                    raise CrmSyncError("; ".join(failure_line(m) for m in report.failed))
                 return
             try:
                 time.sleep(interval)

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -96,6 +97,36 @@ def test_a_running_worker_is_alive_and_a_stopped_one_is_gone_at_once(
     finally:
         worker.stop()
     assert live_workers(client) == 0 and client.exists(presence_key()) == 0  # deleted, not left to expire
+
+
+def test_a_stopping_worker_counts_until_it_has_finished_its_message(
+    runtime: Runtime, client: redis.Redis, redis_url: str
+) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    @dramatiq.actor(broker=runtime.broker, queue_name="maintenance", actor_name="liveness_test_hold", max_retries=0)
+    def hold() -> None:
+        started.set()
+        release.wait(20)
+
+    worker = _worker(runtime)
+    stopper = threading.Thread(target=worker.stop)
+    try:
+        hold.send()
+        assert started.wait(10), "the worker never took the message"
+        stopper.start()  # a SIGTERM: dramatiq lets the running message finish
+        wait_for(lambda: bool(worker_presences(client)[0].record.get("stopping_since")), 5, "the stopping mark")
+        assert live_workers(client) == 1  # still working: "no worker alive" would be a false alarm
+        assert RedisLiveness(redis_url)([], _now()).stopping == 1
+        assert stopper.is_alive()
+    finally:
+        release.set()
+        if stopper.ident is None:
+            worker.stop()
+        else:
+            stopper.join(20)
+    assert not stopper.is_alive()
+    assert live_workers(client) == 0 and client.exists(presence_key()) == 0  # gone once it has stopped
 
 
 def test_a_killed_worker_counts_until_its_key_expires(
@@ -220,7 +251,8 @@ def test_a_syncing_mailbox_without_its_lock_is_stuck(app: App, tmp_path: Path, r
         assert boxes["alice"]["state"] == "syncing" and boxes["alice"]["stuck"] is True  # stored state as it is
         assert boxes["carol"]["stuck"] is False
         alert = status["workers"]["alert"]
-        assert status["workers"] == {"alive": 0, "last_seen": None, "window_seconds": PRESENCE_TTL, "alert": alert}
+        expected = {"alive": 0, "stopping": 0, "last_seen": None, "window_seconds": PRESENCE_TTL, "alert": alert}
+        assert status["workers"] == expected
         assert alert.startswith("no worker alive") and "while 1 stuck mailbox waits:" in alert
 
         lease = RedisLocks(client).acquire(mailbox_lock(alice), 5)
