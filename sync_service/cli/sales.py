@@ -1,8 +1,9 @@
 """`crm-sync process|opportunity|lead …` and `crm-sync activity complete|cancel`: running the sales processes.
 
 Every command runs in one transaction and prints where the process stands afterwards (stage, current step,
-its planned activities with their hints). `process export|load` are an admin's way to edit a definition
-(``sync_service/process/admin.py``).
+its planned activities with their hints) — once the transaction has committed, so what is printed has happened
+(a reader that goes away early, ``… | head -1``, cannot roll the change back). `process export|load` are an
+admin's way to edit a definition (``sync_service/process/admin.py``).
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def start(
         subject = service.start_process(
             session, name, datetime.now(UTC), opportunity_id=opportunity, lead_id=lead, new=new
         )
-        _print(process_view(session, subject).lines())
+        lines = process_view(session, subject).lines()
+    _print(lines)
 
 
 def activity_complete_command(
@@ -125,20 +127,20 @@ def activity_complete_command(
     """Complete a planned activity. A process step's activity completes the step and opens the next one."""
     with open_app() as app, transaction(app.sessions) as session:
         subject = service.complete_activity(session, activity_id, result, datetime.now(UTC))
-        _after(session, f"activity {activity_id} completed", subject)
+        lines = _after(session, f"activity {activity_id} completed", subject)
+    _print(lines)
 
 
 def activity_cancel_command(activity_id: int = typer.Argument(..., metavar="ID", help="The activity's id.")) -> None:
     """Cancel a planned activity. Cancelling a process step's activity ends its stage early."""
     with open_app() as app, transaction(app.sessions) as session:
         subject = service.cancel_activity(session, activity_id, datetime.now(UTC))
-        _after(session, f"activity {activity_id} cancelled", subject)
+        lines = _after(session, f"activity {activity_id} cancelled", subject)
+    _print(lines)
 
 
-def _after(session: Session, message: str, subject: store.Subject | None) -> None:
-    _print([message])
-    if subject is not None:
-        _print(process_view(session, subject).lines())
+def _after(session: Session, message: str, subject: store.Subject | None) -> list[str]:
+    return [message, *(process_view(session, subject).lines() if subject is not None else [])]
 
 
 @opportunity_app.command("show")
@@ -160,7 +162,8 @@ def stage(
     closing = Closing(lost_reason=lost_reason, won_reason=won_reason, competitor=competitor)
     with open_app() as app, transaction(app.sessions) as session:
         subject = service.choose_stage(session, opportunity_id, stage_name, closing, datetime.now(UTC))
-        _print(process_view(session, subject).lines())
+        lines = process_view(session, subject).lines()
+    _print(lines)
 
 
 @lead_app.command("status")
@@ -172,6 +175,7 @@ def lead_status(
     with open_app() as app, transaction(app.sessions) as session:
         started = service.set_lead_status(session, lead_id, status, datetime.now(UTC))
         subject = store.lead(session, lead_id)
-        _print([f"{subject.label}: status {subject.row.status}"])
+        lines = [f"{subject.label}: status {subject.row.status}"]
         for opportunity in started:
-            _print(process_view(session, store.Subject(store.OPPORTUNITY, opportunity)).lines())
+            lines += process_view(session, store.Subject(store.OPPORTUNITY, opportunity)).lines()
+    _print(lines)

@@ -147,3 +147,20 @@ def test_a_stage_set_without_a_process_is_recorded(app: App, crm, cli) -> None:
     opp = opportunity(app, "Hammock lamps")
     assert (opp["stage"], opp["status"], opp["won_reason"], opp["process"]) == ("Closed won", "won", "Price", None)
     assert [(h["stage"], h["result"], h["automatic"]) for h in opp["history"]] == [("Closed won", "Price", False)]
+
+
+def test_a_reader_that_goes_away_cannot_roll_the_started_process_back(
+    app: App, crm, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`crm-sync process start … | head -1`: the output is printed after the commit, so a closed pipe while
+    printing does not undo what it reports."""
+    from sync_service.cli import sales
+
+    def closed_pipe(*args: object, **kwargs: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sales.console, "print", closed_pipe)
+    result = cli("process", "start", "Corporate sale", "--title", "Skates", "--account", "Globex")
+    assert result.code != 0  # the pipe broke while printing
+    assert opportunity(app, "Skates")["stage"] == "Interest verification"  # the process started all the same
+    assert [a["subject"] for a in activities(app, origin="process")] == ["Call"]
