@@ -68,8 +68,8 @@ def declare_actors(broker: Broker, ctx: WorkerContext) -> Actors:
         outcome = _record(ctx, "process_items", args, lambda: tasks.process_items(ctx, mailbox_id))
         if mailbox_id is not None and getattr(outcome, "more", False):  # its time slice ended: the rest, later
             tasks.continue_processing(ctx, mailbox_id, lambda: declared["process_items"].send(mailbox_id))
-        if getattr(outcome, "contacts_from_cards", 0):  # an address book changed contacts (SPEC §3.7)
-            declared["rematch"].send()
+        if getattr(outcome, "contacts_from_cards", 0) or getattr(outcome, "leads_converted", 0):
+            declared["rematch"].send()  # an address book changed contacts, a lead became a sale (SPEC §3.7)
         elif getattr(outcome, "replies", 0):  # a message that earlier replies waited for (``pipeline.awaited``)
             declared["rematch_replies"].send()
 
@@ -80,7 +80,10 @@ def declare_actors(broker: Broker, ctx: WorkerContext) -> Actors:
         _record(ctx, "rematch_replies", (), lambda: tasks.rematch_replies(ctx))
 
     def complete_due() -> None:
-        _record(ctx, "complete_due", (), lambda: tasks.complete_due(ctx))
+        converted: set[int] = set()
+        _record(ctx, "complete_due", (), lambda: tasks.complete_due(ctx, converted))
+        if converted:  # a completed meeting or call made a lead an opportunity: its earlier items again
+            declared["rematch"].send()
 
     specs: list[tuple[Callable[..., None], str, int]] = [
         (sync_mailbox, "sync", 12 * _HOURS),

@@ -223,11 +223,11 @@ def _exclusive_lease(ctx: WorkerContext) -> Lease | None:
     return lease
 
 
-def complete_due(ctx: WorkerContext) -> int:
-    """Planned meetings and calls whose end has passed become completed."""
+def complete_due(ctx: WorkerContext, converted: set[int] | None = None) -> int:
+    """Planned meetings and calls whose end has passed become completed (``converted``: see the runner's)."""
     ctx.locks.clear(queued_marker("complete_due"))
     started = time.monotonic()
-    count = runner.complete_due(ctx.app, ctx.hooks.now)
+    count = runner.complete_due(ctx.app, ctx.hooks.now, converted)
     log.info(
         "due activities completed", extra={"event": "complete_due", "completed": count, "duration": _since(started)}
     )

@@ -9,6 +9,7 @@ admin's way to edit a definition (``sync_service/process/admin.py``).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -110,12 +111,14 @@ def start(
     if owner is not None and title is None:
         raise typer.BadParameter("--owner is for a new opportunity (with --title and --account)")
     new = service.NewOpportunity(title, account, owner) if title is not None and account is not None else None
-    with open_app() as app, transaction(app.sessions) as session:
+
+    def begin(session: Session) -> list[str]:
         subject = service.start_process(
             session, name, datetime.now(UTC), opportunity_id=opportunity, lead_id=lead, new=new
         )
-        lines = process_view(session, subject).lines()
-    _print(lines)
+        return process_view(session, subject).lines()
+
+    _change(begin)
 
 
 def activity_complete_command(
@@ -125,18 +128,38 @@ def activity_complete_command(
     ),
 ) -> None:
     """Complete a planned activity. A process step's activity completes the step and opens the next one."""
-    with open_app() as app, transaction(app.sessions) as session:
-        subject = service.complete_activity(session, activity_id, result, datetime.now(UTC))
-        lines = _after(session, f"activity {activity_id} completed", subject)
-    _print(lines)
+    _change(
+        lambda session: _after(
+            session,
+            f"activity {activity_id} completed",
+            service.complete_activity(session, activity_id, result, datetime.now(UTC)),
+        )
+    )
 
 
 def activity_cancel_command(activity_id: int = typer.Argument(..., metavar="ID", help="The activity's id.")) -> None:
     """Cancel a planned activity. Cancelling a process step's activity ends its stage early."""
-    with open_app() as app, transaction(app.sessions) as session:
-        subject = service.cancel_activity(session, activity_id, datetime.now(UTC))
-        lines = _after(session, f"activity {activity_id} cancelled", subject)
-    _print(lines)
+    _change(
+        lambda session: _after(
+            session,
+            f"activity {activity_id} cancelled",
+            service.cancel_activity(session, activity_id, datetime.now(UTC)),
+        )
+    )
+
+
+def _change(change: Callable[[Session], list[str]]) -> None:
+    """Run ``change`` in one transaction; print its lines once committed. A lead it made an opportunity of
+    (``Awaiting sale``) has its earlier mail and meetings matched again (SPEC §3.7), as after an import."""
+    with open_app() as app:
+        with transaction(app.sessions) as session:
+            lines = change(session)
+            converted = service.take_converted(session)
+        _print(lines)
+        if converted:
+            from sync_service.pipeline.rematch import rematch  # the pipeline: loaded only when needed
+
+            _print([rematch(app).summary()])
 
 
 def _after(session: Session, message: str, subject: store.Subject | None) -> list[str]:
@@ -160,10 +183,11 @@ def stage(
 ) -> None:
     """Set the stage by hand: its steps start again, the left stage's open step activities are cancelled."""
     closing = Closing(lost_reason=lost_reason, won_reason=won_reason, competitor=competitor)
-    with open_app() as app, transaction(app.sessions) as session:
-        subject = service.choose_stage(session, opportunity_id, stage_name, closing, datetime.now(UTC))
-        lines = process_view(session, subject).lines()
-    _print(lines)
+    _change(
+        lambda session: process_view(
+            session, service.choose_stage(session, opportunity_id, stage_name, closing, datetime.now(UTC))
+        ).lines()
+    )
 
 
 @lead_app.command("status")
@@ -172,10 +196,13 @@ def lead_status(
     status: str = typer.Argument(..., help='A lead status, e.g. "Prospect" or "Awaiting sale".'),
 ) -> None:
     """Set a lead's status. `Awaiting sale` creates an opportunity for the lead and starts the corporate sale."""
-    with open_app() as app, transaction(app.sessions) as session:
+
+    def set_status(session: Session) -> list[str]:
         started = service.set_lead_status(session, lead_id, status, datetime.now(UTC))
         subject = store.lead(session, lead_id)
         lines = [f"{subject.label}: status {subject.row.status}"]
         for opportunity in started:
             lines += process_view(session, store.Subject(store.OPPORTUNITY, opportunity)).lines()
-    _print(lines)
+        return lines
+
+    _change(set_status)

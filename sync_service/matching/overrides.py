@@ -9,6 +9,10 @@
   fresh decision is merely ambiguous and still names it as a candidate (a second opportunity opened for the
   account does not send its old mail to the review queue). A definite new answer (a participant added to
   another opportunity, a thread assigned by a person) still moves it.
+- ``keep_earlier_lead``: so is an item's lead. An address resolves to a contact before a lead (SPEC §3.2), so
+  once a lead has become a sale (``Awaiting sale`` makes a contact of its person) a fresh decision names the
+  contact and no lead; the lead keeps the mail and meetings it was linked to (its history, the lead process's
+  steps they served). Only another lead replaces it; a person can take it off (``crm-sync activity unlink``).
 """
 
 from __future__ import annotations
@@ -88,3 +92,12 @@ def keep_earlier_opportunity(
         review_candidates=(),
         explanation=(*decision.explanation, why),
     )
+
+
+def keep_earlier_lead(decision: MatchDecision, earlier: int | None, excluded: frozenset[int]) -> MatchDecision:
+    """The decision, or — when it names no lead — the one the item was linked to before (unless a person took
+    that link away: ``excluded``)."""
+    if decision.skipped or earlier is None or decision.lead_id is not None or earlier in excluded:
+        return decision
+    why = f"lead {earlier} kept: the item was linked to it before (its person may be a contact now)"
+    return replace(decision, lead_id=earlier, explanation=(*decision.explanation, why))

@@ -137,3 +137,4 @@ def _advance(ctx: ProcessContext, activity: Activity) -> None:
         ctx.session.flush()
     if service.advance_activity(ctx.session, activity, ctx.now):
         ctx.stats.quarantined += 1  # kept in the quarantine, retried by ``complete_due``
+    ctx.stats.leads_converted += len(service.take_converted(ctx.session))  # Awaiting sale: re-match their mail

@@ -32,6 +32,7 @@ class ProcessStats:
     leads_created: int = 0
     contacts_from_cards: int = 0  # contacts an address book created or changed: re-matching follows
     replies: int = 0  # replies stored before the message they answer, which is stored now (``awaited``)
+    leads_converted: int = 0  # leads the process engine made an opportunity of: re-matching follows
     skipped: Counter[str] = field(default_factory=Counter)
     more: bool = False  # the run stopped at the end of its time slice: items may be left pending
 
@@ -46,6 +47,7 @@ class ProcessStats:
             "leads_created",
             "contacts_from_cards",
             "replies",
+            "leads_converted",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.skipped.update(other.skipped)  # a batch may take back a skip an earlier batch counted (``emails``)

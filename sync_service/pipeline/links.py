@@ -28,7 +28,7 @@ from crm_store.models import (
 )
 from crm_store.models.activities import EXCLUDE_ACCOUNT, EXCLUDE_CONTACT, EXCLUDE_LEAD, EXCLUDE_OPPORTUNITY
 from sync_service.matching.model import LinkExclusions, MatchDecision, NewContact, NewLead
-from sync_service.matching.overrides import apply_exclusions, keep_earlier_opportunity
+from sync_service.matching.overrides import apply_exclusions, keep_earlier_lead, keep_earlier_opportunity
 from sync_service.pipeline.context import ProcessContext
 from sync_service.pipeline.link_state import LinkState, wanted_state
 from sync_service.pipeline.new_contacts import insert_contact, lead_lock_name, lock_name_of
@@ -163,6 +163,8 @@ def apply_decision(
     decision = apply_exclusions(decision, exclusions)
     if not activity.opportunity_manual:
         decision = keep_earlier_opportunity(decision, activity.opportunity_id, ctx.index.open_opportunities)
+    if not activity.lead_manual:
+        decision = keep_earlier_lead(decision, activity.lead_id, exclusions.leads)
     written = create_records(ctx, decision, exclusions)
     account_ids, contact_ids = list(written.account_ids), list(written.contact_ids)
     if new or known is not None:

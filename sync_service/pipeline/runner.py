@@ -178,15 +178,20 @@ def sync_mailbox(
     return result
 
 
-def complete_due(app: App, now: datetime | None = None) -> int:
+def complete_due(app: App, now: datetime | None = None, converted: set[int] | None = None) -> int:
     """Planned meetings and calls whose end has passed become completed (SPEC §4), and the process engine
     completes the steps they serve — in one transaction. Advancements that failed before (quarantine entries
-    ``activity:<id>``, e.g. a broken process definition) are tried again first (``process.service``)."""
-    from sync_service.process.service import complete_and_advance  # the process engine sits on the pipeline
+    ``activity:<id>``, e.g. a broken process definition) are tried again first (``process.service``). The leads
+    a completed step made an opportunity of are added to ``converted`` (their items are to be matched again)."""
+    from sync_service.process.service import complete_and_advance, take_converted  # the engine sits on the pipeline
 
     now = now or datetime.now(UTC)
     with transaction(app.sessions) as session:
-        return complete_and_advance(session, list(session.scalars(due_activities(now))), now)
+        count = complete_and_advance(session, list(session.scalars(due_activities(now))), now)
+        leads = take_converted(session)
+    if converted is not None:
+        converted.update(leads)
+    return count
 
 
 def due_activities(now: datetime) -> Select[int]:

@@ -162,11 +162,22 @@ def set_lead_status(session: Session, lead_id: int, status: str, now: datetime) 
     return lead_status_changed(session, subject.row, value, now, automatic=False)
 
 
+_CONVERTED = "crm_sync.leads_converted"  # session.info: leads an opportunity was made from in this session
+
+
+def take_converted(session: Session) -> frozenset[int]:
+    """The leads that got an opportunity (and maybe a contact) in ``session`` since the last call, and forget
+    them. Their earlier mail and meetings must be matched again (SPEC §3.7): the callers queue a re-match once
+    their transaction has committed."""
+    return frozenset(session.info.pop(_CONVERTED, ()))
+
+
 def lead_status_changed(
     session: Session, lead: Lead, status: str, now: datetime, *, automatic: bool
 ) -> list[Opportunity]:
     """Start every opportunity process that starts on this lead status, unless the lead already has an open
-    opportunity. The opportunity is the lead's company (its account when one has that name)."""
+    opportunity. The opportunity is the lead's company (its account when one has that name). The lead is noted
+    for ``take_converted``."""
     started = []
     # Only the processes this status starts are read: a broken definition of another process blocks nothing.
     for definition, process in store.processes_for(session, OPPORTUNITY, _starts_on(status)):
@@ -182,6 +193,7 @@ def lead_status_changed(
         subject = Subject(OPPORTUNITY, opportunity)
         _run(session, subject, definition, process, Start(now, automatic=automatic), now, automatic=automatic)
         started.append(opportunity)
+        session.info.setdefault(_CONVERTED, set()).add(lead.id)
     return started
 
 

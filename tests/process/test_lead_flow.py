@@ -118,3 +118,71 @@ def test_the_opportunity_made_from_a_lead_has_the_lead_as_participant_and_its_ca
     assert cli("lead", "status", str(crm["lead"]), "Awaiting sale").code == 0  # again: no second contact
     with app.sessions() as session:
         assert [c["name"] for c in export_contacts(session)].count("Rita Lead") == 1
+
+
+def _mail_from_rita(alice_box: Path) -> None:
+    maildir(
+        alice_box,
+        [message("expo@initrode.example", RITA, [REP], "Nice to meet you at the expo", at=NOW - timedelta(days=4))],
+    )
+
+
+def test_awaiting_sale_set_by_hand_matches_the_leads_earlier_mail_again(app, crm, cli, alice_box: Path, sync) -> None:
+    """SPEC §3.7: the new contact (and opportunity) made from the lead are CRM changes; the lead keeps its mail."""
+    _mail_from_rita(alice_box)
+    sync()
+    (mail,) = activities(app, message_id="expo@initrode.example")
+    assert (mail["lead"], mail["contacts"], mail["opportunity"]) == ("Rita Lead", [], None)
+
+    done = cli("lead", "status", str(crm["lead"]), "Awaiting sale")
+
+    assert done.code == 0, done.err
+    assert "re-matched" in done.out and "1 relinked" in done.out
+    (mail,) = activities(app, message_id="expo@initrode.example")
+    assert (mail["lead"], mail["contacts"], mail["opportunity"]) == ("Rita Lead", [RITA], "Initrode")
+
+
+def test_the_lead_process_reaching_awaiting_sale_matches_earlier_items_again(app, crm, alice_box: Path, sync) -> None:
+    _mail_from_rita(alice_box)
+    write_calendar(
+        alice_box,
+        ics(
+            vevent("intro", "Intro with Rita", NOW - timedelta(days=3), attendees=(RITA,)),
+            vevent("needs", "Call Rita: requirements", NOW - timedelta(days=2), 30, attendees=(RITA,)),
+        ),
+    )
+    sync()
+    assert lead(app, "Rita Lead")["status"] == "Awaiting sale"
+    (mail,) = activities(app, message_id="expo@initrode.example")
+    assert (mail["lead"], mail["contacts"], mail["opportunity"]) == ("Rita Lead", [RITA], "Initrode")
+    (intro,) = activities(app, ical_uid="intro")
+    assert (intro["lead"], intro["contacts"], intro["process_step"]) == (
+        "Rita Lead",
+        [RITA],
+        "Initial meeting / phone interview",
+    )  # the lead keeps the meeting its process step was completed by
+
+
+def test_a_call_completed_when_due_that_makes_the_lead_a_sale_is_reported_for_re_matching(
+    app, crm, alice_box: Path, sync
+) -> None:
+    """``complete_due`` (the scheduler's, every minute) can finish the lead process's call: the workers then
+    queue a re-match for the leads it converted (``workers.actors``)."""
+    from sync_service.pipeline.runner import complete_due
+
+    write_calendar(
+        alice_box,
+        ics(
+            vevent("intro", "Intro with Rita", NOW - timedelta(days=3), attendees=(RITA,)),
+            vevent("needs", "Call Rita: requirements", NOW + timedelta(hours=1), 30, attendees=(RITA,)),
+        ),
+    )
+    sync()
+    assert lead(app, "Rita Lead")["status"] == "Prospect"  # the call is still planned
+    converted: set[int] = set()
+    assert complete_due(app, NOW + timedelta(hours=3), converted) == 1
+    assert lead(app, "Rita Lead")["status"] == "Awaiting sale"
+    assert converted == {crm["lead"]}
+    nothing: set[int] = set()
+    complete_due(app, NOW + timedelta(hours=4), nothing)
+    assert nothing == set()
