@@ -34,6 +34,8 @@ class Settings:
     worker_metrics_dir: Path | None = None
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9191  # 0: no HTTP endpoint of the workers' own
+    # days skipped mail is kept for re-matching before `crm-sync purge skipped` removes it (None: no default)
+    skipped_retention_days: int | None = None
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -47,6 +49,11 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 0:
         raise ConfigError(f"{name} must not be negative, got {value}")
     return value
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    """A whole number that may be left unset (``None``)."""
+    return None if (env.get(name) or "").strip() == "" else _int(env, name, 0)
 
 
 def _domains(raw: str | None) -> frozenset[str]:
@@ -102,4 +109,5 @@ def load_settings(env: Mapping[str, str] | None = None, cwd: Path | None = None)
         worker_metrics_dir=cwd / Path(raw_dir).expanduser() if (raw_dir := env.get("CRM_WORKER_METRICS_DIR")) else None,
         worker_metrics_host=(env.get("CRM_WORKER_METRICS_HOST") or "127.0.0.1").strip(),
         worker_metrics_port=_port(env, "CRM_WORKER_METRICS_PORT", 9191),
+        skipped_retention_days=_optional_int(env, "CRM_SKIPPED_RETENTION_DAYS"),
     )

@@ -19,6 +19,7 @@ from sync_service.cli.demo import demo_command
 from sync_service.cli.imports import import_app
 from sync_service.cli.mailbox import mailbox_app
 from sync_service.cli.never_log import never_log_app
+from sync_service.cli.purge import purge_app
 from sync_service.cli.quarantine import quarantine_app
 from sync_service.cli.reporting import export_command, status_command
 from sync_service.cli.review import activity_app, match_app, review_app
@@ -68,6 +69,7 @@ app.command("watch")(watch_command)
 app.add_typer(queue_app, name="queue")
 app.add_typer(dashboard_app, name="dashboard")
 app.add_typer(blobs_app, name="blobs")
+app.add_typer(purge_app, name="purge")
 
 
 def _version(value: bool) -> None:

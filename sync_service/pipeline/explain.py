@@ -21,6 +21,7 @@ from sync_service.matching.model import LinkExclusions, MatchDecision
 from sync_service.matching.overrides import apply_exclusions, keep_earlier_opportunity
 from sync_service.pipeline.items import decision_outcome, decision_to_json, facts_from_json, stored_decision
 from sync_service.pipeline.links import load_exclusions
+from sync_service.retention import PURGED
 
 _RULES = {
     "thread": "a (the thread it belongs to)",
@@ -55,6 +56,8 @@ def explain_message(app: App, session: Session, message_id: str) -> list[str]:
     if activity_id is not None:
         return explain_activity(app, session, activity_id)
     head = f"email <{key}> {item.subject!r}: not logged ({item.skip_reason or 'not matched yet'})"
+    if item.skip_reason == PURGED:  # its facts are gone: nothing to decide over
+        return [head, "its bytes and facts were purged after the retention (crm-sync purge skipped): not matched again"]
     return [head, *_decisions(app, session, item, LinkExclusions())]
 
 
