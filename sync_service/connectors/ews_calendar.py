@@ -2,8 +2,14 @@
 
 One raw item per meeting series (or single meeting): the occurrences a CalendarView returned for one
 ``UID``, as a ``VCALENDAR`` with one ``VEVENT`` each. Occurrences and exceptions carry ``RECURRENCE-ID`` = the
-occurrence's original start in UTC — the key a Maildir ``.ics`` of the same series produces when it is
-expanded (``sync_service.parsing.ical``) — so both sources meet on one activity per occurrence. A cancelled
+occurrence's original start — the key a Maildir ``.ics``, a CalDAV server or an invitation email of the same
+series produces when it is expanded (``sync_service.parsing.ical``) — so all sources meet on one activity per
+occurrence (SPEC §3). For a timed occurrence that is the original start in UTC. For an all-day occurrence it is
+a date: the original start's date *in the series' own time zone* (``StartTimeZone``), which is the date of
+the occurrence's DTSTART when it was not moved. Exchange gives the original start as the UTC instant of the
+local midnight, so east of UTC its UTC date is the day before: until schema revision 0015 that date was
+used, one day early (``crm_store/migrations/versions/0015_ews_all_day_recurrence_ids.py`` re-keys what was
+stored so). A cancelled
 occurrence says ``STATUS:CANCELLED``; a deleted one is simply absent (the pipeline cancels what a snapshot no
 longer holds). The bytes are deterministic, so their digest is the item's version.
 
@@ -22,7 +28,7 @@ import logging
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 import icalendar
@@ -132,19 +138,48 @@ def _description(body: Any) -> str:
     return html_to_text(text) if type(body).__name__ == "HTMLBody" else text
 
 
+def _recurrence_id(item: Any, start: datetime | date | None) -> datetime | date | None:
+    """The ``RECURRENCE-ID`` of an occurrence or exception (``None`` for a single item): its original start, in
+    UTC for a timed occurrence, as a date for an all-day one (``all_day_original``)."""
+    if getattr(item, "type", None) not in ("Occurrence", "Exception"):
+        return None
+    original = item.original_start or item.recurrence_id
+    if isinstance(start, date) and not isinstance(start, datetime):
+        if isinstance(original, datetime):
+            return all_day_original(original, getattr(item, "_start_timezone", None))
+        return start
+    return _when(original) or start
+
+
+def all_day_original(original: datetime, zone: tzinfo | None) -> date:
+    """The date an all-day occurrence had before it was moved, from its original start (the UTC instant of
+    that day's midnight in the series' time zone): the date in ``zone``, the item's ``StartTimeZone``.
+
+    exchangelib turns an all-day item's start into a date the same way (``start.astimezone(zone).date()``,
+    ``CalendarItem.from_xml``), so an unmoved occurrence gets ``RECURRENCE-ID`` = its ``DTSTART``, as in any
+    iCalendar series. Without a zone (a Windows time zone id exchangelib does not know, e.g. a "Customized
+    Time Zone" of an imported event) exchangelib reads the start in the host's local zone, and so does this
+    (``astimezone(None)``): the key then stays consistent with the item's own start date, which is all that
+    is known."""
+    local = original.astimezone(zone)
+    return date(local.year, local.month, local.day)
+
+
 def _vevent(item: Any) -> icalendar.Event:
     event = icalendar.Event()
     event.add("uid", str(getattr(item, "uid", None) or series_key(item)))
     start, end = _when(item.start), _when(item.end)
-    if getattr(item, "type", None) in ("Occurrence", "Exception"):
-        original = _when(item.original_start or item.recurrence_id) or start
-        if isinstance(start, date) and not isinstance(start, datetime) and isinstance(original, datetime):
-            original = original.date()
-        event.add("recurrence-id", original)
+    recurrence_id = _recurrence_id(item, start)
+    if recurrence_id is not None:
+        event.add("recurrence-id", recurrence_id)
     event.add("dtstamp", _when(getattr(item, "last_modified_time", None)) or _sort_time(item))
     if start is not None:
         event.add("dtstart", start)
     if isinstance(end, date) and not isinstance(end, datetime):
+        if isinstance(start, date) and not isinstance(start, datetime):
+            # exchangelib takes 24 hours off the end to find the last day: a one-day event on the day the clocks
+            # go forward (23 hours) would end the day before it starts.
+            end = max(end, start)
         end += timedelta(days=1)  # exchangelib gives the last day of an all-day event; DTEND is exclusive
     if end is not None:
         event.add("dtend", end)

@@ -10,6 +10,7 @@ It models what the EWS documentation describes, not Exchange internals:
   invalidated state is ``ErrorInvalidSyncStateData``.
 - Calendar folders ("Get appointments and meetings by using EWS in Exchange", "Access a recurring series by
   using EWS in Exchange"): a folder holds single items and recurring masters; a CalendarView expands masters
+  (on the wall clock of the meeting's time zone: a series at local midnight stays there across DST changes)
   into ``Occurrence`` and ``Exception`` items (modified occurrences), leaves deleted occurrences out and never
   returns the master itself. Changing an occurrence changes its master (occurrences are stored as attachments
   of the master), so SyncFolderItems reports an Update of the master.
@@ -21,8 +22,12 @@ import base64
 import itertools
 import secrets
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from exchangelib import EWSTimeZone
+from exchangelib.errors import UnknownTimeZone
 
 Kind = Literal["message", "calendar", "contact"]
 FOLDERS = ("root", "msgfolderroot", "inbox", "sentitems", "calendar", "contacts")
@@ -225,12 +230,12 @@ class EwsStore:
         for index in range(1, event.count + 1):
             if index in event.deleted:
                 continue
-            original = event.start + event.every * (index - 1)
+            original = _wall_clock_step(event.start, event.every * (index - 1), event.timezone)
             changed = event.exceptions.get(index, {})
             occurrence = replace(
                 event,
                 start=original,
-                end=original + (event.end - event.start),
+                end=_wall_clock_step(event.end, event.every * (index - 1), event.timezone),
                 every=None,
                 count=0,
                 exceptions={},
@@ -253,3 +258,15 @@ class EwsStore:
         if tag != "AAMkOccurrence" or master is None or master.event is None:
             return None
         return next((v for v in self.expand(master) if v.id == item_id), None)
+
+
+def _wall_clock_step(value: datetime, step: timedelta, timezone: str) -> datetime:
+    """``value`` moved by ``step`` on the wall clock of the meeting's time zone (a Windows id), as Exchange
+    expands a series: a weekly meeting at local midnight stays at local midnight across a DST change. A zone
+    exchangelib does not know (a "Customized Time Zone") steps in UTC."""
+    try:
+        zone: tzinfo = ZoneInfo(EWSTimeZone.from_ms_id(timezone).key) if timezone != "UTC" else UTC
+    except UnknownTimeZone:
+        zone = UTC
+    local = value.astimezone(zone).replace(tzinfo=None) + step
+    return local.replace(tzinfo=zone).astimezone(UTC)
