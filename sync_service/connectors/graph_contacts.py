@@ -3,8 +3,9 @@
 Pure: no I/O. Follows the contact resource (https://learn.microsoft.com/graph/api/resources/contact):
 names (``displayName``, ``givenName``, ``middleName``, ``surname``), ``companyName`` / ``department``,
 ``jobTitle``, ``emailAddresses`` (``[{name, address}]``), ``businessPhones`` / ``homePhones`` (lists) and
-``mobilePhone``. The pipeline then creates or fills CRM contacts matched by email address
-(:mod:`sync_service.pipeline.contacts`, policy ``CRM_AUTO_CREATE``).
+``mobilePhone``. The pipeline then fills CRM contacts matched by email address, or creates contacts (or, under
+``all``, leads) as the policy ``CRM_AUTO_CREATE`` allows (:mod:`sync_service.pipeline.contacts`,
+:mod:`sync_service.matching.cards`).
 """
 
 from __future__ import annotations

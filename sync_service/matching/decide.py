@@ -54,6 +54,7 @@ from sync_service.matching.resolve import (
     resolve_key,
     resolve_phone,
 )
+from sync_service.matching.role_addresses import is_role_address
 from sync_service.values import Address
 
 _POLICIES = ("none", "account-domains", "all")
@@ -82,8 +83,10 @@ def decide(
     lines += [f"{party.role} {party.key} → {res.describe()}" for party, res in resolved]
     new_contacts = _new_contacts(resolved, policy)
     new_leads = _new_leads(resolved, direction, policy)
+    roles = _roles(resolved, direction, policy)
     lines += [f"new contact {c.email} at account {c.account_id} (policy {policy})" for c in new_contacts]
     lines += [f"new lead {n.email} of company {n.company!r} (policy {policy})" for n in new_leads]
+    lines += [f"no contact or lead for {key}: a no-reply / system address" for key in roles]
     if not new_leads and not any(res.resolved for _, res in resolved):
         lines.append(f"skipped: {SKIP_UNMATCHED} — no external participant is a CRM contact, lead or account")
         return MatchDecision(skip_reason=SKIP_UNMATCHED, direction=direction, explanation=tuple(lines))
@@ -200,24 +203,45 @@ def _resolve(party: _Party, index: CandidateIndex) -> Resolution:
 
 
 def _new_contacts(resolved: list[tuple[_Party, Resolution]], policy: str) -> tuple[NewContact, ...]:
-    """An unknown address at a known account's domain becomes a contact of that account (SPEC §3.6)."""
+    """An unknown address at a known account's domain becomes a contact of that account (SPEC §3.6); never a
+    no-reply / system address (``role_addresses``), whose item is still linked to the account."""
     if policy == "none":
         return ()
     return tuple(
         NewContact(party.key, party.name or _name_from_email(party.key), res.account_ids[0])
         for party, res in resolved
-        if res.via == "domain"
+        if res.via == "domain" and not is_role_address(party.key)
     )
+
+
+def _roles(resolved: list[tuple[_Party, Resolution]], direction: Direction | None, policy: str) -> list[str]:
+    """The no-reply / system addresses the policy would otherwise have made a contact or lead for."""
+    if policy == "none":
+        return []
+    lead = _lead_candidate(resolved, direction, policy)
+    could = [*([lead] if lead is not None else []), *(party for party, res in resolved if res.via == "domain")]
+    return [party.key for party in could if is_role_address(party.key)]
+
+
+def _lead_candidate(
+    resolved: list[tuple[_Party, Resolution]], direction: Direction | None, policy: str
+) -> _Party | None:
+    """Policy ``all``: the unknown inbound sender at a non-public domain, if any (role address or not)."""
+    if policy != "all" or direction != "inbound" or not resolved:
+        return None
+    party, res = resolved[0]
+    if party.role not in ("sender", "organizer") or res.resolved or res.public_domain:
+        return None
+    return party
 
 
 def _new_leads(
     resolved: list[tuple[_Party, Resolution]], direction: Direction | None, policy: str
 ) -> tuple[NewLead, ...]:
-    """Policy ``all``: an unknown inbound sender at a non-public domain becomes a lead."""
-    if policy != "all" or direction != "inbound" or not resolved:
-        return ()
-    party, res = resolved[0]
-    if party.role not in ("sender", "organizer") or res.resolved or res.public_domain:
+    """Policy ``all``: an unknown inbound sender at a non-public domain becomes a lead — never a no-reply /
+    system address (``role_addresses``)."""
+    party = _lead_candidate(resolved, direction, policy)
+    if party is None or is_role_address(party.key):
         return ()
     name = party.name or _name_from_email(party.key)
     return (NewLead(party.key, name, company_from_domain(email_domain(party.key))),)
