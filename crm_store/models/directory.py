@@ -108,6 +108,9 @@ class Lead(Base):
     source: Mapped[str | None] = mapped_column(String(100))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     origin: Mapped[str] = mapped_column(String(20), default="import")  # import | sync | user
+    # The status the leads CSV last set (None: no import since revision 0016): a file showing this status again
+    # leaves the status the process or a person set since (sync_service.importers.last_import).
+    imported_status: Mapped[str | None] = mapped_column(String(100))
     # The lead's process (Lead management, SPEC §2): its stage, current step and last progress.
     process_id: Mapped[int | None] = mapped_column(ForeignKey("process_definitions.id"))
     process_stage: Mapped[str | None] = mapped_column(String(100))

@@ -46,6 +46,9 @@ class Opportunity(Base):
     current_step: Mapped[str | None] = mapped_column(String(200))  # step key within the process definition
     advanced_at: Mapped[datetime | None]  # the process's last progress: older activities cannot drive it
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"), index=True)
+    # The stage the opportunities CSV last set (None: no import since revision 0016): a file showing this stage
+    # again leaves the stage the process or a person moved it to since (sync_service.importers.last_import).
+    imported_stage: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     account: Mapped[Account | None] = relationship()
     owner: Mapped[User | None] = relationship()

@@ -9,6 +9,8 @@
   domain that the row does not list (other domains may have been added by hand or by another file).
 - ``Territory``: free text. ``Owner``: a rep's email; the rep becomes a user when new.
 - Empty optional cells leave stored values alone.
+- A column that looks like one of these but is misspelt (``Domain``, ``Teritory``) rejects the file; any other
+  column is ignored and named in the summary (``headers``).
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ class AccountRow:
 
 def import_accounts(session: Session, path: Path) -> ImportReport:
     """Validate the whole file, then upsert each account. The caller commits or rolls back."""
-    rows = _read(session, path)
-    report = ImportReport("accounts")
+    rows, ignored = _read(session, path)
+    report = ImportReport("accounts", ignored_columns=ignored)
     reps = Reps(session)
     for row in rows:
         report.count(_write(session, row, reps))
@@ -58,19 +60,21 @@ def import_accounts(session: Session, path: Path) -> ImportReport:
     return report
 
 
-def _read(session: Session, path: Path) -> list[AccountRow]:
+def _read(session: Session, path: Path) -> tuple[list[AccountRow], tuple[str, ...]]:
+    """The file's rows, checked, and the columns it has that are none of ``COLUMNS``."""
     owners = _domain_owners(session)
     in_file: dict[str, tuple[str, int]] = {}  # domain → (account name, line)
     seen = SeenRows("account")
     rows = []
-    for line, cells in iter_rows(path, COLUMNS, required=("Name",)):
+    found = iter_rows(path, COLUMNS, required=("Name",), lookalikes=True)
+    for line, cells in found:
         with at_line(line):
             row = _parse(line, cells)
             seen.check([row.key])
             seen.add([row.key], f"line {line}")
             _check_domains(row, owners, in_file)
         rows.append(row)
-    return rows
+    return rows, found.ignored
 
 
 def _parse(line: int, cells: Row) -> AccountRow:

@@ -1,8 +1,13 @@
 """Contacts from an Outlook CSV export or a vCard 3/4 file (SPEC §5), chosen by the file's extension.
 
-Outlook CSV: the columns below are read, every other column is ignored. The header needs ``E-mail Address``
-or a name column; each row needs a name or an email. Email cells may hold ``Name (addr)``, ``<addr>`` or an
-Exchange X.500 address (skipped: it has no SMTP address). Contacts get ``source="import"``.
+Outlook CSV: the columns below are read, every other column is ignored. Where the header lacks one of them,
+another program's spelling of it is read instead (``ALIASES``: Google Contacts' ``E-mail 1 - Value`` and
+``Given Name``, a spreadsheet's ``Email`` or ``Email Address``…; spaces, hyphens and case do not matter), and a
+``Name`` / ``Full Name`` column gives the name of a row without First / Middle / Last Name. The header needs an
+e-mail or a name column; one that has no e-mail column but a column that speaks of mail (``E-mail Adress``) is
+rejected: its addresses would be lost without a word. Each row needs a name or an email. Email cells may hold
+``Name (addr)``, ``<addr>`` or an Exchange X.500 address (skipped: it has no SMTP address). Contacts get
+``source="import"``.
 
 vCard: parsed by ``sync_service.parsing.vcard``; a file with a broken card is rejected whole (SPEC §5), the
 message naming the card. Contacts get ``source="import"``, as from a CSV file.
@@ -20,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from sync_service.errors import ImportFileError, ParseError
 from sync_service.importers.contact_store import ContactEntry, store_contacts
-from sync_service.importers.csvfile import Row, at_line, decode, iter_rows, one_line
+from sync_service.importers.csvfile import CsvRows, Row, at_line, decode, iter_rows, one_line
+from sync_service.importers.headers import normalised
 from sync_service.importers.normalize import (
     Phone,
     clean_text,
@@ -51,7 +57,28 @@ PHONE_COLUMNS = {
     "Business Fax": "fax",
     "Home Fax": "fax",
 }
-COLUMNS = (*NAME_COLUMNS, "Company", "Job Title", *EMAIL_COLUMNS, *PHONE_COLUMNS)
+FULL_NAME = "Name"  # not Outlook's: a file from elsewhere may have the whole name in one column
+COLUMNS = (*NAME_COLUMNS, FULL_NAME, "Company", "Job Title", *EMAIL_COLUMNS, *PHONE_COLUMNS)
+# Other programs' names for a column, read when the header lacks the column itself (compared normalised:
+# ``headers.normalised``, so "E-mail", "Email" and "Email Address" are one spelling, "FirstName" is "First Name").
+# Google Contacts exports "E-mail 1 - Value", "Phone 1 - Value", "Organization Name" (older: "Given Name",
+# "Family Name", "Organization 1 - Name").
+ALIASES: dict[str, tuple[str, ...]] = {
+    "First Name": ("First Name", "Given Name", "Firstname", "Forename"),
+    "Middle Name": ("Middle Name", "Additional Name"),
+    "Last Name": ("Last Name", "Family Name", "Surname", "Lastname"),
+    FULL_NAME: ("Full Name", "Display Name", "Contact Name"),
+    "Company": ("Company", "Company Name", "Organization", "Organisation", "Organization 1 - Name"),
+    "Job Title": ("Job Title", "Organization Title", "Organization 1 - Title", "Position"),
+    "E-mail Address": ("E-mail Address", "E-mail 1 - Value", "Email 1", "Primary Email", "Email 1 Address"),
+    "E-mail 2 Address": ("E-mail 2 Address", "E-mail 2 - Value", "Email 2"),
+    "E-mail 3 Address": ("E-mail 3 Address", "E-mail 3 - Value", "Email 3"),
+    "Business Phone": ("Business Phone", "Work Phone", "Office Phone"),
+    "Mobile Phone": ("Mobile Phone", "Mobile", "Cell Phone", "Cell", "Mobile Number"),
+    "Home Phone": ("Home Phone",),
+    "Primary Phone": ("Primary Phone", "Phone", "Telephone", "Phone 1 - Value"),
+    "Other Phone": ("Other Phone", "Phone 2 - Value", "Phone 3 - Value"),
+}
 VCARD_SUFFIXES = (".vcf", ".vcard")
 
 
@@ -72,9 +99,25 @@ def import_contacts(session: Session, path: Path, *, default_region: str = "US")
 
 
 def _csv_entries(path: Path, region: str) -> Iterator[ContactEntry]:
-    for line, cells in iter_rows(path, COLUMNS, any_of=(EMAIL_COLUMNS[0], *NAME_COLUMNS)):
+    found = iter_rows(path, COLUMNS, any_of=(*EMAIL_COLUMNS, *NAME_COLUMNS, FULL_NAME), aliases=ALIASES)
+    _check_mail_column(found)
+    for line, cells in found:
         with at_line(line):
             yield _csv_entry(line, cells, region)
+
+
+def _check_mail_column(found: CsvRows) -> None:
+    """A header without an e-mail column the importer reads must not have one it cannot read (a typo, another
+    program's name for it): every address would be dropped."""
+    if found.present.intersection(EMAIL_COLUMNS):
+        return
+    mail = [cell for cell in found.ignored if "mail" in normalised(cell)]
+    if mail:
+        raise ImportFileError(
+            f"no e-mail column this importer reads, but a column '{mail[0]}': name it '{EMAIL_COLUMNS[0]}' "
+            f"(or '{EMAIL_COLUMNS[1]}', '{EMAIL_COLUMNS[2]}')",
+            found.header_line,
+        )
 
 
 def _csv_entry(line: int, cells: Row, region: str) -> ContactEntry:
@@ -91,7 +134,7 @@ def _csv_entry(line: int, cells: Row, region: str) -> ContactEntry:
     entry = ContactEntry(
         line=line,
         where=f"line {line}",
-        name=" ".join(part for part in (first, middle, last) if part),
+        name=" ".join(part for part in (first, middle, last) if part) or clean_text(cells[FULL_NAME]),
         first_name=first,
         middle_name=middle,
         last_name=last,

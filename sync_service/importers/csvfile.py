@@ -7,6 +7,9 @@ first undecodable byte rather than guessed at.
 Delimiter: a comma; a header line without a comma but with a tab (Unicode text exports) or a semicolon
 (spreadsheets in locales with a decimal comma) selects that delimiter instead.
 
+Header: each column is matched case-insensitively; ``headers`` adds other programs' spellings (contacts) and
+rejects a misspelt column of a fixed-format file (accounts, leads, opportunities).
+
 Line numbers are physical lines of the file: the header is line 1 and a row whose quoted cell spans several
 lines is reported at the line it starts on. Empty lines (or rows whose cells are all empty) are skipped.
 """
@@ -17,12 +20,13 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
 from sync_service.errors import ImportFileError
+from sync_service.importers.headers import lookalike, take_aliases
 
 Row = dict[str, str]
 # Characters that break a line (str.splitlines) or a terminal: escaped in rejection reasons.
@@ -71,25 +75,53 @@ def decode(raw: bytes) -> str:
     return text
 
 
+class CsvRows:
+    """``(line, row)`` for every non-empty row (an iterator); the header's line, the columns it has and the
+    header cells no column took (ignored)."""
+
+    def __init__(
+        self, rows: Iterator[tuple[int, Row]], header_line: int, present: frozenset[str], ignored: tuple[str, ...]
+    ) -> None:
+        self._rows = rows
+        self.header_line = header_line
+        self.present = present
+        self.ignored = ignored
+
+    def __iter__(self) -> CsvRows:
+        return self
+
+    def __next__(self) -> tuple[int, Row]:
+        return next(self._rows)
+
+
 def iter_rows(
     path: Path,
     columns: Sequence[str],
     *,
     required: Sequence[str] = (),
     any_of: Sequence[str] = (),
-) -> Iterator[tuple[int, Row]]:
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    lookalikes: bool = False,
+) -> CsvRows:
     """Check the header now, then yield ``(line, row)`` for every non-empty row.
 
     ``row`` maps each of ``columns`` (matched case-insensitively, given in the spelling of ``columns``) to
-    its whitespace-stripped cell, ``""`` when the column or the cell is missing. Other columns are ignored.
+    its whitespace-stripped cell, ``""`` when the column or the cell is missing. Other columns are ignored
+    (``CsvRows.ignored`` names them). ``aliases``: other spellings read as a column the header lacks.
+    ``lookalikes``: an unknown column that resembles one the header lacks rejects the file (``headers``).
     ``required`` columns must all be in the header, and at least one of ``any_of`` when given.
     """
     text = read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True)
     header_line, header = _read_header(reader)
-    positions = _column_positions(header, header_line, columns)
-    _check_columns(positions, header, header_line, required, any_of)
-    return _rows(reader, len(header), [(name, positions.get(name)) for name in columns])
+    positions, unknown = _column_positions(header, header_line, columns)
+    unknown = take_aliases(unknown, positions, aliases or {})
+    ignored = tuple(one_line(cell) for _, cell in unknown)
+    _check_columns(positions, header, header_line, required, any_of, ignored if lookalikes else ())
+    if lookalikes:
+        _check_lookalikes(ignored, positions, header_line, columns)
+    rows = _rows(reader, len(header), [(name, positions.get(name)) for name in columns])
+    return CsvRows(rows, header_line, frozenset(positions), ignored)
 
 
 def _delimiter(text: str) -> str:
@@ -120,17 +152,33 @@ def _read_header(reader: _Reader) -> tuple[int, list[str]]:
             return before + 1, [cell.strip() for cell in record]
 
 
-def _column_positions(header: list[str], line: int, columns: Sequence[str]) -> dict[str, int]:
+def _column_positions(
+    header: list[str], line: int, columns: Sequence[str]
+) -> tuple[dict[str, int], list[tuple[int, str]]]:
+    """Each column's position in ``header``, and the non-empty cells that are no column (with their position)."""
     wanted = {name.casefold(): name for name in columns}
     positions: dict[str, int] = {}
+    unknown: list[tuple[int, str]] = []
     for index, cell in enumerate(header):
         name = wanted.get(cell.casefold())
         if name is None:
+            if cell:
+                unknown.append((index, cell))
             continue
         if name in positions:
             raise ImportFileError(f"column '{name}' appears twice in the header", line)
         positions[name] = index
-    return positions
+    return positions, unknown
+
+
+def _check_lookalikes(unknown: Sequence[str], positions: dict[str, int], line: int, columns: Sequence[str]) -> None:
+    found = lookalike(unknown, [name for name in columns if name not in positions])
+    if found is not None:
+        cell, meant = found
+        raise ImportFileError(
+            one_line(f"unknown column '{cell}' — did you mean '{meant}'? (the columns are: {', '.join(columns)})"),
+            line,
+        )
 
 
 def one_line(text: str) -> str:
@@ -142,12 +190,20 @@ def one_line(text: str) -> str:
 
 
 def _check_columns(
-    positions: dict[str, int], header: list[str], line: int, required: Sequence[str], any_of: Sequence[str]
+    positions: dict[str, int],
+    header: list[str],
+    line: int,
+    required: Sequence[str],
+    any_of: Sequence[str],
+    unknown: Sequence[str] = (),
 ) -> None:
+    """``unknown``: header cells no column took, checked for a misspelling of a missing required column."""
     shown = one_line(", ".join(cell for cell in header if cell)) or "nothing"
     for name in required:
         if name not in positions:
-            raise ImportFileError(f"missing column '{name}' (the header has: {shown})", line)
+            found = lookalike(unknown, [name])
+            hint = f" — is '{found[0]}' meant to be '{name}'?" if found else ""
+            raise ImportFileError(f"missing column '{name}' (the header has: {shown}){hint}", line)
     if any_of and not any(name in positions for name in any_of):
         raise ImportFileError(
             f"the header needs at least one of the columns {', '.join(repr(n) for n in any_of)} "

@@ -9,10 +9,15 @@
   only a lead that has no email yet, for a row without one preferably a lead without one. Two rows for the
   same lead reject the file.
 - Updates only add or overwrite with non-empty cells.
+- ``Status`` is applied only when it differs from the status the file last set for the lead (``last_import``):
+  the status the Lead management process (or a person) set since stands against the same file imported again,
+  while a status changed in the file is applied.
 - A status that starts an opportunity process (``Awaiting sale`` starts the Corporate sale, SPEC §2) starts it
   exactly as ``crm-sync lead status`` does (``process.service.lead_status_changed``): for a new lead imported
   with it, and for a lead whose status the file changes to it — not when the status is already stored, so
   importing the same file again starts nothing (nor when the lead already has an open opportunity).
+- A misspelt column (``E-mail`` for ``Email``, ``Phones``) rejects the file; any other unknown column is ignored
+  and named in the summary (``headers``).
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ from sqlalchemy.orm import Session
 
 from crm_store.models import Lead, LeadEmail, LeadPhone
 from sync_service.importers.csvfile import Row, SeenRows, at_line, iter_rows
+from sync_service.importers.last_import import APPLY, KEPT, last_status, verdict
 from sync_service.importers.lookups import LookupValues
 from sync_service.importers.normalize import Phone, clean_text, name_key, optional_email, phone
-from sync_service.importers.report import ImportReport, Outcome, apply_fields, outcome
+from sync_service.importers.report import ImportReport, apply_fields, outcome
 from sync_service.importers.users import Reps
 
 COLUMNS = ("Name", "Company", "Email", "Phone", "Status", "Source", "Owner")
@@ -54,14 +60,13 @@ def import_leads(
 ) -> ImportReport:
     """Validate the whole file, then upsert each lead. The caller commits or rolls back. ``now``: when a
     status that starts a sale is set (the started process's time)."""
-    rows = _read(session, path, default_region)
-    report = ImportReport("leads")
+    rows, ignored = _read(session, path, default_region)
+    report = ImportReport("leads", ignored_columns=ignored)
     reps = Reps(session)
     starting = _starting_statuses(session)
     when = now or datetime.now(UTC)
     for row in rows:
-        result, lead, status = _write(session, row, reps)
-        report.count(result)
+        lead, status = _write(session, row, reps, report)
         if status is not None and status.casefold() in starting:
             with at_line(row.line):
                 _status_changed(session, lead, status, when)
@@ -87,13 +92,15 @@ def _status_changed(session: Session, lead: Lead, status: str, now: datetime) ->
         raise ValueError(f"{status!r} starts a process that cannot run: {error}") from None
 
 
-def _read(session: Session, path: Path, region: str) -> list[LeadRow]:
+def _read(session: Session, path: Path, region: str) -> tuple[list[LeadRow], tuple[str, ...]]:
+    """The file's rows, checked, and the columns it has that are none of ``COLUMNS``."""
     statuses = LookupValues(session, "lead_status", "lead status")
     sources = LookupValues(session, "source", "source")
     existing = _Existing(session)
     seen = SeenRows("lead")
     rows = []
-    for line, cells in iter_rows(path, COLUMNS, required=("Name",)):
+    found = iter_rows(path, COLUMNS, required=("Name",), lookalikes=True)
+    for line, cells in found:
         with at_line(line):
             row = _parse(line, cells, region, statuses, sources)
             row = replace(row, target=existing.find(row))
@@ -101,7 +108,7 @@ def _read(session: Session, path: Path, region: str) -> list[LeadRow]:
             seen.check(check)
             seen.add(add, f"line {line}")
         rows.append(row)
-    return rows
+    return rows, found.ignored
 
 
 def _parse(line: int, cells: Row, region: str, statuses: LookupValues, sources: LookupValues) -> LeadRow:
@@ -161,15 +168,17 @@ def _identity_keys(row: LeadRow) -> tuple[list[str], list[str]]:
     return [f"name:{named}", *same], [f"name:{named}", f"bare:{named}", *same]
 
 
-def _write(session: Session, row: LeadRow, reps: Reps) -> tuple[Outcome, Lead, str | None]:
-    """(what happened, the lead, its new status when the row set or changed it)."""
+def _write(session: Session, row: LeadRow, reps: Reps, report: ImportReport) -> tuple[Lead, str | None]:
+    """(the lead, its new status when the row set or changed it); counts the row in ``report``."""
     owner = reps.get(row.owner)
     lead = row.target
     if lead is None:
+        status = row.status or DEFAULT_STATUS
         lead = Lead(
             name=row.name,
             company=row.company,
-            status=row.status or DEFAULT_STATUS,
+            status=status,
+            imported_status=status,
             source=row.source,
             owner=owner,
             origin="import",
@@ -177,11 +186,12 @@ def _write(session: Session, row: LeadRow, reps: Reps) -> tuple[Outcome, Lead, s
             phones=[LeadPhone(raw=row.phone.raw, e164=row.phone.e164)] if row.phone else [],
         )
         session.add(lead)
-        return "created", lead, lead.status
-    new_status = row.status if row.status is not None and row.status != lead.status else None
+        report.count("created")
+        return lead, lead.status
+    new_status = _status(lead, row.status, report)
     changed = apply_fields(
         lead,
-        {"name": row.name, "company": row.company or None, "status": row.status, "source": row.source,
+        {"name": row.name, "company": row.company or None, "status": new_status, "source": row.source,
          "owner": owner},
     )
     if row.email and row.email not in {e.email for e in lead.emails}:
@@ -191,4 +201,17 @@ def _write(session: Session, row: LeadRow, reps: Reps) -> tuple[Outcome, Lead, s
     if row.phone and row.phone.key not in {p.e164 or clean_text(p.raw) for p in lead.phones}:
         lead.phones.append(LeadPhone(raw=row.phone.raw, e164=row.phone.e164))
         changed = True
-    return outcome(changed), lead, new_status
+    report.count(outcome(changed))
+    return lead, new_status
+
+
+def _status(lead: Lead, status: str | None, report: ImportReport) -> str | None:
+    """The status the row sets on the stored ``lead`` (``None``: it stays), and what the file set remembered."""
+    if status is None:
+        return None
+    decided = verdict(status, lead.status, last_status(lead, status))
+    if decided == KEPT:
+        report.kept += 1
+    if lead.imported_status != status:
+        lead.imported_status = status  # bookkeeping: not a change the summary counts
+    return status if decided == APPLY else None

@@ -8,14 +8,19 @@
 - ``Amount``: ``1200.5`` or ``1,200.50``. ``Close Date``: ``YYYY-MM-DD`` or ``DD.MM.YYYY``.
 - ``Source``: a ``source`` lookup value or empty. ``Owner``: a rep's email; new reps become users.
 - Identity: the same title (case-insensitive) at the same account. Empty cells leave stored values alone.
+- A misspelt column (``Contact`` for ``Contacts``) rejects the file; any other unknown column is ignored and named
+  in the summary (``headers``).
 
-The importer starts no sales process. A new stage for an opportunity whose process runs goes through the
+Stage: the file's stage is applied only when it differs from the stage the file last set for the opportunity
+(``last_import``): the stage the process (or a person) moved the opportunity to since stands against the same
+file imported again, while a stage changed in the file is applied. The importer starts no sales process. A
+stage applied to an opportunity whose process runs goes through the
 process engine exactly as ``crm-sync opportunity stage`` does (``process.service.choose_stage``): that stage's
 steps are activated, the unfinished process activities of the stage left are cancelled, and the history records
 the transition; the stage must then be one of that process's stages. Without a running process the stage is
 only set. A stage that requires closing details — ``Closed lost`` requires a lost reason (SPEC §2) — cannot
 be set from this file, which has no column for them: such a row rejects the file (set the stage with
-``crm-sync opportunity stage ID "Closed lost" --lost-reason R``). A row that leaves the stage as stored is not
+``crm-sync opportunity stage ID "Closed lost" --lost-reason R``). A row whose stage is not applied is not
 checked, so importing the same file again changes nothing.
 """
 
@@ -31,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from crm_store.models import Account, Contact, ContactEmail, Opportunity, OpportunityParticipant, ProcessDefinition
 from sync_service.importers.csvfile import Row, SeenRows, at_line, iter_rows
+from sync_service.importers.last_import import APPLY, KEPT, Verdict, last_stage, verdict
 from sync_service.importers.lookups import LookupValues
 from sync_service.importers.normalize import (
     amount,
@@ -41,7 +47,7 @@ from sync_service.importers.normalize import (
     optional_email,
     split_list,
 )
-from sync_service.importers.report import ImportReport, Outcome, apply_fields, outcome
+from sync_service.importers.report import ImportReport, apply_fields, outcome
 from sync_service.importers.stages import StageRules
 from sync_service.importers.users import Reps
 from sync_service.process.definition import Process
@@ -76,13 +82,17 @@ class _Refs:
         self._accounts: dict[str, Account | None] = {}
         self._processes: dict[int, Process] = {}
         self.opportunities: dict[tuple[str, int | None], int] = {}
-        self.stored: dict[int, tuple[str, int | None]] = {}  # id → (stage, running process)
-        rows = session.execute(
-            select(Opportunity.id, Opportunity.title, Opportunity.account_id, Opportunity.stage, Opportunity.process_id)
-        )
-        for opp_id, title, account_id, stage, process_id in sorted(rows, key=lambda r: r[0]):
+        self._last: dict[tuple[int, str], str] = {}  # (id, the row's stage) → the stage the file last set
+        rows = session.execute(select(Opportunity.id, Opportunity.title, Opportunity.account_id))
+        for opp_id, title, account_id in sorted(rows, key=lambda r: r[0]):
             self.opportunities.setdefault((name_key(title), account_id), opp_id)
-            self.stored[opp_id] = (stage, process_id)
+
+    def stage_verdict(self, opportunity: Opportunity, stage: str) -> Verdict:
+        """What the row's ``stage`` does to the stored one (``last_import``)."""
+        key = (opportunity.id, stage)
+        if key not in self._last:
+            self._last[key] = last_stage(self.session, opportunity, stage)
+        return verdict(stage, opportunity.stage, self._last[key])
 
     def process(self, process_id: int) -> Process:
         """The running process's definition (raises ``ValueError`` when it cannot be read)."""
@@ -121,20 +131,22 @@ def import_opportunities(session: Session, path: Path, *, now: datetime | None =
     """Validate the whole file, then upsert each opportunity. The caller commits or rolls back. ``now``: when
     a stage change by the file happens for a running process (its history's time)."""
     refs = _Refs(session)
-    rows = _read(refs, path)
-    report = ImportReport("opportunities")
+    rows, ignored = _read(refs, path)
+    report = ImportReport("opportunities", ignored_columns=ignored)
     reps = Reps(session)
     when = now or datetime.now(UTC)
     for row in rows:
-        report.count(_write(refs, row, reps, when))
+        _write(refs, row, reps, when, report)
     session.flush()
     return report
 
 
-def _read(refs: _Refs, path: Path) -> list[OpportunityRow]:
+def _read(refs: _Refs, path: Path) -> tuple[list[OpportunityRow], tuple[str, ...]]:
+    """The file's rows, checked, and the columns it has that are none of ``COLUMNS``."""
     seen = SeenRows("opportunity")
     rows = []
-    for line, cells in iter_rows(path, COLUMNS, required=("Title", "Account")):
+    found = iter_rows(path, COLUMNS, required=("Title", "Account"), lookalikes=True)
+    for line, cells in found:
         with at_line(line):
             row = _parse(line, cells, refs)
             _check_stage(refs, row, refs.opportunities.get((name_key(row.title), row.account.id)))
@@ -142,7 +154,7 @@ def _read(refs: _Refs, path: Path) -> list[OpportunityRow]:
             seen.check(key)
             seen.add(key, f"line {line}")
         rows.append(row)
-    return rows
+    return rows, found.ignored
 
 
 def _parse(line: int, cells: Row, refs: _Refs) -> OpportunityRow:
@@ -167,17 +179,17 @@ def _parse(line: int, cells: Row, refs: _Refs) -> OpportunityRow:
 
 
 def _check_stage(refs: _Refs, row: OpportunityRow, opp_id: int | None) -> None:
-    """The stage the row sets (a new opportunity's, or a change) must be one a CSV row can set: one of the
-    running process's stages, and none that requires closing details the file cannot carry."""
+    """The stage the row sets (a new opportunity's, or a change it applies) must be one a CSV row can set: one
+    of the running process's stages, and none that requires closing details the file cannot carry."""
     process = None
     if opp_id is None:
         stage = row.stage or refs.rules.start_stage
     else:
-        stored, process_id = refs.stored[opp_id]
-        if row.stage is None or row.stage == stored:
-            return  # unchanged: nothing happens
+        stored = refs.session.get_one(Opportunity, opp_id)
+        if row.stage is None or refs.stage_verdict(stored, row.stage) != APPLY:
+            return  # the stage stays: nothing happens
         stage = row.stage
-        process = refs.process(process_id) if process_id is not None else None
+        process = refs.process(stored.process_id) if stored.process_id is not None else None
     if process is not None:
         name = process.canonical_stage(stage)
         if name is None:
@@ -195,7 +207,7 @@ def _check_stage(refs: _Refs, row: OpportunityRow, opp_id: int | None) -> None:
         )
 
 
-def _write(refs: _Refs, row: OpportunityRow, reps: Reps, now: datetime) -> Outcome:
+def _write(refs: _Refs, row: OpportunityRow, reps: Reps, now: datetime, report: ImportReport) -> None:
     owner = reps.get(row.owner)
     opp_id = refs.opportunities.get((name_key(row.title), row.account.id))
     if opp_id is None:
@@ -205,6 +217,7 @@ def _write(refs: _Refs, row: OpportunityRow, reps: Reps, now: datetime) -> Outco
                 title=row.title,
                 account=row.account,
                 stage=stage,
+                imported_stage=stage,
                 status=refs.rules.status_for(stage),
                 owner=owner,
                 amount=row.amount,
@@ -213,7 +226,8 @@ def _write(refs: _Refs, row: OpportunityRow, reps: Reps, now: datetime) -> Outco
                 participants=[OpportunityParticipant(contact_id=cid) for cid in row.contact_ids],
             )
         )
-        return "created"
+        report.count("created")
+        return
     opportunity = refs.session.get_one(Opportunity, opp_id)
     changed = apply_fields(
         opportunity,
@@ -226,13 +240,19 @@ def _write(refs: _Refs, row: OpportunityRow, reps: Reps, now: datetime) -> Outco
             opportunity.participants.append(OpportunityParticipant(contact_id=contact_id))
             changed = True
     # The stage last: the new stage's step activities go to the owner (and participants) the row just set.
-    if row.stage is not None and row.stage != opportunity.stage:
-        if opportunity.process_id is not None:
-            _choose_stage(refs.session, row, opportunity, now)
-        else:
-            opportunity.stage, opportunity.status = row.stage, refs.rules.status_for(row.stage)
-        changed = True
-    return outcome(changed)
+    if row.stage is not None:
+        decided = refs.stage_verdict(opportunity, row.stage)
+        if decided == APPLY:
+            if opportunity.process_id is not None:
+                _choose_stage(refs.session, row, opportunity, now)
+            else:
+                opportunity.stage, opportunity.status = row.stage, refs.rules.status_for(row.stage)
+            changed = True
+        if decided == KEPT:
+            report.kept += 1
+        if opportunity.imported_stage != row.stage:
+            opportunity.imported_stage = row.stage  # bookkeeping: not a change the summary counts
+    report.count(outcome(changed))
 
 
 def _choose_stage(session: Session, row: OpportunityRow, opportunity: Opportunity, now: datetime) -> None:

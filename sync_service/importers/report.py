@@ -1,9 +1,12 @@
-"""What an import did: how many records it created, updated, or found unchanged."""
+"""What an import did: how many records it created, updated, or found unchanged; how many kept a stage or status
+changed in the CRM since the file's last import (``last_import``); which columns of the file it ignored."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from rich.markup import escape
 
 Outcome = Literal["created", "updated", "unchanged"]
 
@@ -14,6 +17,8 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    kept: int = 0  # records whose stage / status, changed in the CRM since the last import, the file left alone
+    ignored_columns: tuple[str, ...] = field(default=())
 
     @property
     def total(self) -> int:
@@ -24,10 +29,17 @@ class ImportReport:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
     def summary(self) -> str:
-        return (
+        line = (
             f"{self.kind}: {self.total} rows — {self.created} created, {self.updated} updated, "
             f"{self.unchanged} unchanged"
         )
+        if self.kept:
+            field_name = "stage" if self.kind == "opportunities" else "status"
+            line += f"; {self.kept} kept the {field_name} set in the CRM since the file's last import"
+        if self.ignored_columns:
+            # The CLI prints the summary as rich markup: a column named "[/x]" must not be read as a tag.
+            line += f"; columns ignored: {escape(', '.join(self.ignored_columns))}"
+        return line
 
 
 def apply_fields(record: object, fields: dict[str, object]) -> bool:
