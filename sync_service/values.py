@@ -89,6 +89,10 @@ class CalendarEvent:
     cancelled: bool = False
     sequence: int = 0
     method: str | None = None  # iTIP METHOD of the calendar object (REQUEST, CANCEL, PUBLISH…)
+    # Modification stamps (UTC) when the object carries them: they order copies with the same SEQUENCE
+    # (``pipeline.staleness``). Many exports set DTSTAMP to the time of the download.
+    last_modified: datetime | None = None
+    dtstamp: datetime | None = None
 
     @property
     def key(self) -> str:

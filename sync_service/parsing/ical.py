@@ -188,7 +188,18 @@ def _event(component: icalendar.Component, method: str | None, recurrence_id: st
         cancelled=method == "CANCEL" or status == "CANCELLED",
         sequence=_sequence(component.get("SEQUENCE")),
         method=method,
+        last_modified=_stamp(component, "LAST-MODIFIED"),
+        dtstamp=_stamp(component, "DTSTAMP"),
     )
+
+
+def _stamp(component: icalendar.Component, name: str) -> datetime | None:
+    """A date-time stamp (LAST-MODIFIED, DTSTAMP) in UTC; None when absent or not a date-time."""
+    with contextlib.suppress(Exception):
+        value = _dt(component, name)
+        if isinstance(value, datetime):
+            return _to_utc(value)
+    return None
 
 
 def _dt(component: icalendar.Component, name: str) -> Any:

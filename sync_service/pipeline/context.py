@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 @dataclass
 class ProcessStats:
     logged: int = 0  # activities created
-    updated: int = 0  # activities updated (moved / cancelled meetings, re-seen items)
+    updated: int = 0  # activities whose fields or links changed (moved / cancelled meetings, new links)
     duplicates: int = 0  # items already known (same Message-ID / UID in another mailbox)
     quarantined: int = 0
     cancelled: int = 0
