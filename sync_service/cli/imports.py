@@ -40,7 +40,7 @@ def _run(kind: str, path: Path) -> None:
                 report = import_leads(session, path, default_region=app.settings.phone_region)
             else:
                 report = import_opportunities(session, path)
-        console.print(report.summary())
+        console.print(report.summary(), markup=False)  # names taken from the file are printed as written
         # The import is committed; items seen earlier may match the new data now (SPEC §3.7).
         if report.created or report.updated:
             console.print(rematch(app).summary())

@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rich.markup import escape
-
 Outcome = Literal["created", "updated", "unchanged"]
 
 
@@ -37,8 +35,7 @@ class ImportReport:
             field_name = "stage" if self.kind == "opportunities" else "status"
             line += f"; {self.kept} kept the {field_name} set in the CRM since the file's last import"
         if self.ignored_columns:
-            # The CLI prints the summary as rich markup: a column named "[/x]" must not be read as a tag.
-            line += f"; columns ignored: {escape(', '.join(self.ignored_columns))}"
+            line += f"; columns ignored: {', '.join(self.ignored_columns)}"
         return line
 
 
