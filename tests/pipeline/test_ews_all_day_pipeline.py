@@ -19,7 +19,7 @@ from sync_service.bootstrap import App, bootstrap
 from sync_service.exports import export_activities
 from sync_service.pipeline.runner import run_once
 from tests.conftest import make_settings
-from tests.ews.test_ews_all_day_recurrence import WILE, AllDaySeries, weekly
+from tests.support.all_day_series import WILE, AllDaySeries, weekly
 from tests.support.builders import REP, REP2, maildir, message, seed_crm
 from tests.support.ews_server import SVC_PASSWORD, EwsServer, make_server, url_for
 

@@ -24,7 +24,6 @@ from sync_service.connectors import ews_calendar
 from sync_service.connectors.registry import open_connector
 from sync_service.pipeline.fetch import sync_folder
 from sync_service.pipeline.process import process_pending
-from tests.ews.test_ews_all_day_recurrence import TODAY, AllDaySeries, weekly
 from tests.pipeline.test_ews_all_day_pipeline import (
     add_ews_mailbox,
     add_maildir,
@@ -34,6 +33,7 @@ from tests.pipeline.test_ews_all_day_pipeline import (
     serve_ews,
     sync,
 )
+from tests.support.all_day_series import TODAY, AllDaySeries, weekly
 from tests.support.builders import REP
 from tests.support.ews_server import SVC_PASSWORD, EwsServer, url_for
 
