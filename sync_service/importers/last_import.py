@@ -23,9 +23,10 @@ must not undo the progress that the earlier versions' re-imports rolled back.
   a direct write set the stage: the file's other stage is applied, as before.) A deliberate move back to a stage
   visited before is thus not applied by the first import after the upgrade; the summary counts it as kept, and
   ``crm-sync opportunity stage`` sets it.
-- A lead whose process runs: the stored status stands (the process sets statuses, and no history says which one
-  the file set); the next change in the file is applied. A lead without a process: the file's other status is
-  applied (only an import or ``lead status`` can have set the stored one).
+- A lead whose process runs, or that an opportunity was made from (its status reached one that starts a sale —
+  ``Awaiting sale`` — by a process or by ``crm-sync lead status``): the stored status stands (no history says
+  which one the file set); the next change in the file is applied. Any other lead: the file's other status is
+  applied (only an import or ``lead status`` without consequence can have set the stored one).
 
 Empty cells are no value: they leave the stored value and the record of the last import alone.
 """
@@ -63,8 +64,11 @@ def last_stage(session: Session, opportunity: Opportunity, file_value: str) -> s
     return file_value if file_value.casefold() in {stage.casefold() for stage in visited} else opportunity.stage
 
 
-def last_status(lead: Lead, file_value: str) -> str:
+def last_status(session: Session, lead: Lead, file_value: str) -> str:
     """The status the leads file last set for ``lead`` (inferred when no import recorded one)."""
     if lead.imported_status is not None:
         return lead.imported_status
-    return file_value if lead.process_id is not None else lead.status
+    if lead.process_id is not None:
+        return file_value
+    converted = session.scalar(select(Opportunity.id).where(Opportunity.lead_id == lead.id).limit(1))
+    return file_value if converted is not None else lead.status

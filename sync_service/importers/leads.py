@@ -188,7 +188,7 @@ def _write(session: Session, row: LeadRow, reps: Reps, report: ImportReport) -> 
         session.add(lead)
         report.count("created")
         return lead, lead.status
-    new_status = _status(lead, row.status, report)
+    new_status = _status(session, lead, row.status, report)
     changed = apply_fields(
         lead,
         {"name": row.name, "company": row.company or None, "status": new_status, "source": row.source,
@@ -205,11 +205,11 @@ def _write(session: Session, row: LeadRow, reps: Reps, report: ImportReport) -> 
     return lead, new_status
 
 
-def _status(lead: Lead, status: str | None, report: ImportReport) -> str | None:
+def _status(session: Session, lead: Lead, status: str | None, report: ImportReport) -> str | None:
     """The status the row sets on the stored ``lead`` (``None``: it stays), and what the file set remembered."""
     if status is None:
         return None
-    decided = verdict(status, lead.status, last_status(lead, status))
+    decided = verdict(status, lead.status, last_status(session, lead, status))
     if decided == KEPT:
         report.kept += 1
     if lead.imported_status != status:

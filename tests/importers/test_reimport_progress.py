@@ -173,3 +173,20 @@ def opportunity_list(app: App) -> list[dict[str, Any]]:
 
     with app.sessions() as session:
         return export_opportunities(session)
+
+
+def test_first_leads_import_after_the_upgrade_keeps_awaiting_sale_set_by_hand(
+    app: App, cli: Any, tmp_path: Path
+) -> None:
+    """`lead status 1 "Awaiting sale"` on the earlier version (no process on the lead, nothing remembered of the
+    file): the lead has its sale, so the unchanged file must not take it back to Initial Lead."""
+    leads = write(tmp_path, "l.csv", f"{LEADS}Gina Gmail,,gina.lead@gmail.com,,Initial Lead,Web form,{REP}\n")
+    ok(cli, "import", "leads", leads)
+    ok(cli, "lead", "status", "1", "Awaiting sale")
+    with transaction(app.sessions) as session:
+        session.execute(update(Lead).values(imported_status=None))  # as stored before revision 0016
+    assert "1 kept the status" in ok(cli, "import", "leads", leads)
+    assert lead(app, "Gina Gmail")["status"] == "Awaiting sale"
+    bad = write(tmp_path, "l2.csv", edited(leads, "Initial Lead", "Bad Lead"))
+    assert "1 updated" in ok(cli, "import", "leads", bad)  # a change in the file still applies
+    assert lead(app, "Gina Gmail")["status"] == "Bad Lead"
