@@ -23,12 +23,32 @@ def schema_problem(engine: Engine) -> str | None:
     if revisions == {SCHEMA_REVISION}:
         return None
     found = ", ".join(sorted(revisions)) or "none"
-    if revisions and all(revision > SCHEMA_REVISION for revision in revisions):  # ids sort in their order
+    if _newer(revisions):
         return (
             f"the database is at schema revision {found}, newer than this crm-sync knows ({SCHEMA_REVISION}): "
             "upgrade crm-sync"
         )
     return f"the database is at schema revision {found}, this crm-sync needs {SCHEMA_REVISION}; run: crm-sync init"
+
+
+def _newer(revisions: set[str]) -> bool:
+    return bool(revisions) and all(revision > SCHEMA_REVISION for revision in revisions)  # ids sort in order
+
+
+def newer_schema(engine: Engine) -> str | None:
+    """The one-line refusal when a newer crm-sync upgraded the database (``crm-sync init`` cannot go back:
+    restore the backup taken before that upgrade), else None."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        revisions = set(connection.scalars(text("SELECT version_num FROM alembic_version")))
+    if not _newer(revisions):
+        return None
+    return (
+        f"the database is at schema revision {', '.join(sorted(revisions))}, newer than this crm-sync knows "
+        f"({SCHEMA_REVISION}): init cannot go back; run the newer crm-sync, or restore the backup taken before "
+        "the upgrade"
+    )
 
 
 _SQLITE_SCHEMA_ERRORS = ("no such column", "no such table", "has no column named")

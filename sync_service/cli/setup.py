@@ -5,16 +5,21 @@ from __future__ import annotations
 import typer
 
 from crm_store.db import transaction
+from crm_store.schema_version import newer_schema
 from crm_store.secrets import generate_key
 from crm_store.seed import seed_defaults
 from sync_service.bootstrap import App
 from sync_service.cli.common import console, open_app
+from sync_service.errors import CrmSyncError
 from sync_service.mailbox_secrets import rotate_secrets
 
 
 def initialise(app: App) -> dict[str, int]:
     from crm_store.migrate import upgrade  # alembic: only the commands that migrate load it
 
+    newer = newer_schema(app.engine)
+    if newer is not None:  # Alembic would say "Can't locate revision identified by '0017'"
+        raise CrmSyncError(newer)
     upgrade(app.engine)
     app.settings.data_dir.mkdir(parents=True, exist_ok=True)
     with transaction(app.sessions) as session:

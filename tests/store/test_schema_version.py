@@ -54,3 +54,19 @@ def test_commands_refuse_a_database_not_upgraded_and_init_upgrades_it(cli, datab
     ]
     assert cli("init").code == 0
     assert cli("export", "activities", "--format", "json").out.strip() == "[]"
+
+
+def test_init_refuses_a_database_a_newer_crm_sync_upgraded(cli, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    """A rollback to an older image: its `init` (the compose migrate job) says so in one line, instead of
+    Alembic's "Can't locate revision", and changes nothing."""
+    assert cli("init").code == 0
+    engine = make_engine(database_url)
+    with engine.begin() as connection:  # as a later version of crm-sync would leave it
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    refused = cli("init")
+    assert refused.code == 1 and refused.err.strip().splitlines() == [
+        "crm-sync: error: the database is at schema revision 9999, newer than this crm-sync knows "
+        f"({SCHEMA_REVISION}): init cannot go back; run the newer crm-sync, or restore the backup taken before "
+        "the upgrade"
+    ]
