@@ -42,7 +42,9 @@ def _parse(text: str, region: str | None) -> str | None:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(parsed):
+    # A local-only number ("555-0100" with no area code) is possible to dial nearby but has no E.164 form:
+    # "+15550100" would be no number at all, and could never meet the same line written in full.
+    if phonenumbers.is_possible_number_with_reason(parsed) != phonenumbers.ValidationResult.IS_POSSIBLE:
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 

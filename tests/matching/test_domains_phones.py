@@ -152,7 +152,9 @@ def test_international_formats(raw, region, expected):
     assert to_e164(raw, region) == expected
 
 
-@pytest.mark.parametrize("raw", ["", "Room 312", "Building 2, Room 4", "12", "call me", "tel:", "+1 2"])
+@pytest.mark.parametrize(
+    "raw", ["", "Room 312", "Building 2, Room 4", "12", "call me", "tel:", "+1 2", "555-0100", "+1 555 0100"]
+)  # the last two: local-only (no area code), no E.164 form
 def test_not_phone_numbers(raw):
     assert to_e164(raw) is None
 
