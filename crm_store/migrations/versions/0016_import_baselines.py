@@ -8,7 +8,7 @@ last set for the record, which these columns remember (``sync_service.importers.
 
 Rows stored before this revision get NULL: no import has been recorded for them. The importer then infers what
 the file last set: a stage the opportunity's history shows it at before (it has moved on since) and, for a lead
-whose process runs, the stored status stands; see ``last_import``.
+whose process runs or that an opportunity was made from, the stored status stands; see ``last_import``.
 
 Revision ID: 0016
 Revises: 0015
