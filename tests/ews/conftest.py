@@ -6,15 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.builders import REP, REP2
-from tests.support.ews_server import EwsServer, make_server
+from tests.support.ews_server import EwsServer, serve_ews
 
 
 @pytest.fixture
 def ews_server() -> Iterator[EwsServer]:
-    server = make_server({REP, REP2})
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serve_ews()

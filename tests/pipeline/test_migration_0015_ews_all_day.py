@@ -24,18 +24,17 @@ from sync_service.connectors import ews_calendar
 from sync_service.connectors.registry import open_connector
 from sync_service.pipeline.fetch import sync_folder
 from sync_service.pipeline.process import process_pending
-from tests.pipeline.test_ews_all_day_pipeline import (
+from tests.support.all_day_series import TODAY, AllDaySeries, weekly
+from tests.support.builders import REP
+from tests.support.ews_pipeline import (
     add_ews_mailbox,
     add_maildir,
     calendar_file,
     meetings,
     seeded_app,
-    serve_ews,
     sync,
 )
-from tests.support.all_day_series import TODAY, AllDaySeries, weekly
-from tests.support.builders import REP
-from tests.support.ews_server import SVC_PASSWORD, EwsServer, url_for
+from tests.support.ews_server import SVC_PASSWORD, EwsServer, serve_ews, url_for
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -220,6 +221,19 @@ def make_server(mailboxes: set[str]) -> EwsServer:
         impersonators={SVC_LOGIN},
         mailboxes=set(mailboxes),
     )
+
+
+def serve_ews(mailboxes: set[str] | None = None) -> Iterator[EwsServer]:
+    """A started server holding ``mailboxes`` (default: both reps'), stopped when the generator ends: what the
+    ``ews_server`` fixtures yield from."""
+    from tests.support.builders import REP, REP2
+
+    server = make_server(mailboxes or {REP, REP2})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def url_for(server: EwsServer, rep: str, login: str = SVC_LOGIN, **options: str) -> str:
