@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,8 @@ from sync_service import mailboxes
 from sync_service.bootstrap import App
 from sync_service.pipeline.runner import SyncReport, run_once
 from tests.support.builders import REP, seed_crm
+from tests.support.ews_pipeline import seeded_app
+from tests.support.ews_server import EwsServer, serve_ews
 
 
 @pytest.fixture
@@ -35,3 +37,15 @@ def sync(app: App) -> Callable[..., SyncReport]:
         return report
 
     return run
+
+
+@pytest.fixture
+def ews_server() -> Iterator[EwsServer]:
+    """The loopback EWS server holding both reps' mailboxes."""
+    yield from serve_ews()
+
+
+@pytest.fixture
+def ews_app(database_url: str, tmp_path: Path) -> Iterator[App]:
+    """The test's database, seeded, with a secret key (an EWS mailbox's password is stored)."""
+    yield from seeded_app(database_url, tmp_path)

@@ -4,7 +4,6 @@ recurrence id), seen by both mailboxes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,9 @@ from tests.support.ews_pipeline import (
     calendar_file,
     invitation,
     meetings,
-    seeded_app,
     sync,
 )
-from tests.support.ews_server import EwsServer, serve_ews
-
-
-@pytest.fixture
-def ews_server() -> Iterator[EwsServer]:
-    yield from serve_ews()
-
-
-@pytest.fixture
-def ews_app(database_url: str, tmp_path: Path) -> Iterator[App]:
-    yield from seeded_app(database_url, tmp_path)
+from tests.support.ews_server import EwsServer
 
 
 @pytest.mark.parametrize("carrier", [calendar_file, invitation], ids=["ics", "invitation"])

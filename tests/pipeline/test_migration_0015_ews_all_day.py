@@ -7,7 +7,7 @@ start), takes the database back to 0014, upgrades it (0015 and on) and syncs wit
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,20 +31,9 @@ from tests.support.ews_pipeline import (
     add_maildir,
     calendar_file,
     meetings,
-    seeded_app,
     sync,
 )
-from tests.support.ews_server import SVC_PASSWORD, EwsServer, serve_ews, url_for
-
-
-@pytest.fixture
-def ews_server() -> Iterator[EwsServer]:
-    yield from serve_ews()
-
-
-@pytest.fixture
-def ews_app(database_url: str, tmp_path: Path) -> Iterator[App]:
-    yield from seeded_app(database_url, tmp_path)
+from tests.support.ews_server import SVC_PASSWORD, EwsServer, url_for
 
 
 def _day_early(original: datetime, zone: object) -> date:

@@ -3,7 +3,6 @@ stamp does not move the meeting back (``pipeline.staleness``); the calendar's ow
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from sync_service.bootstrap import App
 from sync_service.exports import export_activities
 from sync_service.pipeline.staleness import Version, from_json, is_stale, to_json
 from tests.support.builders import REP, REP2, ics
+from tests.support.process_helpers import write_calendar
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 T0 = NOW - timedelta(days=1)  # when the meeting was made
@@ -82,12 +82,7 @@ def _vevent(
 
 
 def _write(box: Path, *events: str) -> None:
-    box.mkdir(parents=True, exist_ok=True)
-    path = box / "calendar.ics"
-    old = path.stat().st_mtime_ns if path.exists() else 0
-    path.write_bytes(ics(*events))
-    stamp = max(old, path.stat().st_mtime_ns) + 1_000_000_000  # a visibly newer version, even on coarse clocks
-    os.utime(path, ns=(stamp, stamp))
+    write_calendar(box, ics(*events))
 
 
 def _meeting(app: App, uid: str = "shared@acme.example", rid: str | None = None) -> dict:

@@ -4,24 +4,19 @@ calendar is ``already known``; ``cancelled`` counts the meetings that became can
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sync_service.cli.sync import print_report
 from tests.support.builders import REP2, ics, vevent
+from tests.support.process_helpers import write_calendar
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 WILE, HANK = ("wile@acme.example",), ("hank@globex.example",)
 
 
 def _write(box: Path, *events: str) -> None:
-    box.mkdir(parents=True, exist_ok=True)
-    path = box / "calendar.ics"
-    old = path.stat().st_mtime_ns if path.exists() else 0
-    path.write_bytes(ics(*events))
-    stamp = max(old, path.stat().st_mtime_ns) + 1_000_000_000  # a visibly newer version, even on coarse clocks
-    os.utime(path, ns=(stamp, stamp))
+    write_calendar(box, ics(*events))
 
 
 def _events(n: int, *, moved: int | None = None, renamed: int | None = None, gone: int | None = None) -> list[str]:

@@ -11,13 +11,14 @@ from sync_service.exports import export_activities, export_leads, export_opportu
 
 
 def write_calendar(box: Path, data: bytes) -> None:
-    """Replace the calendar file with a visibly newer version (even on coarse file clocks)."""
+    """Write the calendar file (making ``box``) as a visibly newer version than any before it, even on coarse
+    file clocks and when the previous version was itself dated ahead."""
+    box.mkdir(parents=True, exist_ok=True)
     path = box / "calendar.ics"
-    existed = path.exists()
+    old = path.stat().st_mtime_ns if path.exists() else 0
     path.write_bytes(data)
-    if existed:
-        stamp = path.stat().st_mtime_ns + 1_000_000_000
-        os.utime(path, ns=(stamp, stamp))
+    stamp = max(old, path.stat().st_mtime_ns) + 1_000_000_000
+    os.utime(path, ns=(stamp, stamp))
 
 
 def opportunity(app: App, title: str) -> dict[str, Any]:
