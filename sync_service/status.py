@@ -121,13 +121,7 @@ def collect_status(
     alerts = evaluate(boxes, alert_config or AlertConfig(), now)
     for box in boxes:
         box["alert"] = next((a.kind for a in alerts if a.mailbox == box["name"]), None)
-    skipped = dict(
-        session.execute(
-            select(SyncedItem.skip_reason, func.count())
-            .where(SyncedItem.skip_reason.is_not(None))
-            .group_by(SyncedItem.skip_reason)
-        ).all()
-    )
+    skipped = skipped_counts(session)
     activities = dict(session.execute(select(Activity.type, func.count()).group_by(Activity.type)).all())
     queue = {
         "mode": queues.get("mode", "embedded"),
@@ -148,3 +142,13 @@ def collect_status(
         "alerts": [a.as_dict() for a in alerts],
         "workers": workers,
     }
+
+
+def skipped_counts(session: Session) -> dict[str, int]:
+    """How many synced items were not logged, by reason (private, automated, unmatched…)."""
+    rows = session.execute(
+        select(SyncedItem.skip_reason, func.count())
+        .where(SyncedItem.skip_reason.is_not(None))
+        .group_by(SyncedItem.skip_reason)
+    ).all()
+    return {str(reason): int(count) for reason, count in rows}

@@ -15,13 +15,14 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from crm_store.db import transaction
-from crm_store.models import Activity, Contact, Document, Opportunity, SyncedItem
+from crm_store.models import Activity, Contact, Document, Opportunity
 from sync_service import mailboxes
 from sync_service.bootstrap import App
 from sync_service.cli.common import console, open_app, print_table
 from sync_service.cli.setup import initialise
 from sync_service.config import Settings
 from sync_service.exports import export_quarantine, export_review
+from sync_service.status import skipped_counts
 
 INTERNAL_DOMAIN = "northwind-sales.example"
 
@@ -88,13 +89,7 @@ def _summary(app: App) -> None:
         console.print(
             "calendar: " + ", ".join(f"{n} {t} {s}" for (t, s), n in sorted(statuses.items()) if t != "email")
         )
-        skipped = dict(
-            session.execute(
-                select(SyncedItem.skip_reason, func.count())
-                .where(SyncedItem.skip_reason.is_not(None))
-                .group_by(SyncedItem.skip_reason)
-            ).all()
-        )
+        skipped = skipped_counts(session)
         console.print(
             "not logged (private or automated): "
             + (", ".join(f"{r} {n}" for r, n in sorted(skipped.items())) or "none")

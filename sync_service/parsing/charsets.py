@@ -55,6 +55,17 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
         return clean_text(data.decode("cp1252", "replace"))
 
 
+def decode_text_file(raw: bytes) -> str:
+    """A whole text file (a calendar, an address book) of unknown encoding: UTF-8 (a BOM allowed), UTF-16 with
+    a BOM, else Windows-1252 (a superset of Latin-1 in what 8-bit exports really hold), with replacement."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16", errors="replace")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
+
+
 def clean_text(text: str) -> str:
     # NUL cannot be stored in PostgreSQL text; lone surrogates (from utf-7/utf-16 oddities) not even in UTF-8.
     text = text.replace("\x00", "")

@@ -13,7 +13,6 @@ problem line naming the TZID (the event is kept: "partly applied").
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import hashlib
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ import recurring_ical_events
 import x_wr_timezone
 
 from sync_service.errors import ParseError
+from sync_service.parsing.charsets import decode_text_file
 from sync_service.values import Address, CalendarEvent, ParsedCalendar, SyncWindow
 
 __all__ = ["parse_calendar"]
@@ -47,7 +47,7 @@ def parse_calendar(raw: bytes, window: SyncWindow, *, max_occurrences: int = 100
     method: str | None = None
     vevents = usable = 0  # usable: single VEVENTs read, plus series expanded (even to nothing)
     unknown_zones: dict[str, list[str]] = {}  # unknown TZID → the events read as UTC because of it
-    for calendar in _load(_decode(raw)):
+    for calendar in _load(decode_text_file(raw)):
         cal_method = _method(calendar)
         method = method or cal_method
         standard = _standardize(calendar, problems)
@@ -82,16 +82,6 @@ def parse_calendar(raw: bytes, window: SyncWindow, *, max_occurrences: int = 100
 
 
 # --- loading -------------------------------------------------------------------------------------------
-
-
-def _decode(raw: bytes) -> str:
-    """UTF-8 (a BOM allowed), UTF-16 with a BOM, else a legacy 8-bit encoding."""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return raw.decode("utf-16", errors="replace")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("cp1252", errors="replace")
 
 
 def _load(text: str) -> list[icalendar.Component]:

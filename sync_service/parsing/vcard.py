@@ -7,12 +7,12 @@ others go on. Only input without a single readable card raises :class:`ParseErro
 
 from __future__ import annotations
 
-import codecs
 from typing import Any
 
 import vobject
 
 from sync_service.errors import ParseError
+from sync_service.parsing.charsets import decode_text_file
 from sync_service.values import ContactCard
 
 __all__ = ["parse_vcards"]
@@ -26,7 +26,7 @@ _GENERIC_TYPES = {"voice", "pref", "text", "msg", "internet", "video", "textphon
 
 def parse_vcards(raw: bytes) -> tuple[list[ContactCard], list[str]]:
     """Parse every card in ``raw``; returns (cards, one-line problems for the cards that were skipped)."""
-    blocks = _split(_decode(raw))
+    blocks = _split(decode_text_file(raw))
     if not blocks:
         raise ParseError("no vCard found (no BEGIN:VCARD)")
     cards: list[ContactCard] = []
@@ -41,16 +41,6 @@ def parse_vcards(raw: bytes) -> tuple[list[ContactCard], list[str]]:
     if not cards:
         raise ParseError(f"no readable vCard: {problems[0]}")
     return cards, problems
-
-
-def _decode(raw: bytes) -> str:
-    """UTF-8 (a BOM allowed), UTF-16 with a BOM, else a legacy 8-bit encoding."""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return raw.decode("utf-16", errors="replace")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 def _split(text: str) -> list[tuple[int, int, str]]:

@@ -66,6 +66,13 @@ def test_latin1_fallback() -> None:
     assert card.full_name == "José Gonçalves" and card.last_name == "Gonçalves"
 
 
+def test_windows_1252_export_keeps_its_typographic_characters() -> None:
+    # Outlook on Windows writes 8-bit cards in Windows-1252: 0x92 is an apostrophe, not a C1 control.
+    raw = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Seán O’Brien – Sales\r\nEND:VCARD\r\n".encode("cp1252")
+    [card], _ = parse_vcards(raw)
+    assert card.full_name == "Seán O’Brien – Sales"
+
+
 def test_card_without_name_uses_org_then_email() -> None:
     raw = (
         b"BEGIN:VCARD\r\nVERSION:3.0\r\nORG:Fabrikam\r\nEND:VCARD\r\n"
