@@ -6,8 +6,11 @@ another program's spelling of it is read instead (``ALIASES``: Google Contacts' 
 ``Name`` / ``Full Name`` column gives the name of a row without First / Middle / Last Name. The header needs an
 e-mail or a name column; one that has no e-mail column but a column that speaks of mail (``E-mail Adress``) is
 rejected: its addresses would be lost without a word. Each row needs a name or an email. Email cells may hold
-``Name (addr)``, ``<addr>`` or an Exchange X.500 address (skipped: it has no SMTP address). Contacts get
-``source="import"``.
+``Name (addr)``, ``<addr>`` or an Exchange X.500 address (skipped: it has no SMTP address). An e-mail or
+phone cell may hold several values joined by ``:::`` (Google Contacts writes ``a@x.com ::: b@y.com`` for two
+addresses of one label): they are read as if each further value had a column of its own after the others
+(``_cell_values``). Other cells are taken as written: a ``:::`` in a company or a job title (Google's several
+organisations) has no single right reading. Contacts get ``source="import"``.
 
 vCard: parsed by ``sync_service.parsing.vcard``; a file with a broken card is rejected whole (SPEC §5), the
 message naming the card. Contacts get ``source="import"``, as from a CSV file.
@@ -18,7 +21,7 @@ How a row becomes a contact (account, identity, updates) is in ``contact_store``
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -33,6 +36,7 @@ from sync_service.importers.normalize import (
     email_address,
     outlook_email,
     phone,
+    split_list,
     unique_phones,
 )
 from sync_service.importers.report import ImportReport
@@ -80,6 +84,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "Other Phone": ("Other Phone", "Phone 2 - Value", "Phone 3 - Value"),
 }
 VCARD_SUFFIXES = (".vcf", ".vcard")
+# Google Contacts joins several values of one label in one cell: "ann@acme.com ::: ann@home.example". A ":::"
+# is in no e-mail address (no ":" before or after the @) and in no phone number, so splitting on it is safe.
+MULTI_VALUE = ":::"
 
 
 def import_contacts(session: Session, path: Path, *, default_region: str = "US") -> ImportReport:
@@ -123,14 +130,14 @@ def _check_mail_column(found: CsvRows) -> None:
 def _csv_entry(line: int, cells: Row, region: str) -> ContactEntry:
     first, middle, last = (clean_text(cells[column]) for column in NAME_COLUMNS)
     emails = []
-    for column in EMAIL_COLUMNS:
+    for column, value in _cell_values(cells, EMAIL_COLUMNS):
         try:
-            address = outlook_email(cells[column])
+            address = outlook_email(value)
         except ValueError as exc:
             raise ValueError(f"{column}: {exc}") from exc
         if address:
             emails.append(address)
-    phones = [phone(kind, cells[column], region) for column, kind in PHONE_COLUMNS.items() if cells[column]]
+    phones = [phone(PHONE_COLUMNS[column], value, region) for column, value in _cell_values(cells, PHONE_COLUMNS)]
     entry = ContactEntry(
         line=line,
         where=f"line {line}",
@@ -146,6 +153,20 @@ def _csv_entry(line: int, cells: Row, region: str) -> ContactEntry:
     if not entry.name and not entry.emails:
         raise ValueError("the row has neither a name (First / Middle / Last Name) nor an e-mail address")
     return entry
+
+
+def _cell_values(cells: Row, columns: Iterable[str]) -> list[tuple[str, str]]:
+    """``(column, value)`` for every non-empty value of ``columns``: first each cell's first value, in column
+    order, then the further values of multi-value cells (``MULTI_VALUE``), in order.
+
+    The further values come after the other columns' values, as if they had columns of their own after these:
+    the first address stays the contact's primary one, and a contact created from the file gets its addresses
+    in the order an update gives them when a value is added to a cell of a file imported before (new addresses
+    go after the stored ones, ``contact_store``)."""
+    split = [(column, split_list(cells[column], MULTI_VALUE)) for column in columns]
+    return [(column, values[0]) for column, values in split if values] + [
+        (column, value) for column, values in split for value in values[1:]
+    ]
 
 
 def _vcard_entries(path: Path, region: str) -> list[ContactEntry]:

@@ -9,8 +9,9 @@ A header cell is matched to a column case-insensitively (``iter_rows``). Beyond 
 - *look-alikes* (the fixed-format files: accounts, leads, opportunities): a header cell that is not a column but
   resembles one the header lacks — the same name up to case, spaces, hyphens, a plural ``s`` or a trailing
   ``Address`` / ``Name`` / ``Number`` word (``Domain`` for ``Domains``, ``Contact`` for ``Contacts``,
-  ``Email Address`` for ``Email``), or a near spelling (``Teritory``) — rejects the file: its data would be lost
-  without a word. Any other unknown column is ignored, and the import's summary names it.
+  ``Email Address`` for ``Email``), or a near spelling (``Teritory``; for a short name, where one wrong letter
+  weighs too much for the similarity ratio, one slip: ``Nmae``, ``Tpye``) — rejects the file: its
+  data would be lost without a word. Any other unknown column is ignored, and the import's summary names it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ _WORDS = re.compile(r"[0-9a-z]+")
 # Google's "E-mail 1 - Value".
 _FILLER = frozenset({"address", "addresses", "name", "names", "number", "numbers", "no", "nr", "value", "values"})
 SIMILARITY = 0.8  # difflib ratio from which an unknown cell is taken for a misspelt column
+# One slip (``one_slip``) in a name of fewer letters than this is too much of it: "Id" is not "Ip".
+SLIP_MIN_LENGTH = 4
 
 
 def normalised(cell: str) -> str:
@@ -63,6 +66,26 @@ def lookalike(cells: Sequence[str], absent: Sequence[str]) -> tuple[str, str] | 
         if meant is None:
             close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=SIMILARITY)
             meant = by_key[close[0]] if close else None
+        if meant is None:
+            meant = next((name for k, name in by_key.items() if len(k) >= SLIP_MIN_LENGTH and one_slip(key, k)), None)
         if meant is not None:
             return cell, meant
     return None
+
+
+def one_slip(typed: str, meant: str) -> bool:
+    """Whether ``typed`` is ``meant`` with at most one slip: a letter left out, added or wrong, or two neighbours
+    swapped (Damerau–Levenshtein distance ≤ 1). The similarity ratio misses these in short names: ``nmae`` and
+    ``name`` share only 3 of 4 letters in order (ratio 0.75), yet the swap is the commonest typo."""
+    if abs(len(typed) - len(meant)) > 1:
+        return False
+    same = 0
+    while same < min(len(typed), len(meant)) and typed[same] == meant[same]:
+        same += 1
+    rest, wanted = typed[same:], meant[same:]  # from the first difference on
+    return (
+        rest[1:] == wanted[1:]  # one letter wrong (or none)
+        or rest[1:] == wanted  # one letter added
+        or rest == wanted[1:]  # one letter left out
+        or (rest[:2] == wanted[1::-1] and rest[2:] == wanted[2:])  # two neighbours swapped
+    )
