@@ -57,3 +57,15 @@ def test_retry_all_retries_every_entry_in_one_run_behind_the_csrf_check(client: 
     assert flash and flash.group(1) == "Retried: 0 of 1 left the quarantine. 1 in the quarantine now."  # still broken
     _quarantine(seeded, 60)  # more than the page lists: the button is there
     assert "quarantine-retry-all" in _section(client.get("/").text)
+
+
+def test_an_entry_at_the_top_of_a_local_folder_shows_without_a_dot(client: TestClient, seeded: Seeded) -> None:
+    # A Maildir's own new/ and cur/ files are in folder "." (the folder's root): shown as their bare name.
+    with transaction(seeded.app.sessions) as session:
+        alice = session.scalars(select(Mailbox.id).where(Mailbox.name == "alice")).one()
+        session.add(QuarantineEntry(mailbox_id=alice, folder=".", external_id="999.malformed", reason="bad MIME"))
+        session.add(QuarantineEntry(mailbox_id=alice, folder="Sent", external_id="1000.sent", reason="bad MIME"))
+    log_in(client)
+    section = _section(client.get("/").text)
+    assert ">999.malformed</td>" in section and "./999.malformed" not in section
+    assert ">Sent/1000.sent</td>" in section
