@@ -26,11 +26,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -44,11 +45,13 @@ from crm_store.db import one_of
 from crm_store.models import PackedBlob
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_FAN_OUT = re.compile(r"[0-9a-f]{2}")
 _tmp_names = itertools.count()
 _MADE_LIMIT = 4096
 
 
 _CHUNK = 500  # digests per IN (...) list
+COMPACTION_DIR = "compaction"  # under blobs/: what a compaction holds, and its manifests (``crm_store.compact``)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -93,6 +96,15 @@ def _digests(digests: Iterable[str]) -> list[str]:
         if not _HEX64.fullmatch(digest):
             raise ValueError(f"not a sha256 hex digest: {digest!r}")
     return wanted
+
+
+def _scan(path: str) -> list[os.DirEntry[str]]:
+    """The entries of a directory (none when it is gone)."""
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _read_all(fd: int) -> bytes:
@@ -275,11 +287,16 @@ class BlobStore:
         """Pack files no ``packed_blobs`` row names, and temporary pack files left by a killed process, older
         than ``min_age_seconds`` (a pack is renamed into place just before its page's transaction commits):
         what a sync killed at the wrong moment leaves behind. Their bytes are stored nowhere else that any row
-        refers to, so deleting them loses nothing."""
+        refers to, so deleting them loses nothing. A pack a purge released and still holds (``held_packs``) is
+        never one of them, whatever ``min_age_seconds``: the purge deletes it once held for its own minimum
+        age, after storing again any of its blobs referenced meanwhile (``crm_store.compact``)."""
         if self._engine is None or not os.path.isdir(self._packs):
             return []
         with self._engine.connect() as connection:
             named = set(connection.scalars(select(PackedBlob.pack).distinct()))
+        # Read after the index: a compaction writes a pack's manifest before the transaction that deletes the
+        # pack's rows, and deletes the pack before its manifest, so a rowless held pack is always seen held.
+        named |= self.held_packs()
         cutoff = time.time() - min_age_seconds
         found: list[tuple[Path, int]] = []
         with os.scandir(self._packs) as entries:
@@ -292,6 +309,43 @@ class BlobStore:
                 if st.st_mtime < cutoff:
                     found.append((Path(entry.path), st.st_size))
         return sorted(found)
+
+    def loose_digests(self) -> Iterator[str]:
+        """The blobs stored as files (``blobs/<aa>/<sha256>``, and ``blobs/<aa>/<bb>/<sha256>`` of older stores),
+        read from the directories (no ``stat``); a blob stored in both layouts comes twice."""
+        for top in _scan(self._base):
+            if not (_FAN_OUT.fullmatch(top.name) and top.is_dir(follow_symlinks=False)):
+                continue  # packs/, compaction/, anything this store does not write
+            for entry in _scan(top.path):
+                if _HEX64.fullmatch(entry.name):
+                    if entry.name.startswith(top.name) and entry.is_file(follow_symlinks=False):
+                        yield entry.name
+                elif _FAN_OUT.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):  # the older layout
+                    prefix = top.name + entry.name
+                    for old in _scan(entry.path):
+                        if _HEX64.fullmatch(old.name) and old.name.startswith(prefix):
+                            yield old.name
+
+    def held_packs(self) -> set[str]:
+        """The pack files a compaction (``crm-sync purge``) has a manifest for under ``blobs/compaction/``: released
+        and held until the purge settles them, or being compacted. Named by the manifest and by its file name
+        (``<pack>.json``), so that a manifest that cannot be read still keeps its pack."""
+        held: set[str] = set()
+        try:
+            with os.scandir(os.path.join(self._base, COMPACTION_DIR)) as entries:
+                manifests = [e.path for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
+        except FileNotFoundError:
+            return held
+        for path in manifests:
+            name = os.path.basename(path)[: -len(".json")]
+            if name.endswith(".pack"):
+                held.add(name)
+            with contextlib.suppress(OSError, ValueError):
+                with open(path, encoding="utf-8") as handle:
+                    manifest = json.load(handle)
+                if isinstance(manifest, dict) and isinstance(manifest.get("pack"), str):
+                    held.add(manifest["pack"])
+        return held
 
     def _index(self, digests: list[str]) -> dict[str, PackedEntry]:
         if self._engine is None or not digests:

@@ -17,9 +17,10 @@ What a run (``compact``) does to a pack P whose file is older than ``min_age`` a
 Before that transaction a manifest, ``blobs/compaction/<P>.json``, lists the rows it deletes (and N), and the
 transaction checks that none of those blobs is referenced by then (else P is left as it is, for a later run).
 Unreferenced loose files among the blobs the caller names (``loose``: purged messages over a pack writer's
-budget were stored whole) are moved into ``blobs/compaction/`` under a manifest the same way. A deleted or
-rewritten pack, and a moved loose file, is then *held*: its file is deleted only once it has been held for
-``min_age`` (``settle``, at the end of this run or of a later one).
+budget were stored whole; ``unreferenced_loose``: every file no row refers to, older than ``min_age`` — the
+fetched messages of a removed mailbox, whose raw items went with it) are moved into ``blobs/compaction/`` under
+a manifest the same way. A deleted or rewritten pack, and a moved loose file, is then *held*: its file is
+deleted only once it has been held for ``min_age`` (``settle``, at the end of this run or of a later one).
 
 Why holding, and why it is safe while syncs run:
 
@@ -32,8 +33,9 @@ Why holding, and why it is safe while syncs run:
   between, the processing reads such a blob as missing and quarantines its item; ``quarantine retry`` after the
   settle processes it.)
 - A reader that located a blob in P just before the transaction reads P afterwards: a held pack stays where it
-  is until it is settled. Its modification time is set to when it was held, so ``blobs orphans`` (which lists
-  rowless packs older than its own minimum age) does not offer it for deletion meanwhile either. (A loose file
+  is until it is settled. ``blobs orphans`` (which lists rowless packs older than its own minimum age) never
+  offers a pack a manifest names (``BlobStore.held_packs``), whatever that age: a held pack is this module's to
+  delete, after its own ``min_age``. (Its modification time is also set to when it was held.) (A loose file
   is moved at once: it is never referenced when it is moved, so only a sync racing as above can miss it.)
 - A pack younger than ``min_age`` is never touched, nor is one with a manifest not settled yet: a sync may be
   about to commit the rows that name a young pack (a page's pack is renamed into place before its transaction
@@ -61,10 +63,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, exists, func, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, exists, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_store.blobs import BlobStore, PackedEntry, sha256_hex
+from crm_store.blobs import COMPACTION_DIR, BlobStore, PackedEntry, sha256_hex
 from crm_store.db import one_of, transaction
 from crm_store.models import Document, PackedBlob, RawItem, SyncedItem
 from sync_service.errors import ConfigError
@@ -73,6 +75,7 @@ DELETE, REWRITE, DROP = "delete", "rewrite", "drop"
 REWRITE_BELOW = 0.5  # a pack whose referenced bytes are less than this share of its file is rewritten
 DEFAULT_MIN_AGE = 3600.0  # seconds: as ``BlobStore.unreferenced_packs``
 _CHUNK = 500  # digests per IN (...) list
+_PAGE = 20_000  # rows per page when every row of a table is read
 _PACKED = cast(Table, PackedBlob.__table__)
 
 
@@ -211,7 +214,7 @@ class _Paths:
     def __init__(self, store: BlobStore) -> None:
         base = Path(store.root) / "blobs"
         self.packs = base / "packs"
-        self.held = base / "compaction"
+        self.held = base / COMPACTION_DIR
 
     def pack(self, name: str) -> Path:
         if "/" in name or name.startswith(".") or not name.endswith(".pack"):
@@ -396,6 +399,57 @@ def _dead_loose(
     return tuple((digest, size) for digest, size in present.items() if digest not in live)
 
 
+def unreferenced_loose(
+    store: BlobStore,
+    session: Session,
+    released_states: Collection[str] = (),
+    *,
+    min_age: float = DEFAULT_MIN_AGE,
+    now: float | None = None,
+) -> list[str]:
+    """The blobs stored as files that no row refers to and that were written more than ``min_age`` ago: what a
+    caller passes as ``loose`` to release every unreferenced file, not only those of rows it released itself —
+    e.g. the fetched messages of a removed mailbox (``crm-sync mailbox remove`` deletes its raw items) stored whole
+    over a pack writer's budget. The files are listed, then each referring table is read once, by pages of its id
+    (no index on the hash columns is needed): one pass over the files and the three tables, whatever their number.
+    Candidates only: ``plan`` and the hold check each one again. A file younger than ``min_age`` may be about to
+    be named by a transaction that has not committed yet: left alone. (An older one a sync finds stored and names
+    meanwhile is the race the hold covers: see the module docstring.)"""
+    now = time.time() if now is None else now
+    names = set(store.loose_digests())
+    if not names:
+        return []
+    raw_live = RawItem.state.not_in(list(released_states)) if released_states else None
+    for model, where in ((RawItem, raw_live), (SyncedItem, None), (Document, None)):
+        for digest in _hashes(session, model, where):
+            names.discard(digest)
+        if not names:
+            return []
+    old: list[str] = []
+    for digest in sorted(names):
+        with contextlib.suppress(OSError):
+            if store.path_of(digest).stat().st_mtime <= now - min_age:
+                old.append(digest)
+    return old
+
+
+def _hashes(
+    session: Session, model: type[RawItem | SyncedItem | Document], where: ColumnElement[bool] | None
+) -> Iterator[str]:
+    """The ``sha256`` of every row of ``model`` (matching ``where``), read by pages of its primary key: memory
+    stays bounded, and no server-side cursor is needed."""
+    after = 0
+    while True:
+        stmt = select(model.id, model.sha256).where(model.id > after, model.sha256.is_not(None))
+        if where is not None:
+            stmt = stmt.where(where)
+        rows = session.execute(stmt.order_by(model.id).limit(_PAGE)).all()
+        if not rows:
+            return
+        yield from (sha for _id, sha in rows if sha)
+        after = rows[-1][0]
+
+
 def _held_packs(paths: _Paths) -> set[str]:
     """Packs with a manifest not settled yet: left alone until it is."""
     return {str(m["pack"]) for path in paths.manifests() if (m := _read_json(path)) and "pack" in m}
@@ -577,23 +631,29 @@ def _settle(
         if manifest is None:
             continue  # not one this module wrote whole (it writes them atomically): left for a person to look at
         with sessions() as session:
+            settling = _Settling(store, paths, session, released_states, min_age, report, settle_held)
             if "pack" in manifest:
-                _settle_pack(store, paths, session, path, manifest, released_states, min_age, report, settle_held)
+                _settle_pack(settling, path, manifest)
             elif "loose" in manifest:
-                _settle_loose(store, paths, session, path, manifest, released_states, min_age, report, settle_held)
+                _settle_loose(settling, path, manifest)
 
 
-def _settle_pack(
-    store: BlobStore,
-    paths: _Paths,
-    session: Session,
-    path: Path,
-    manifest: dict[str, Any],
-    released_states: Collection[str],
-    min_age: float,
-    report: CompactReport,
-    settle_held: bool,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _Settling:
+    """What settling a manifest (``_settle_pack``, ``_settle_loose``) works with, besides the manifest."""
+
+    store: BlobStore
+    paths: _Paths
+    session: Session
+    released_states: Collection[str]
+    min_age: float
+    report: CompactReport  # counts what is freed, held, restored
+    settle_held: bool  # False: only finish what a crash interrupted
+
+
+def _settle_pack(settling: _Settling, path: Path, manifest: dict[str, Any]) -> None:
+    store, paths, session, report = settling.store, settling.paths, settling.session, settling.report
+    released_states, min_age, settle_held = settling.released_states, settling.min_age, settling.settle_held
     name, new_name = str(manifest["pack"]), manifest.get("new_pack")
     source = paths.pack(name)
     action = manifest.get("action")
@@ -633,17 +693,9 @@ def _settle_pack(
     path.unlink(missing_ok=True)
 
 
-def _settle_loose(
-    store: BlobStore,
-    paths: _Paths,
-    session: Session,
-    path: Path,
-    manifest: dict[str, Any],
-    released_states: Collection[str],
-    min_age: float,
-    report: CompactReport,
-    settle_held: bool,
-) -> None:
+def _settle_loose(settling: _Settling, path: Path, manifest: dict[str, Any]) -> None:
+    store, paths, session, report = settling.store, settling.paths, settling.session, settling.report
+    released_states, min_age, settle_held = settling.released_states, settling.min_age, settling.settle_held
     sha = str(manifest["loose"])
     held = paths.held / sha
     if manifest.get("held_at") is None:

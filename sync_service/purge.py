@@ -76,7 +76,7 @@ def purge_skipped(
             _write(session, verdicts, report, now)
     if app.blobs.packs:
         with app.sessions() as session:
-            loose = _released_digests(session)
+            loose = _loose(app, session, min_age)
         report.blobs = compact.compact(
             app.blobs,
             app.sessions,
@@ -118,7 +118,7 @@ def _preview(
             app.blobs,
             session,
             released_states=RELEASED_STATES,
-            loose=_released_digests(session),
+            loose=_loose(app, session, min_age),
             min_age=min_age,
             rewrite_below=rewrite_below,
             unreferenced=digests - live,
@@ -257,6 +257,15 @@ def _write(session: Session, verdicts: list[tuple[Candidate, Verdict]], report: 
             .values(state=PURGED, processed_at=now)
         )
         report.copies += int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _loose(app: App, session: Session, min_age: float) -> list[str]:
+    """The loose files the compaction releases (those among them no row refers to by then): the purged raw
+    items' (at any age), and every other file no row refers to that is older than ``min_age`` — among them the
+    fetched messages of a mailbox that was removed (``crm-sync mailbox remove`` deletes its raw items; what a
+    logged email's documents or another mailbox's copy name stays)."""
+    released = _released_digests(session)
+    return [*released, *compact.unreferenced_loose(app.blobs, session, RELEASED_STATES, min_age=min_age)]
 
 
 def _released_digests(session: Session) -> list[str]:

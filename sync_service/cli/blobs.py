@@ -17,7 +17,8 @@ def orphans_command(
     ),
 ) -> None:
     """List (or remove) pack files no stored item refers to: a sync killed between writing a page's pack and
-    committing the page leaves one. Nothing refers to their bytes, so removing them loses nothing."""
+    committing the page leaves one. Nothing refers to their bytes, so removing them loses nothing. A pack that
+    `crm-sync purge skipped` released and still holds is never listed, whatever --min-age: that purge deletes it."""
     with open_app() as app:
         found = app.blobs.unreferenced_packs(min_age_seconds=min_age * 60)
     for path, size in found:
