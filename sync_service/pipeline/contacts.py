@@ -12,10 +12,11 @@ no-reply / system address.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from sqlalchemy import select
 
-from crm_store.db import lock_name
+from crm_store.db import lock_names
 from crm_store.models import Contact, ContactEmail, ContactPhone, Lead, LeadEmail, LeadPhone
 from sync_service.matching.cards import CardPlan, plan_new_card
 from sync_service.matching.domains import company_from_domain, email_domain, normalize_email
@@ -47,12 +48,36 @@ def _fill(contact: Contact, card: ContactCard, emails: tuple[str, ...], region: 
     return changed
 
 
-def apply_card(ctx: ProcessContext, card: ContactCard) -> str:
-    """Returns what happened: ``updated``, ``unchanged``, ``created`` or ``skipped``."""
-    emails = tuple(dict.fromkeys(e for e in map(normalize_email, card.emails) if e))
-    # Another worker importing the same card (or mail making the same person) waits (sorted: no deadlock).
-    for email in sorted(emails):
-        lock_name(ctx.session, lock_name_of(email))
+def _emails(card: ContactCard) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(e for e in map(normalize_email, card.emails) if e))
+
+
+def card_lock_names(ctx: ProcessContext, cards: Iterable[ContactCard]) -> list[str]:
+    """The locks applying ``cards`` takes: each address's contact lock, and the lead lock of each address a card
+    may create a contact or lead under (its ``plan_new_card``, pure over the index: the same before and after
+    the cards are applied) — the names a batch's new contacts and leads are locked under (``new_contacts``).
+    Taken all at once, in one ``lock_names`` statement (key order) before the first card is applied, two runs
+    over address books sharing people in any order, or a card and a batch's new-contact check, wait for each
+    other instead of deadlocking. Only the cards that may create take lead locks: an address book of thousands
+    of colleagues' and private cards must not fill PostgreSQL's lock table (``max_locks_per_transaction``)."""
+    contact_locks: dict[str, None] = {}
+    lead_locks: dict[str, None] = {}
+    for card in cards:
+        emails = _emails(card)
+        contact_locks.update(dict.fromkeys(emails))
+        plan = plan_new_card(emails, ctx.index, ctx.settings.auto_create)
+        if plan.action != "nothing":
+            lead_locks.update(dict.fromkeys(plan.emails))
+    return [*map(lock_name_of, contact_locks), *map(lead_lock_name, lead_locks)]
+
+
+def apply_card(ctx: ProcessContext, card: ContactCard, *, locked: bool = False) -> str:
+    """Returns what happened: ``updated``, ``unchanged``, ``created`` or ``skipped``. ``locked``: the caller holds
+    the card's locks already (``card_lock_names``, taken for all the cards of an address book at once)."""
+    emails = _emails(card)
+    # Another worker importing the same card (or mail making the same person) waits (one statement, key order).
+    if not locked:
+        lock_names(ctx.session, card_lock_names(ctx, [card]))
     if ctx.batch is not None:
         ctx.batch.contacts.write(ctx.session)  # the batch's new contacts not written yet (PostgreSQL) are seen
     contact_id = (
@@ -68,8 +93,6 @@ def apply_card(ctx: ProcessContext, card: ContactCard) -> str:
     if plan.action == "nothing":
         log.debug("card %r: nothing created: %s", card.full_name, plan.reason)
         return "skipped"
-    for email in sorted(plan.emails):
-        lock_name(ctx.session, lead_lock_name(email))
     if ctx.session.scalar(select(LeadEmail.lead_id).where(LeadEmail.email.in_(emails)).limit(1)) is not None:
         return "unchanged"  # a lead's card: the lead stays as the CRM has it, and no second record is made
     if plan.action == "contact":

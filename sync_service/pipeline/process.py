@@ -37,7 +37,7 @@ from sync_service.pipeline.advance import AdvanceScope, advance_deferred, advanc
 from sync_service.pipeline.awaited import note_replies, resolved_replies
 from sync_service.pipeline.batch import BatchCache
 from sync_service.pipeline.bulk import PendingEmail
-from sync_service.pipeline.contacts import apply_card
+from sync_service.pipeline.contacts import apply_card, card_lock_names
 from sync_service.pipeline.context import ProcessContext, ProcessStats
 from sync_service.pipeline.emails import apply_email, plan_email
 from sync_service.pipeline.events import apply_events, cancel_missing
@@ -138,8 +138,11 @@ def _prepare(
             cards, problems = parse_vcards(data)
 
         def apply_cards() -> list[str]:
+            # The address book's address locks all at once, in key order (``card_lock_names``): taken card by
+            # card, two runs over books sharing people in opposite orders would deadlock.
+            lock_names(ctx.session, card_lock_names(ctx, cards))
             for card in cards:
-                if apply_card(ctx, card) in ("created", "updated"):
+                if apply_card(ctx, card, locked=True) in ("created", "updated"):
                     ctx.stats.contacts_from_cards += 1  # CRM data changed: earlier items are matched again
             return problems
 
