@@ -7,6 +7,7 @@ the item (as re-matching does); when it says something else, both are shown — 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from sync_service.errors import ConfigError
 from sync_service.matching.decide import decide
 from sync_service.matching.load import build_index, thread_keys
 from sync_service.matching.model import LinkExclusions, MatchDecision
-from sync_service.matching.overrides import apply_exclusions, keep_earlier_opportunity
+from sync_service.matching.overrides import apply_exclusions, keep_earlier_lead, keep_earlier_opportunity
 from sync_service.pipeline.items import decision_outcome, decision_to_json, facts_from_json, stored_decision
 from sync_service.pipeline.links import load_exclusions
 from sync_service.retention import PURGED
@@ -42,7 +43,10 @@ def explain_activity(app: App, session: Session, activity_id: int) -> list[str]:
         return [*lines, "not a synced item (created by a person or the process): no matching decision"]
     exclusions = load_exclusions(session, [activity.id]).get(activity.id, LinkExclusions())
     lines += _exclusions(session, exclusions)
-    earlier = None if activity.opportunity_manual else activity.opportunity_id
+    earlier = _Earlier(
+        None if activity.opportunity_manual else activity.opportunity_id,
+        None if activity.lead_manual else activity.lead_id,
+    )
     return lines + _decisions(app, session, item, exclusions, earlier)
 
 
@@ -102,12 +106,23 @@ def _exclusions(session: Session, exclusions: LinkExclusions) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True, slots=True)
+class _Earlier:
+    """The links re-matching keeps where a fresh decision names none (``apply_decision``): not a person's."""
+
+    opportunity: int | None = None
+    lead: int | None = None
+
+
 def _decisions(
-    app: App, session: Session, item: SyncedItem, exclusions: LinkExclusions, earlier: int | None = None
+    app: App, session: Session, item: SyncedItem, exclusions: LinkExclusions, earlier: _Earlier = _Earlier()
 ) -> list[str]:
     stored = stored_decision(item)
     fresh, open_opportunities = _fresh_decision(app, session, item)
-    fresh = keep_earlier_opportunity(apply_exclusions(fresh, exclusions), earlier, open_opportunities)
+    # The overrides re-matching applies, in its order (``links.apply_decision``): else a kept link would always
+    # read as a difference the next re-match applies, and it never does.
+    fresh = keep_earlier_opportunity(apply_exclusions(fresh, exclusions), earlier.opportunity, open_opportunities)
+    fresh = keep_earlier_lead(fresh, earlier.lead, exclusions.leads)
     if stored is None:
         return ["no stored decision (synced before decisions were kept)", *_decision_lines("decision now", fresh)]
     at = str(stored.get("at", "?"))[:19].replace("T", " ")

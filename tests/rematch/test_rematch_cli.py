@@ -297,3 +297,20 @@ def test_a_lead_removed_by_a_person_stays_removed_and_a_lead_set_by_a_person_is_
     assert by_subject(world)["Trial"]["lead"] == "Tim Toe"  # a person's lead, not the matcher's
     assert "Tim Toe" in ok(world("match", "explain", activity)).out.split("links now:")[1]
     assert world("activity", "link", activity, "--lead", "999").code == 1
+
+
+def test_explain_applies_the_kept_lead_as_rematching_does(world, import_crm, synced, tmp_path: Path) -> None:
+    """After a lead became a sale its person is a contact, and re-matching keeps the lead on the lead's earlier
+    mail (``keep_earlier_lead``): ``match explain`` must conclude the same, not announce a change no re-match
+    ever makes (audit 17b, F7)."""
+    import_crm()
+    leads = "Name,Company,Email,Phone,Status,Source,Owner\nSam Lead,Soylent,sam@soylent.example,,Initial Lead,Expo,\n"
+    (tmp_path / "leads.csv").write_text(leads, encoding="utf-8")
+    ok(world("import", "leads", str(tmp_path / "leads.csv")))
+    synced(maildir(tmp_path / "alice", [message("s1@soylent.example", "sam@soylent.example", [REP], "Interested")]))
+    ok(world("lead", "status", str(ids(world, "leads")["Sam Lead"]), "Awaiting sale"))
+    ok(world("match", "rematch"))
+    act = by_subject(world)["Interested"]
+    assert act["lead"] == "Sam Lead" and act["opportunity"] is not None
+    out = ok(world("match", "explain", str(act["id"]))).out
+    assert "a fresh decision now concludes the same" in out, out
