@@ -52,9 +52,12 @@ def print_report(report: SyncReport) -> None:
             line += f" — error: {m.error}"
         console.print(line, markup=False)  # an error text may hold brackets: printed as it is
     s = report.stats
+    # Over-size items are quarantined as they are fetched; the rest as they are processed.
+    quarantined = s.quarantined + sum(m.quarantined for m in report.mailboxes)
+    updated = f"updated {s.updated}" + (f" ({s.cancelled} cancelled)" if s.cancelled else "")
     console.print(
-        f"logged {s.logged} activities, updated {s.updated}, {s.duplicates} already known, "
-        f"{s.quarantined} quarantined, {s.contacts_created} contacts and {s.leads_created} leads created, "
+        f"logged {s.logged} activities, {updated}, {s.duplicates} already known, "
+        f"{quarantined} quarantined, {s.contacts_created} contacts and {s.leads_created} leads created, "
         f"{report.completed} meetings/calls completed"
     )
     if s.skipped:

@@ -219,6 +219,7 @@ def cancel_missing(ctx: ProcessContext, raw: RawItem, keep: set[int]) -> None:
         activity = ctx.session.scalar(select(Activity).where(Activity.item_id == item.id))
         if activity is not None and activity.status != CANCELLED:
             activity.status = CANCELLED
+            ctx.stats.updated += 1  # a status change, as when the calendar says the event is cancelled
             ctx.stats.cancelled += 1
             activity_synced(ctx, activity)
 

@@ -46,6 +46,7 @@ class FolderResult:
     stored: int = 0
     deleted: int = 0
     pages: int = 0
+    quarantined: int = 0  # items over CRM_MAX_MESSAGE_BYTES, quarantined as they were listed
 
 
 def load_cursor(session: Session, mailbox_id: int, folder: str) -> str | None:
@@ -67,7 +68,9 @@ def _folder_state(session: Session, mailbox_id: int, folder: str) -> FolderState
 
 def _store_items(
     session: Session, mailbox_id: int, folder: str, items: list[Fetched], limit: int, now: datetime
-) -> int:
+) -> tuple[int, int]:
+    """Store a page's items as raw items; returns how many were new or changed, and how many of those were
+    quarantined for their size."""
     ids = [f.ref.external_id for f in items]
     existing = {
         r.external_id: r
@@ -79,7 +82,7 @@ def _store_items(
             )
         )
     }
-    stored = 0
+    stored = quarantined = 0
     fresh: list[dict[str, object]] = []  # new items: one multi-row INSERT for the page (no ids needed back)
     for fetched in items:
         row = existing.get(fetched.ref.external_id)
@@ -118,10 +121,11 @@ def _store_items(
             session.flush()
             reason = f"item is {row.size} bytes, over the limit of {limit} bytes (CRM_MAX_MESSAGE_BYTES)"
             quarantine(session, row, reason)
+            quarantined += 1
         stored += 1
     if fresh:
         insert_rows(session, RawItem, fresh)  # no per-row ORM bookkeeping; COPY on PostgreSQL
-    return stored
+    return stored, quarantined
 
 
 def _mark_deleted(
@@ -142,13 +146,14 @@ def _mark_deleted(
 
 def store_page(
     session: Session, mailbox_id: int, folder: str, page: ChangePage, items: list[Fetched], limit: int
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
+    """Store one page with its cursor; returns (new or changed, deleted at the source, quarantined)."""
     now = datetime.now(UTC)
     state = _folder_state(session, mailbox_id, folder)
     if page.full_resync:
         state.stage, state.resync_started_at = "resync", now
     deleted = _mark_deleted(session, mailbox_id, folder, list(page.deletes)) if page.deletes else 0
-    stored = _store_items(session, mailbox_id, folder, items, limit, now)
+    stored, quarantined = _store_items(session, mailbox_id, folder, items, limit, now)
     state.cursor = page.next_cursor
     if not page.more:
         if state.stage == "resync" and state.resync_started_at is not None:
@@ -158,7 +163,7 @@ def store_page(
         session.execute(
             update(Mailbox).where(Mailbox.id == mailbox_id).values(items_synced=Mailbox.items_synced + stored)
         )
-    return stored, deleted
+    return stored, deleted, quarantined
 
 
 def sync_folder(
@@ -186,9 +191,10 @@ def sync_folder(
             packed = pack.close() if pack is not None else []
         with transaction(app.sessions) as session:
             app.blobs.record_packed(session, packed)
-            stored, deleted = store_page(session, mailbox_id, folder, page, items, limit)
+            stored, deleted, quarantined = store_page(session, mailbox_id, folder, page, items, limit)
         result.stored += stored
         result.deleted += deleted
+        result.quarantined += quarantined
         result.pages += 1
         if on_page is not None:
             on_page(len(items))

@@ -44,6 +44,7 @@ class MailboxResult:
     name: str
     stored: int = 0
     deleted: int = 0
+    quarantined: int = 0  # over the size limit as they were fetched (the processing counts its own)
     error: str | None = None
     state: str = IDLE
     transient: bool = False  # the error may go away: the workers retry with backoff
@@ -150,6 +151,7 @@ def sync_mailbox(
                 folder_result = sync_folder(app, mailbox.id, connector, folder, on_page)
                 result.stored += folder_result.stored
                 result.deleted += folder_result.deleted
+                result.quarantined += folder_result.quarantined
         finally:
             rotated = _keep_rotated_secret(app, mailbox.id, connector)
             connector.close()

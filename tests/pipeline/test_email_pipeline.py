@@ -176,7 +176,7 @@ def test_malformed_item_is_quarantined_and_the_rest_goes_on(app, crm, add_mailbo
     assert "\n" not in quarantine[0]["reason"]
 
 
-def test_oversize_message_is_quarantined_with_the_limit(app, crm, add_mailbox, tmp_path: Path) -> None:
+def test_oversize_message_is_quarantined_with_the_limit(app, crm, add_mailbox, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
     from sync_service.pipeline.runner import run_once
@@ -189,6 +189,12 @@ def test_oversize_message_is_quarantined_with_the_limit(app, crm, add_mailbox, t
     with app.sessions() as session:
         entry = session.scalars(select(QuarantineEntry)).one()
     assert "over the limit of 2000 bytes" in entry.reason
+    assert [m.quarantined for m in report.mailboxes] == [1]  # counted where it happened: at the fetch
+    from sync_service.cli.sync import print_report
+
+    print_report(report)
+    assert "logged 1 activities, updated 0, 0 already known, 1 quarantined" in capsys.readouterr().out
+    assert sum(m.quarantined for m in run_once(app).mailboxes) == 0  # read again: not quarantined twice
 
 
 def test_message_without_sender_or_recipients_is_quarantined(app, crm, add_mailbox, sync, tmp_path: Path) -> None:

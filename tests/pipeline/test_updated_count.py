@@ -41,7 +41,7 @@ def test_a_calendar_read_again_counts_only_the_meetings_that_changed(crm, add_ma
     stats = again.stats
     assert (stats.logged, stats.updated, stats.cancelled, stats.duplicates) == (0, 3, 1, 0)
     print_report(again)
-    assert "logged 0 activities, updated 3, 0 already known" in capsys.readouterr().out
+    assert "logged 0 activities, updated 3 (1 cancelled), 0 already known" in capsys.readouterr().out
 
     _write(box, *_events(20, moved=3, renamed=7, gone=11), vevent("new@acme.example", "Kick-off", NOW, attendees=WILE))
     third = sync()  # only a new meeting: nothing updated, nothing cancelled again
@@ -66,3 +66,17 @@ def test_the_same_meeting_in_another_calendar_is_already_known(crm, add_mailbox,
     add_mailbox("b", tmp_path / "b", REP2)
     stats = sync().stats
     assert (stats.logged, stats.updated, stats.duplicates) == (1, 0, 1)
+
+
+def test_a_meeting_deleted_from_the_calendar_counts_as_updated_and_cancelled(  # type: ignore[no-untyped-def]
+    crm, add_mailbox, sync, tmp_path, capsys
+) -> None:
+    box = tmp_path / "alice"
+    _write(box, *_events(3)[:2])  # two planned meetings
+    add_mailbox("alice", box)
+    sync()
+    _write(box, _events(3)[0])  # the second one deleted at the source
+    again = sync()
+    assert (again.stats.updated, again.stats.cancelled) == (1, 1)
+    print_report(again)
+    assert "logged 0 activities, updated 1 (1 cancelled), 0 already known" in capsys.readouterr().out
