@@ -1,10 +1,10 @@
-"""Mailbox administration: add, list, remove, pause, resume, resync (SPEC §5)."""
+"""Mailbox administration: add, list, change the source, remove, pause, resume, resync (SPEC §5)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import delete, select, update
@@ -15,6 +15,8 @@ from crm_store.models.sync import IDLE, PAUSED
 from crm_store.secrets import SecretBox
 from sync_service.connectors.registry import needs_secret, open_connector, schemes
 from sync_service.errors import ConfigError
+from sync_service.orphan_meetings import Orphaned, cancel_orphaned_meetings
+from sync_service.source_identity import source_key
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$")
 # Query parameters that carry a credential in the URLs of published feeds and signed links (``?token=``,
@@ -82,14 +84,36 @@ def get_or_create_user(session: Session, email: str) -> User:
     return user
 
 
+def _check_scheme(source: str) -> None:
+    scheme = urlsplit(source).scheme.lower()
+    if scheme not in schemes():
+        raise ConfigError(f"unsupported source URL scheme {scheme!r} (supported: {', '.join(schemes())})")
+
+
+def shared_with(session: Session, source: str, other_than: str | None = None) -> str | None:
+    """The mailbox (other than ``other_than``) that already syncs the source ``source`` names, if any
+    (``source_identity``: the same path, host and user, whatever the spelling)."""
+    key = source_key(source)
+    rows = session.execute(select(Mailbox.name, Mailbox.source_url).order_by(Mailbox.name))
+    return next((name for name, url in rows if name != other_than and source_key(url) == key), None)
+
+
+def refuse_shared_source(session: Session, source: str, other_than: str | None = None) -> None:
+    """A second mailbox on a source another one syncs fetches everything twice and lists both mailboxes on
+    every item: refused, unless the caller was told it is meant (``--allow-shared-source``)."""
+    other = shared_with(session, source, other_than)
+    if other is not None:
+        raise ConfigError(
+            f"mailbox {other!r} already syncs {redact_url(source)} (pass --allow-shared-source if both are meant)"
+        )
+
+
 def add_mailbox(
     session: Session, name: str, owner: str, source: str, secret: str | None, secret_keys: tuple[str, ...]
 ) -> Mailbox:
     if not _NAME.match(name):
         raise ConfigError("a mailbox name uses letters, digits, '.', '_', '-', '@' (at most 200)")
-    scheme = urlsplit(source).scheme.lower()
-    if scheme not in schemes():
-        raise ConfigError(f"unsupported source URL scheme {scheme!r} (supported: {', '.join(schemes())})")
+    _check_scheme(source)
     refuse_password_in_url(source)
     if session.scalar(select(Mailbox.id).where(Mailbox.name == name)) is not None:
         raise ConfigError(f"a mailbox named {name!r} already exists")
@@ -121,11 +145,59 @@ def list_mailboxes(session: Session) -> list[MailboxInfo]:
     ]
 
 
-def remove_mailbox(session: Session, name: str) -> None:
-    """Forget the mailbox and its sync state. Activities and documents already logged stay in the CRM."""
+def remove_mailbox(session: Session, name: str, now: datetime | None = None) -> Orphaned:
+    """Forget the mailbox and its sync state. Activities and documents already logged stay in the CRM; the
+    meetings and calls ahead that only this mailbox carried are cancelled (``orphan_meetings``)."""
     mailbox = _get(session, name)
+    orphaned = cancel_orphaned_meetings(session, mailbox.id, now or datetime.now(UTC))
     session.execute(delete(FolderState).where(FolderState.mailbox_id == mailbox.id))
     session.delete(mailbox)
+    return orphaned
+
+
+@dataclass(frozen=True)
+class SourceChange:
+    old: str  # as shown (``redact_url``)
+    new: str
+    state: str  # the mailbox's state now: ``paused`` stays paused
+    secret: str  # "replaced" | "kept" | "dropped" | "none"
+
+
+def change_source(
+    session: Session, name: str, source: str, secret: str | None, secret_keys: tuple[str, ...]
+) -> SourceChange:
+    """Point a mailbox at another URL (a moved Maildir, a renamed folder, a new server).
+
+    Checked as ``add`` checks it. ``secret``: a new one to store; ``None`` keeps the stored one when the new
+    source needs one (none stored: refused), and drops it when the new source needs none. The next sync reads the
+    new source as ``resync`` does — every folder from the start, recognising what is stored already — so
+    nothing is doubled: items are keyed by their content ids (Message-ID, UID), and a moved Maildir's files even
+    keep their ids. What the old source held and the new one does not stays logged. The failure state is cleared
+    (a failed or degraded mailbox syncs again); a paused one stays paused until resumed."""
+    mailbox = _get(session, name)
+    _check_scheme(source)
+    refuse_password_in_url(source)
+    if secret:
+        effective: str | None = secret
+        outcome = "replaced"
+    elif not needs_secret(source):
+        effective, outcome = None, "dropped" if mailbox.secret is not None else "none"
+    elif mailbox.secret is not None:
+        effective, outcome = SecretBox(secret_keys).decrypt(mailbox.secret), "kept"
+    else:
+        raise ConfigError(f"the source {redact_url(source)} needs a secret (--secret-env VAR or a terminal prompt)")
+    check_source(source, effective)
+    old = redact_url(mailbox.source_url)
+    mailbox.source_url = source
+    if secret:
+        mailbox.secret = SecretBox(secret_keys).encrypt(secret)
+    elif outcome == "dropped":
+        mailbox.secret = None
+    session.execute(update(FolderState).where(FolderState.mailbox_id == mailbox.id).values(cursor=None, stage="resync"))
+    mailbox.consecutive_failures, mailbox.last_error, mailbox.last_error_at = 0, None, None
+    if mailbox.state != PAUSED:  # failed, degraded: a person says the cause is gone, as ``resume``
+        mailbox.state = IDLE
+    return SourceChange(old, redact_url(source), mailbox.state, outcome)
 
 
 def pause_mailbox(session: Session, name: str) -> None:

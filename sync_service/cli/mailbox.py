@@ -1,4 +1,4 @@
-"""`crm-sync mailbox add|list|secret|remove|pause|resume|resync`."""
+"""`crm-sync mailbox add|list|secret|source|remove|pause|resume|resync`."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from sqlalchemy import select
 
 from crm_store.db import transaction
 from crm_store.models import Mailbox
-from crm_store.models.sync import FAILED
+from crm_store.models.sync import FAILED, PAUSED
 from sync_service import mailbox_secrets, mailboxes
 from sync_service.cli.common import console, is_terminal, open_app, print_table
 from sync_service.cli.workers import drop_dead_letters, request_sync
 from sync_service.connectors.registry import needs_secret
+from sync_service.dashboard.wording import plural
 from sync_service.errors import ConfigError
 from sync_service.status import stuck_mailboxes
 
@@ -35,7 +36,14 @@ def _read_secret(source: str, secret_env: str | None) -> str | None:
     return None
 
 
-@mailbox_app.command("add")
+SHARED_HELP = (
+    "Sync a source that another mailbox already syncs. Meant for one account whose folders are split between "
+    "mailboxes (?folders=…, e.g. a shared account's folders for different reps); otherwise everything is "
+    "fetched twice and listed under both mailboxes."
+)
+
+
+@mailbox_app.command("add", short_help="Add a mailbox; its secret is stored encrypted and never shown.")
 def add(
     name: str = typer.Argument(..., help="A short unique name, e.g. alice-inbox."),
     owner: str = typer.Option(..., "--owner", help="The rep's email; becomes a user if new."),
@@ -43,14 +51,65 @@ def add(
     secret_env: str | None = typer.Option(
         None, "--secret-env", metavar="VAR", help="Read the source's secret from this environment variable."
     ),
+    allow_shared_source: bool = typer.Option(False, "--allow-shared-source", help=SHARED_HELP),
 ) -> None:
-    """Add a mailbox. Its secret is stored encrypted with CRM_SECRET_KEY and never shown."""
+    """Add a mailbox. Its secret is stored encrypted with CRM_SECRET_KEY and never shown. A source that another
+    mailbox already syncs (the same path, or the same host and user, however written) is refused, unless
+    --allow-shared-source."""
     mailboxes.refuse_password_in_url(source)  # before asking for a secret the URL must not hold
-    secret = _read_secret(source, secret_env)
-    with open_app() as app, transaction(app.sessions) as session:
-        mailboxes.check_source(source, secret)
-        mailboxes.add_mailbox(session, name, owner, source, secret, app.settings.secret_keys)
+    with open_app() as app:
+        if not allow_shared_source:  # before asking for a secret that would be of no use
+            with app.sessions() as session:
+                mailboxes.refuse_shared_source(session, source, other_than=name)  # a taken name: said below
+        secret = _read_secret(source, secret_env)
+        with transaction(app.sessions) as session:
+            mailboxes.check_source(source, secret)
+            mailboxes.add_mailbox(session, name, owner, source, secret, app.settings.secret_keys)
+            if not allow_shared_source:  # again, in the transaction: another add may have come meanwhile
+                mailboxes.refuse_shared_source(session, source, other_than=name)
     console.print(f"mailbox {name} added ({mailboxes.redact_url(source)})")
+
+
+@mailbox_app.command("source", short_help="Change a mailbox's source URL; the next sync reads it from the start.")
+def source_(
+    name: str = typer.Argument(..., help="The mailbox name."),
+    url: str = typer.Argument(..., metavar="URL", help="The new source URL, e.g. maildir:///srv/mail/alice-new."),
+    secret_env: str | None = typer.Option(
+        None,
+        "--secret-env",
+        metavar="VAR",
+        help="Read a new secret from this environment variable (default: keep the stored one).",
+    ),
+    allow_shared_source: bool = typer.Option(False, "--allow-shared-source", help=SHARED_HELP),
+) -> None:
+    """Change a mailbox's source URL (a moved Maildir, a renamed folder, a new server), checked as add checks
+    it. The next sync reads the new source from the start, as after resync: nothing is doubled. The stored
+    secret is kept unless --secret-env gives a new one (dropped if the new source needs none). A failed or
+    degraded mailbox syncs again; a paused one stays paused, and reads the new source once resumed."""
+    mailboxes.refuse_password_in_url(url)
+    with open_app() as app:
+        with app.sessions() as session:
+            mailbox_secrets.mailbox_source(session, name)  # no such mailbox: one line, exit 1
+            has_secret = bool(session.scalar(select(Mailbox.secret.is_not(None)).where(Mailbox.name == name)))
+            if not allow_shared_source:  # before asking for a secret that would be of no use
+                mailboxes.refuse_shared_source(session, url, other_than=name)
+        new_secret = _read_secret(url, secret_env) if secret_env or not has_secret else None
+        with transaction(app.sessions) as session:
+            if not allow_shared_source:
+                mailboxes.refuse_shared_source(session, url, other_than=name)
+            change = mailboxes.change_source(session, name, url, new_secret, app.settings.secret_keys)
+            mailbox_id = session.scalar(select(Mailbox.id).where(Mailbox.name == name))
+        queued = change.state != PAUSED and mailbox_id is not None and request_sync(app.settings, mailbox_id)
+    secret_note = {"replaced": "; secret replaced", "dropped": "; stored secret dropped (not needed)"}.get(
+        change.secret, ""
+    )
+    if change.state == PAUSED:
+        after = f"paused: it reads the new source after crm-sync mailbox resume {name}"
+    else:
+        after = "the next sync reads it from the start (nothing is doubled)"
+    console.print(f"mailbox {name}: source {change.new} (was {change.old}){secret_note}; {after}")
+    if queued:
+        console.print(f"mailbox {name}: sync queued")
 
 
 @mailbox_app.command("secret")
@@ -116,19 +175,35 @@ def _simple(action: str, doc: str) -> None:
             queued = False
             if action in ("resume", "resync") and mailbox_id is not None:
                 queued = request_sync(app.settings, mailbox_id)
-            # … and a removed mailbox's dead letters go with it (they could only do nothing).
-            dropped = drop_dead_letters(app.settings, mailbox_id) if action == "remove" and mailbox_id else None
         console.print(f"mailbox {name}: {action}d" if action.endswith("e") else f"mailbox {name}: {action}ed")
         if queued:
             console.print(f"mailbox {name}: sync queued")
-        if dropped:
-            console.print(f"mailbox {name}: {dropped} dead-lettered messages dropped")
 
     command.__doc__ = doc
     mailbox_app.command(action)(command)
 
 
-_simple("remove", "Remove a mailbox and its sync state; logged activities and documents stay.")
+@mailbox_app.command("remove", short_help="Remove a mailbox and its sync state; logged activities and documents stay.")
+def remove(name: str = typer.Argument(..., help="The mailbox name.")) -> None:
+    """Remove a mailbox and its sync state; logged activities and documents stay. Meetings and calls ahead that
+    only this mailbox carried are cancelled (a copy that comes back revives them)."""
+    with open_app() as app:
+        with transaction(app.sessions) as session:
+            mailbox_id = session.scalar(select(Mailbox.id).where(Mailbox.name == name))
+            orphaned = mailboxes.remove_mailbox(session, name)
+        # … and a removed mailbox's dead letters go with it (they could only do nothing).
+        dropped = drop_dead_letters(app.settings, mailbox_id) if mailbox_id else None
+    console.print(f"mailbox {name}: removed")
+    if orphaned.cancelled:
+        cancelled = plural(orphaned.cancelled, "future meeting or call", "future meetings or calls")
+        console.print(f"mailbox {name}: {cancelled} that only it carried cancelled")
+    if orphaned.ended_planned:
+        ended = plural(orphaned.ended_planned, "ended meeting or call", "ended meetings or calls")
+        console.print(f"mailbox {name}: {ended} that only it carried left planned (complete or cancel by hand)")
+    if dropped:
+        console.print(f"mailbox {name}: {dropped} dead-lettered messages dropped")
+
+
 _simple("pause", "Stop syncing a mailbox until resumed.")
 _simple("resume", "Resume a paused or failed mailbox.")
 _simple("resync", "Read the whole mailbox again on the next sync (no duplicates are created).")

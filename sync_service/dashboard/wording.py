@@ -17,7 +17,8 @@ _ERRORS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"certificate|TLS|SSL",
          "The server's TLS certificate is not trusted: fix the certificate or the host name, then resume."),
         (r"source path does not exist|no such file|not found|no (IMAP )?folder|no calendar|\b404\b",
-         "The mailbox, folder or file was not found at the source: check the source URL, then resume."),
+         "The mailbox, folder or file was not found at the source: correct the URL with "
+         "`crm-sync mailbox source NAME URL`, or resume once it is back."),
         (r"timed? ?out|timeout",
          "The server did not answer in time; the sync retries by itself."),
         (r"connection|refused|unreachable|resolve|name or service|network|dns",

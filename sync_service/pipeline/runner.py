@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import Select, case, select, update
+from sqlalchemy import Select, case, exists, select, update
 
 from crm_store.db import transaction
-from crm_store.models import Activity, FolderState, Mailbox, RawItem
+from crm_store.models import Activity, FolderState, ItemSource, Mailbox, RawItem
 from crm_store.models.sync import DEGRADED, FAILED, IDLE, PAUSED, SYNCING
 from crm_store.secrets import SecretBox
 from sync_service.bootstrap import App
@@ -198,7 +198,12 @@ def complete_due(app: App, now: datetime | None = None, converted: set[int] | No
 
 def due_activities(now: datetime) -> Select[int]:
     """The synced planned meetings and calls that have ended, oldest first (found by the partial index
-    ``ix_activities_planned_end_at``: a run's search does not grow with the mail)."""
+    ``ix_activities_planned_end_at``: a run's search does not grow with the mail).
+
+    Only those some mailbox still carries (an item source is left): a meeting whose every copy went with a
+    removed mailbox cannot be known to have taken place, and must not complete a process step by itself
+    (``sync_service.orphan_meetings``; audit 17b F4)."""
+    carried = select(ItemSource.id).where(ItemSource.item_id == Activity.item_id)
     return (
         select(Activity.id)
         .where(
@@ -206,6 +211,7 @@ def due_activities(now: datetime) -> Select[int]:
             Activity.type.in_(("meeting", "call")),
             Activity.origin == "sync",
             Activity.end_at <= now,
+            exists(carried),
         )
         .order_by(Activity.end_at, Activity.id)
     )

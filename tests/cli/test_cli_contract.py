@@ -274,8 +274,9 @@ def _alice_and_bob(cli: Any, database_url: str, tmp_path: Path) -> dict[str, int
 
     assert cli("init").code == 0
     mail = maildir(tmp_path / "mail", [message("m1@acme.example", "wile@acme.example", [REP], "Hello")])
-    for name in ("alice", "bob"):
-        assert cli("mailbox", "add", name, "--owner", REP, "--source", f"maildir://{mail}").code == 0
+    for name in ("alice", "bob"):  # one Maildir for both: meant (a second mailbox on a source is refused by default)
+        add = ("mailbox", "add", name, "--owner", REP, "--source", f"maildir://{mail}", "--allow-shared-source")
+        assert cli(*add).code == 0
     engine = create_engine(database_url)
     with engine.connect() as conn:
         ids = {name: id_ for name, id_ in conn.execute(text("SELECT name, id FROM mailboxes"))}

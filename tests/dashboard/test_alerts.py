@@ -167,8 +167,8 @@ def test_status_shows_alerts_and_calls_the_webhook_once(cli, hook: Hook, tmp_pat
         {
             "mailbox": "broken",
             "kind": "failing",
-            "message": "sync stopped: The mailbox, folder or file was not found at the source: check the source "
-            "URL, then resume.",
+            "message": "sync stopped: The mailbox, folder or file was not found at the source: correct the URL "
+            "with `crm-sync mailbox source NAME URL`, or resume once it is back.",
             "reason": f"source path does not exist: {tmp_path / 'missing'}",
         }
     ]
