@@ -9,17 +9,26 @@
   fresh decision is merely ambiguous and still names it as a candidate (a second opportunity opened for the
   account does not send its old mail to the review queue). A definite new answer (a participant added to
   another opportunity, a thread assigned by a person) still moves it.
+- ``keep_opportunity_account``: an item that stays with the opportunity it was linked to before (kept here,
+  or named again by a fresh decision) keeps that opportunity's account, as its primary account. A contact who
+  moved to another account then does not take her old mail off the account of the deal it belongs to (nor
+  leave an activity whose accounts lack its opportunity's account); the accounts a fresh decision names are
+  linked too, so a contact who was filed under the wrong account shows her mail on the right one as well.
 - ``keep_earlier_lead``: so is an item's lead. An address resolves to a contact before a lead (SPEC §3.2), so
   once a lead has become a sale (``Awaiting sale`` makes a contact of its person) a fresh decision names the
   contact and no lead; the lead keeps the mail and meetings it was linked to (its history, the lead process's
   steps they served). Only another lead replaces it; a person can take it off (``crm-sync activity unlink``).
+
+``with_overrides`` applies all four in their order: what re-matching writes (``pipeline.links``,
+``pipeline.rematch``) and what ``match explain`` compares with the stored decision (``pipeline.explain``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
-from sync_service.matching.model import OPP_KEPT, RULE_LETTERS, LinkExclusions, MatchDecision
+from sync_service.matching.model import OPP_KEPT, RULE_LETTERS, CandidateIndex, LinkExclusions, MatchDecision
 
 _REMOVED = "removed by a person"
 
@@ -94,6 +103,32 @@ def keep_earlier_opportunity(
     )
 
 
+def keep_opportunity_account(
+    decision: MatchDecision,
+    earlier: int | None,
+    opportunity_account: Mapping[int, int | None],
+    excluded_accounts: frozenset[int] = frozenset(),
+) -> MatchDecision:
+    """The decision with the account of the opportunity the item stays with as its primary account (and first
+    account link), when that opportunity is the one it was linked to before (``earlier``) — after
+    ``keep_earlier_opportunity``. A link to that account a person removed (``excluded_accounts``) stays
+    removed."""
+    if decision.skipped or earlier is None or decision.opportunity_id != earlier:
+        return decision
+    account = opportunity_account.get(earlier)
+    if account is None or account in excluded_accounts:
+        return decision
+    if decision.primary_account_id == account and account in decision.account_ids:
+        return decision
+    why = f"primary account {account}: the account of opportunity {earlier}, which the item stays with"
+    return replace(
+        decision,
+        account_ids=(account, *(a for a in decision.account_ids if a != account)),
+        primary_account_id=account,
+        explanation=(*decision.explanation, why),
+    )
+
+
 def keep_earlier_lead(decision: MatchDecision, earlier: int | None, excluded: frozenset[int]) -> MatchDecision:
     """The decision, or — when it names no lead — the one the item was linked to before (unless a person took
     that link away: ``excluded``)."""
@@ -101,3 +136,20 @@ def keep_earlier_lead(decision: MatchDecision, earlier: int | None, excluded: fr
         return decision
     why = f"lead {earlier} kept: the item was linked to it before (its person may be a contact now)"
     return replace(decision, lead_id=earlier, explanation=(*decision.explanation, why))
+
+
+def with_overrides(
+    decision: MatchDecision,
+    exclusions: LinkExclusions,
+    index: CandidateIndex,
+    *,
+    earlier_opportunity: int | None,
+    earlier_lead: int | None,
+) -> MatchDecision:
+    """A fresh decision with what earlier outcomes weigh against it (the module docstring), in order.
+    ``earlier_opportunity`` / ``earlier_lead``: the item's links before, ``None`` where a person set them (the
+    writer keeps a person's link as it is)."""
+    decision = apply_exclusions(decision, exclusions)
+    decision = keep_earlier_opportunity(decision, earlier_opportunity, index.open_opportunities)
+    decision = keep_opportunity_account(decision, earlier_opportunity, index.opportunity_account, exclusions.accounts)
+    return keep_earlier_lead(decision, earlier_lead, exclusions.leads)

@@ -4,6 +4,8 @@ The pipeline calls ``activity_synced`` after it created or updated an activity f
 the item's savepoint). The process engine decides whether an open step of the activity's opportunity (or
 lead) is satisfied by it: a completed activity completes the step, a planned one (a future meeting) is linked
 to it, a cancelled linked one ends the stage early. Calling it again for the same activity changes nothing.
+One that completed a step and is cancelled afterwards leaves the step completed, with a note in the history
+(``activity_cancelled``).
 
 Most synced activities belong to no running process. A processing batch reads once which opportunities and
 leads can advance (``AdvanceScope``); the others skip the engine, its queries and its savepoint. So does an
@@ -28,7 +30,7 @@ from sqlalchemy.orm import Session
 from crm_store.models import Activity, Lead, Opportunity
 from sync_service.pipeline.bulk import PendingEmail
 from sync_service.pipeline.context import ProcessContext
-from sync_service.process import service, store
+from sync_service.process import cancelled_after, service, store
 from sync_service.process.definition import Process
 from sync_service.process.errors import DefinitionError
 from sync_service.process.satisfy import may_satisfy
@@ -104,6 +106,13 @@ def activity_synced(ctx: ProcessContext, activity: Activity, *, deferrable: bool
         return
     advance_deferred(ctx)
     _advance(ctx, activity)
+
+
+def activity_cancelled(ctx: ProcessContext, activity: Activity) -> None:
+    """Called where a synced activity's status *becomes* cancelled (not when a cancelled one is seen again),
+    before ``activity_synced``: one that had completed a step leaves a note in the history
+    (``process.cancelled_after``). The step stays completed: no stage is rolled back by itself."""
+    cancelled_after.note_cancelled(ctx.session, activity, ctx.now)
 
 
 def pending_synced(ctx: ProcessContext, email: PendingEmail) -> None:

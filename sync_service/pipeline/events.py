@@ -29,7 +29,7 @@ from crm_store.models.sync import DELETED
 from sync_service.matching.decide import decide
 from sync_service.matching.model import ItemFacts, LinkExclusions, MatchDecision
 from sync_service.parsing.classify import event_activity_type, event_phone_numbers
-from sync_service.pipeline.advance import activity_synced
+from sync_service.pipeline.advance import activity_cancelled, activity_synced
 from sync_service.pipeline.batch import UNKNOWN
 from sync_service.pipeline.context import ProcessContext
 from sync_service.pipeline.items import event_key, facts_to_json, get_or_create, link_source, record_decision
@@ -188,6 +188,8 @@ def _write_activity(
         ctx.stats.updated += 1
     if activity.status == CANCELLED and not was_cancelled:
         ctx.stats.cancelled += 1
+        if before is not None:  # a known meeting: it may have completed a step
+            activity_cancelled(ctx, activity)
     activity_synced(ctx, activity)
     return Written(activity, changed)
 
@@ -221,6 +223,7 @@ def cancel_missing(ctx: ProcessContext, raw: RawItem, keep: set[int]) -> None:
             activity.status = CANCELLED
             ctx.stats.updated += 1  # a status change, as when the calendar says the event is cancelled
             ctx.stats.cancelled += 1
+            activity_cancelled(ctx, activity)
             activity_synced(ctx, activity)
 
 

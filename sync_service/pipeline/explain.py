@@ -18,8 +18,8 @@ from sync_service.bootstrap import App
 from sync_service.errors import ConfigError
 from sync_service.matching.decide import decide
 from sync_service.matching.load import build_index, thread_keys
-from sync_service.matching.model import LinkExclusions, MatchDecision
-from sync_service.matching.overrides import apply_exclusions, keep_earlier_lead, keep_earlier_opportunity
+from sync_service.matching.model import CandidateIndex, LinkExclusions, MatchDecision
+from sync_service.matching.overrides import with_overrides
 from sync_service.pipeline.items import decision_outcome, decision_to_json, facts_from_json, stored_decision
 from sync_service.pipeline.links import load_exclusions
 from sync_service.retention import PURGED
@@ -46,6 +46,7 @@ def explain_activity(app: App, session: Session, activity_id: int) -> list[str]:
     earlier = _Earlier(
         None if activity.opportunity_manual else activity.opportunity_id,
         None if activity.lead_manual else activity.lead_id,
+        logged=True,
     )
     return lines + _decisions(app, session, item, exclusions, earlier)
 
@@ -112,17 +113,17 @@ class _Earlier:
 
     opportunity: int | None = None
     lead: int | None = None
+    logged: bool = False  # the item has an activity: re-matching never takes it away
 
 
 def _decisions(
     app: App, session: Session, item: SyncedItem, exclusions: LinkExclusions, earlier: _Earlier = _Earlier()
 ) -> list[str]:
     stored = stored_decision(item)
-    fresh, open_opportunities = _fresh_decision(app, session, item)
-    # The overrides re-matching applies, in its order (``links.apply_decision``): else a kept link would always
-    # read as a difference the next re-match applies, and it never does.
-    fresh = keep_earlier_opportunity(apply_exclusions(fresh, exclusions), earlier.opportunity, open_opportunities)
-    fresh = keep_earlier_lead(fresh, earlier.lead, exclusions.leads)
+    fresh, index = _fresh_decision(app, session, item)
+    # The overrides re-matching applies (``links.apply_decision``): else a kept link would always read as a
+    # difference the next re-match applies, and it never does.
+    fresh = with_overrides(fresh, exclusions, index, earlier_opportunity=earlier.opportunity, earlier_lead=earlier.lead)
     if stored is None:
         return ["no stored decision (synced before decisions were kept)", *_decision_lines("decision now", fresh)]
     at = str(stored.get("at", "?"))[:19].replace("T", " ")
@@ -130,6 +131,9 @@ def _decisions(
     lines += [f"  {line}" for line in stored.get("explanation", [])]
     if decision_outcome(decision_to_json(fresh, datetime.now(UTC))) == decision_outcome(stored):
         return [*lines, "a fresh decision now concludes the same"]
+    if fresh.skipped and earlier.logged:  # e.g. its domain was removed from the account since
+        title = "a fresh decision now would not log it; it stays logged with its links (re-matching never un-logs)"
+        return lines + _decision_lines(title, fresh)
     return lines + _decision_lines("a fresh decision now differs (the next re-match applies it)", fresh)
 
 
@@ -148,13 +152,13 @@ def _summary(skip_reason: object, rule: object) -> str:
     return "logged without an opportunity"
 
 
-def _fresh_decision(app: App, session: Session, item: SyncedItem) -> tuple[MatchDecision, frozenset[int]]:
+def _fresh_decision(app: App, session: Session, item: SyncedItem) -> tuple[MatchDecision, CandidateIndex]:
     settings = app.settings
     index = build_index(session, settings.internal_domains, settings.phone_region, threads=False)
     if item.sent_at is not None:
         index.thread_opportunity.update(thread_keys(session, sent_before=item.sent_at, exclude_items=[item.id]))
     index.thread_opportunity.update(thread_keys(session, manual_only=True, exclude_items=[item.id]))
-    return decide(facts_from_json(item.facts), index, policy=settings.auto_create), index.open_opportunities
+    return decide(facts_from_json(item.facts), index, policy=settings.auto_create), index
 
 
 def _account(session: Session, account_id: int | None) -> str:

@@ -28,7 +28,7 @@ from crm_store.models import (
 )
 from crm_store.models.activities import EXCLUDE_ACCOUNT, EXCLUDE_CONTACT, EXCLUDE_LEAD, EXCLUDE_OPPORTUNITY
 from sync_service.matching.model import LinkExclusions, MatchDecision, NewContact, NewLead
-from sync_service.matching.overrides import apply_exclusions, keep_earlier_lead, keep_earlier_opportunity
+from sync_service.matching.overrides import with_overrides
 from sync_service.pipeline.context import ProcessContext
 from sync_service.pipeline.link_state import LinkState, wanted_state
 from sync_service.pipeline.new_contacts import insert_contact, lead_lock_name, lock_name_of
@@ -150,21 +150,24 @@ def apply_decision(
     new: bool = False,
 ) -> MatchDecision:
     """Write the decision's links (creating the records the policy allows); returns the decision as written:
-    without the links a person removed, with an earlier opportunity kept where history should stand, with the
-    records it created. ``exclusions``: pass them when already loaded. ``new``: the activity was just made
-    (not flushed, no review item yet): its links are saved with it at the next flush. In a batch, what the
-    batch knows of the activity (``BatchCache.known``) is used instead of queries and kept up to date."""
+    without the links a person removed, with an earlier opportunity kept where history should stand (and that
+    opportunity's account as the primary account: ``keep_opportunity_account``), with the records it created.
+    ``exclusions``: pass them when already loaded. ``new``: the activity was just made (not flushed, no review
+    item yet): its links are saved with it at the next flush. In a batch, what the batch knows of the activity
+    (``BatchCache.known``) is used instead of queries and kept up to date."""
     known = ctx.batch.known.get(activity) if ctx.batch is not None and not new else None
     if exclusions is None:
         if known is not None:
             exclusions = known.exclusions
         else:
             exclusions = load_exclusions(ctx.session, [activity.id]).get(activity.id, LinkExclusions())
-    decision = apply_exclusions(decision, exclusions)
-    if not activity.opportunity_manual:
-        decision = keep_earlier_opportunity(decision, activity.opportunity_id, ctx.index.open_opportunities)
-    if not activity.lead_manual:
-        decision = keep_earlier_lead(decision, activity.lead_id, exclusions.leads)
+    decision = with_overrides(
+        decision,
+        exclusions,
+        ctx.index,
+        earlier_opportunity=None if activity.opportunity_manual else activity.opportunity_id,
+        earlier_lead=None if activity.lead_manual else activity.lead_id,
+    )
     written = create_records(ctx, decision, exclusions)
     account_ids, contact_ids = list(written.account_ids), list(written.contact_ids)
     if new or known is not None:

@@ -42,7 +42,7 @@ from sync_service.errors import ParseError
 from sync_service.matching.decide import decide
 from sync_service.matching.load import build_index, thread_keys
 from sync_service.matching.model import SKIP_NEVER_LOG, SKIP_UNMATCHED, CandidateIndex, LinkExclusions, MatchDecision
-from sync_service.matching.overrides import apply_exclusions, keep_earlier_lead, keep_earlier_opportunity
+from sync_service.matching.overrides import with_overrides
 from sync_service.parsing.mime import parse_headers
 from sync_service.pipeline.advance import activity_synced
 from sync_service.pipeline.awaited import forget_resolved, resolved_replies
@@ -253,11 +253,13 @@ class _BatchRun:
             if self.notify_all:
                 activity_synced(self._context(item), self.session.get_one(Activity, activity_id))
             return
-        effective = apply_exclusions(decision, exclusions)
-        if not state.opportunity_manual:
-            effective = keep_earlier_opportunity(effective, state.opportunity, self.index.open_opportunities)
-        if not state.lead_manual:
-            effective = keep_earlier_lead(effective, state.lead, exclusions.leads)
+        effective = with_overrides(
+            decision,
+            exclusions,
+            self.index,
+            earlier_opportunity=None if state.opportunity_manual else state.opportunity,
+            earlier_lead=None if state.lead_manual else state.lead,
+        )
         creates = bool(effective.new_contacts or effective.new_leads)
         if not creates and wanted_state(state, effective) == state:
             self.stats.unchanged += 1

@@ -6,4 +6,5 @@
 - ``engine``: state + event → new state + effects (pure; never names a stage).
 - ``store``: the only database code: loads a subject's state, applies effects, writes history.
 - ``service``: the use cases the CLI and the sync pipeline call; ``views``: read-only summaries.
+- ``cancelled_after``: the history note for a synced activity cancelled after it completed a step.
 """

@@ -16,6 +16,9 @@ PLANNED, COMPLETED, CANCELLED = "planned", "completed", "cancelled"
 # Results written by the engine itself (history rows and closed placeholders).
 RESULT_CANCELLED, RESULT_SKIPPED = "Cancelled", "Skipped"
 RESULT_STAGE_LEFT, RESULT_STAGE_ENDED = "Stage left", "Stage ended early"
+# Not a transition: a history note that the activity which completed the step was cancelled since
+# (``cancelled_after``).
+RESULT_CANCELLED_AFTER = "Activity cancelled after completing the step"
 
 
 @dataclass(frozen=True)

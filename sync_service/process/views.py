@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crm_store.models import Activity, Opportunity
+from crm_store.models import Activity, Opportunity, OpportunityHistory
+from crm_store.models.sales import LeadHistory
 from sync_service.process import store
-from sync_service.process.model import OPEN, PLANNED
+from sync_service.process.definition import Process
+from sync_service.process.model import OPEN, PLANNED, RESULT_CANCELLED_AFTER
 from sync_service.process.store import Subject
 
 
@@ -31,13 +33,14 @@ class ProcessView:
     current_step: str | None  # its title
     open_activities: tuple[OpenActivity, ...]
     proposed: tuple[str, ...]  # next stages to choose from when no step is open
+    notes: tuple[str, ...] = ()  # steps completed by an activity that was cancelled since (``cancelled_after``)
 
     def lines(self) -> list[str]:
         if self.process is None:
-            return [f"{self.label}: stage {self.stage}, {self.status}, no process running"]
+            return [f"{self.label}: stage {self.stage}, {self.status}, no process running", *self.notes]
         where = f"{self.label}: {self.process}, stage {self.stage}"
         if self.status != OPEN:
-            return [f"{where} ({self.status})"]
+            return [f"{where} ({self.status})", *self.notes]
         out = [f"{where}, step {self.current_step}" if self.current_step else f"{where}, no open step"]
         for activity in self.open_activities:
             kind = "linked " + activity.type if activity.synced else "planned " + activity.type
@@ -45,15 +48,16 @@ class ProcessView:
             out.extend(f"    hint: {hint}" for hint in activity.hints)
         if not self.current_step and self.proposed:
             out.append(f"  next stage to choose: {' or '.join(self.proposed)}")
-        return out
+        return [*out, *self.notes]
 
 
 def process_view(session: Session, subject: Subject) -> ProcessView:
     row = subject.row
     status = row.status if isinstance(row, Opportunity) else OPEN
     running = store.running_process(session, subject)
+    notes = _cancelled_notes(session, subject, running[1] if running is not None else None)
     if running is None:
-        return ProcessView(subject.label, None, subject.stage, status, None, (), ())
+        return ProcessView(subject.label, None, subject.stage, status, None, (), (), notes)
     process = running[1]
     stage = process.stage(subject.stage or "")
     found = process.step(row.current_step)
@@ -71,7 +75,28 @@ def process_view(session: Session, subject: Subject) -> ProcessView:
             )
     proposed = stage.next if stage is not None and found is None else ()
     title = found[1].title if found else None
-    return ProcessView(subject.label, process.name, subject.stage, status, title, tuple(open_activities), proposed)
+    return ProcessView(
+        subject.label, process.name, subject.stage, status, title, tuple(open_activities), proposed, notes
+    )
+
+
+def _cancelled_notes(session: Session, subject: Subject, process: Process | None) -> tuple[str, ...]:
+    """One line per history note that an activity which completed a step was cancelled since: the step
+    still counts as done, and only a person can tell whether the stage should be done again."""
+    history = OpportunityHistory if subject.kind == store.OPPORTUNITY else LeadHistory
+    owner = OpportunityHistory.opportunity_id if subject.kind == store.OPPORTUNITY else LeadHistory.lead_id
+    rows = session.execute(
+        select(history.stage, history.step, history.activity_id, Activity.subject)
+        .outerjoin(Activity, Activity.id == history.activity_id)
+        .where(owner == subject.id, history.result == RESULT_CANCELLED_AFTER)
+        .order_by(history.id)
+    ).all()
+    titles = process.step_titles() if process is not None else {}
+    return tuple(
+        f"  note: activity {activity_id} ({title or '?'}) completed step {titles.get(step or '', step)} of "
+        f"{stage} and was cancelled since; the step still counts (set the stage by hand to do it again)"
+        for stage, step, activity_id, title in rows
+    )
 
 
 def automatic_progress(session: Session) -> list[str]:
