@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Numeric, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Numeric, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm_store.models.base import Base, utcnow
@@ -76,6 +76,9 @@ class OpportunityParticipant(Base):
     role: Mapped[str | None] = mapped_column(String(100))
     influence: Mapped[str | None] = mapped_column(String(50))
     loyalty: Mapped[str | None] = mapped_column(String(50))
+    # Put there by the opportunities CSV (revision 0017): the file's Contacts cell manages these, and an import
+    # takes off only these when the cell no longer lists them (not the lead's person a conversion added).
+    imported: Mapped[bool] = mapped_column(default=False, server_default=false())
     opportunity: Mapped[Opportunity] = relationship(back_populates="participants")
     contact: Mapped[Contact] = relationship()
 

@@ -13,7 +13,9 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync_service import __version__
+from sync_service.cli.accounts import account_app
 from sync_service.cli.blobs import blobs_app
+from sync_service.cli.contacts import contact_app
 from sync_service.cli.dashboard import dashboard_app
 from sync_service.cli.demo import demo_command
 from sync_service.cli.imports import import_app
@@ -61,6 +63,8 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(process_app, name="process")
 app.add_typer(opportunity_app, name="opportunity")
 app.add_typer(lead_app, name="lead")
+app.add_typer(account_app, name="account")
+app.add_typer(contact_app, name="contact")
 activity_app.command("complete")(activity_complete_command)
 activity_app.command("cancel")(activity_cancel_command)
 app.command("worker")(worker_command)

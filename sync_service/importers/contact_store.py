@@ -5,10 +5,14 @@ email's domain or a parent of it (``eu.acme.com`` → ``acme.com``), never throu
 
 Identity (so that a second import changes nothing):
 - a row with emails is the contact having any of them; a row whose addresses belong to two different
-  contacts is an error (merge them first);
+  contacts is an error that names the merge (`crm-sync contact merge NEWER OLDER`);
 - otherwise the contact of the same name at the same account — for a row with emails only a contact that
   has no email yet (two people may share a name, their addresses tell them apart).
 Two rows of one file for the same contact reject the file.
+
+A row whose addresses are all new creates a contact even when a contact of the same name at the same account
+exists (a person's changed address looks exactly like a namesake's): the summary then says so, one line each,
+with the `crm-sync contact merge` that joins them if they are one person.
 
 Updates only add: non-empty cells overwrite the stored field, new emails go after the existing ones, new
 phones are appended; nothing is removed.
@@ -17,7 +21,8 @@ phones are appended; nothing is removed.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -55,16 +60,47 @@ class _Plan:
     entry: ContactEntry
     account_id: int | None
     target: Contact | None  # None: create
+    namesakes: tuple[int, ...] = ()  # stored contacts of the same name at the same account (when creating)
 
 
-def store_contacts(session: Session, entries: list[ContactEntry], *, source: str) -> ImportReport:
+@dataclass(slots=True)
+class ContactsReport(ImportReport):
+    """The counts, and one line per created contact that has a namesake at its account (maybe one person)."""
+
+    namesakes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return "\n".join([ImportReport.summary(self), *self.namesakes])
+
+
+def store_contacts(session: Session, entries: list[ContactEntry], *, source: str) -> ContactsReport:
     """Check every entry (account, identity, duplicates), then write them all; flush at the end."""
     plans = _plan(session, entries)
-    report = ImportReport("contacts")
+    report = ContactsReport("contacts")
+    created: list[tuple[_Plan, Contact]] = []
     for plan in plans:
-        report.count(_write(session, plan, source))
+        result, contact = _write(session, plan, source)
+        report.count(result)
+        if result == "created" and plan.namesakes:
+            created.append((plan, contact))
     session.flush()
+    report.namesakes = [line for plan, contact in created for line in _namesake_lines(session, plan, contact)]
     return report
+
+
+def _namesake_lines(session: Session, plan: _Plan, contact: Contact) -> list[str]:
+    account = session.get_one(Account, plan.account_id).name if plan.account_id is not None else ""
+    return [
+        f"{plan.entry.where}: created {contact.name} (contact {contact.id}); contact {other} at {account} has the "
+        f"same name — if it is the same person: crm-sync contact merge {contact.id} {other}"
+        for other in plan.namesakes
+    ]
+
+
+def _merge_commands(owners: Sequence[int]) -> str:
+    """The merges that make one contact of ``owners``: each newer one into the oldest."""
+    keep, *others = sorted(owners)
+    return ", ".join(f"crm-sync contact merge {other} {keep}" for other in others)
 
 
 class _Accounts:
@@ -109,7 +145,7 @@ class _Existing:
             if len(owners) > 1:
                 raise ValueError(
                     f"its addresses ({', '.join(entry.emails)}) belong to {len(owners)} different contacts; "
-                    "merge them first"
+                    f"merge them first: {_merge_commands(owners)}"
                 )
             if owners:
                 return self._session.get(Contact, owners[0])
@@ -119,6 +155,12 @@ class _Existing:
             if not (entry.emails and has_email):
                 return self._session.get(Contact, contact_id)
         return None
+
+    def namesakes(self, entry: ContactEntry, account_id: int | None) -> tuple[int, ...]:
+        """The stored contacts a new contact shares its name and account with (none without an account)."""
+        if not entry.name or account_id is None:
+            return ()
+        return tuple(contact_id for contact_id, _ in self._by_name.get((name_key(entry.name), account_id), []))
 
 
 def _plan(session: Session, entries: list[ContactEntry]) -> list[_Plan]:
@@ -131,7 +173,8 @@ def _plan(session: Session, entries: list[ContactEntry]) -> list[_Plan]:
             check, add = _identity_keys(entry, account_id, target)
             seen.check(check)
             seen.add(add, entry.where)
-        plans.append(_Plan(entry, account_id, target))
+        namesakes = existing.namesakes(entry, account_id) if target is None else ()
+        plans.append(_Plan(entry, account_id, target, namesakes))
     return plans
 
 
@@ -154,24 +197,23 @@ def _identity_keys(
     return [*keys, f"name:{named}"], [*keys, f"name:{named}", f"bare:{named}"]
 
 
-def _write(session: Session, plan: _Plan, source: str) -> Outcome:
+def _write(session: Session, plan: _Plan, source: str) -> tuple[Outcome, Contact]:
     entry, contact = plan.entry, plan.target
     if contact is None:
-        session.add(
-            Contact(
-                name=entry.name or entry.emails[0],
-                first_name=entry.first_name,
-                middle_name=entry.middle_name,
-                last_name=entry.last_name,
-                company=entry.company,
-                job_title=entry.job_title,
-                account_id=plan.account_id,
-                source=source,
-                emails=[ContactEmail(email=email, position=i) for i, email in enumerate(entry.emails)],
-                phones=[ContactPhone(kind=p.kind, raw=p.raw, e164=p.e164) for p in entry.phones],
-            )
+        contact = Contact(
+            name=entry.name or entry.emails[0],
+            first_name=entry.first_name,
+            middle_name=entry.middle_name,
+            last_name=entry.last_name,
+            company=entry.company,
+            job_title=entry.job_title,
+            account_id=plan.account_id,
+            source=source,
+            emails=[ContactEmail(email=email, position=i) for i, email in enumerate(entry.emails)],
+            phones=[ContactPhone(kind=p.kind, raw=p.raw, e164=p.e164) for p in entry.phones],
         )
-        return "created"
+        session.add(contact)
+        return "created", contact
     fields: dict[str, object] = {
         "name": entry.name,
         "first_name": entry.first_name,
@@ -182,7 +224,7 @@ def _write(session: Session, plan: _Plan, source: str) -> Outcome:
     }
     changed = apply_fields(contact, {key: value or None for key, value in fields.items()})
     changed |= apply_fields(contact, {"account_id": plan.account_id})
-    return outcome(_add_emails(contact, entry.emails) | _add_phones(contact, entry.phones) | changed)
+    return outcome(_add_emails(contact, entry.emails) | _add_phones(contact, entry.phones) | changed), contact
 
 
 def _add_emails(contact: Contact, emails: tuple[str, ...]) -> bool:

@@ -37,6 +37,7 @@ from sync_service.importers.lookups import LookupValues
 from sync_service.importers.normalize import Phone, clean_text, name_key, optional_email, phone
 from sync_service.importers.report import ImportReport, apply_fields, outcome
 from sync_service.importers.users import Reps
+from sync_service.process.store import LEAD, Subject, follow_owner
 
 COLUMNS = ("Name", "Company", "Email", "Phone", "Status", "Source", "Owner")
 DEFAULT_STATUS = "Initial Lead"
@@ -189,11 +190,17 @@ def _write(session: Session, row: LeadRow, reps: Reps, report: ImportReport) -> 
         report.count("created")
         return lead, lead.status
     new_status = _status(session, lead, row.status, report)
+    owner_before = lead.owner
     changed = apply_fields(
         lead,
         {"name": row.name, "company": row.company or None, "status": new_status, "source": row.source,
          "owner": owner},
     )
+    if owner is not None and owner is not owner_before:  # its open step activities follow (as opportunities')
+        moved = follow_owner(session, Subject(LEAD, lead))
+        if moved:
+            steps = "open step activity" if moved == 1 else "open step activities"
+            report.notes.append(f"{lead.name}: {moved} {steps} moved to the new owner {owner.email}")
     if row.email and row.email not in {e.email for e in lead.emails}:
         position = max((e.position for e in lead.emails), default=-1) + 1
         lead.emails.append(LeadEmail(email=row.email, position=position))

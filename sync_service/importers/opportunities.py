@@ -4,10 +4,15 @@
 - ``Stage`` is a ``stage`` lookup value; empty means the sale process's start stage for a new opportunity.
   The status is ``open`` unless the stage is a terminal stage of an opportunity process (``Closed won`` →
   ``won``…, read from the process definitions); it is set when the stage is set.
-- ``Contacts``: ``;``-separated emails of existing contacts → participants (added, never removed).
+- ``Contacts``: ``;``-separated emails of existing contacts → participants. The cell is the list of the
+  participants imports manage (``master_list``): one it no longer lists is removed if an import added it
+  (``OpportunityParticipant.imported``; the lead's person that a conversion made a participant stays), and the
+  summary names it ("Globex Pilot lost participant mindy@globex.example"). An empty cell leaves them alone.
 - ``Amount``: ``1200.5`` or ``1,200.50``. ``Close Date``: ``YYYY-MM-DD`` or ``DD.MM.YYYY``.
 - ``Source``: a ``source`` lookup value or empty. ``Owner``: a rep's email; new reps become users.
 - Identity: the same title (case-insensitive) at the same account. Empty cells leave stored values alone.
+- A new ``Owner`` takes the opportunity's open step activities (planned, made by its process) with it
+  (``process.store.follow_owner``); completed ones stay with whoever did them. The summary says so.
 - A misspelt column (``Contact`` for ``Contacts``) rejects the file; any other unknown column is ignored and named
   in the summary (``headers``).
 
@@ -38,6 +43,7 @@ from crm_store.models import Account, Contact, ContactEmail, Opportunity, Opport
 from sync_service.importers.csvfile import Row, SeenRows, at_line, iter_rows
 from sync_service.importers.last_import import APPLY, KEPT, Verdict, last_stage, verdict
 from sync_service.importers.lookups import LookupValues
+from sync_service.importers.master_list import dropped
 from sync_service.importers.normalize import (
     amount,
     clean_text,
@@ -53,7 +59,7 @@ from sync_service.importers.users import Reps
 from sync_service.process.definition import Process
 from sync_service.process.errors import ProcessError
 from sync_service.process.model import Closing
-from sync_service.process.store import parsed_process
+from sync_service.process.store import OPPORTUNITY, Subject, follow_owner, parsed_process
 
 COLUMNS = ("Title", "Account", "Stage", "Owner", "Contacts", "Amount", "Close Date", "Source")
 
@@ -223,22 +229,24 @@ def _write(refs: _Refs, row: OpportunityRow, reps: Reps, now: datetime, report: 
                 amount=row.amount,
                 close_date=row.close_date,
                 source=row.source,
-                participants=[OpportunityParticipant(contact_id=cid) for cid in row.contact_ids],
+                participants=[OpportunityParticipant(contact_id=cid, imported=True) for cid in row.contact_ids],
             )
         )
         report.count("created")
         return
     opportunity = refs.session.get_one(Opportunity, opp_id)
+    owner_before = opportunity.owner
     changed = apply_fields(
         opportunity,
         {"title": row.title, "owner": owner, "amount": row.amount, "close_date": row.close_date,
          "source": row.source},
     )
-    present = {p.contact_id for p in opportunity.participants}
-    for contact_id in row.contact_ids:
-        if contact_id not in present:
-            opportunity.participants.append(OpportunityParticipant(contact_id=contact_id))
-            changed = True
+    if owner is not None and owner is not owner_before:
+        moved = follow_owner(refs.session, Subject(OPPORTUNITY, opportunity))
+        if moved:
+            steps = "open step activity" if moved == 1 else "open step activities"
+            report.notes.append(f"{opportunity.title}: {moved} {steps} moved to the new owner {owner.email}")
+    changed = _set_participants(opportunity, row, report) or changed
     # The stage last: the new stage's step activities go to the owner (and participants) the row just set.
     if row.stage is not None:
         decided = refs.stage_verdict(opportunity, row.stage)
@@ -253,6 +261,21 @@ def _write(refs: _Refs, row: OpportunityRow, reps: Reps, now: datetime, report: 
         if opportunity.imported_stage != row.stage:
             opportunity.imported_stage = row.stage  # bookkeeping: not a change the summary counts
     report.count(outcome(changed))
+
+
+def _set_participants(opportunity: Opportunity, row: OpportunityRow, report: ImportReport) -> bool:
+    """The row's Contacts cell as the imported participants: the ones it no longer lists go (named in the
+    summary), the new ones come (marked ``imported``). True when anything changed."""
+    present = {p.contact_id: p for p in opportunity.participants}
+    gone = dropped(present, row.contact_ids, lambda contact_id: present[contact_id].imported)
+    for contact_id in gone:
+        participant = present[contact_id]
+        contact = participant.contact
+        report.notes.append(f"{opportunity.title} lost participant {contact.primary_email or contact.name}")
+        opportunity.participants.remove(participant)
+    added = [cid for cid in row.contact_ids if cid not in present]
+    opportunity.participants.extend(OpportunityParticipant(contact_id=cid, imported=True) for cid in added)
+    return bool(gone or added)
 
 
 def _choose_stage(session: Session, row: OpportunityRow, opportunity: Opportunity, now: datetime) -> None:

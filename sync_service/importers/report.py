@@ -1,5 +1,8 @@
 """What an import did: how many records it created, updated, or found unchanged; how many kept a stage or status
-changed in the CRM since the file's last import (``last_import``); which columns of the file it ignored."""
+changed in the CRM since the file's last import (``last_import``); which columns of the file it ignored; and, in
+words, the changes an admin would not guess from the counts (``notes``): what a row's list no longer naming a
+domain or participant took away, open step activities that followed an owner change, a hint after a likely
+account rename."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Outcome = Literal["created", "updated", "unchanged"]
+MAX_NOTES = 10  # the summary is one line: a big file's removals are counted beyond these
 
 
 @dataclass(slots=True)
@@ -17,6 +21,8 @@ class ImportReport:
     unchanged: int = 0
     kept: int = 0  # records whose stage / status, changed in the CRM since the last import, the file left alone
     ignored_columns: tuple[str, ...] = field(default=())
+    notes: list[str] = field(default_factory=list)  # "Globex lost domain globex.co", in file order
+
 
     @property
     def total(self) -> int:
@@ -36,6 +42,11 @@ class ImportReport:
             line += f"; {self.kept} kept the {field_name} set in the CRM since the file's last import"
         if self.ignored_columns:
             line += f"; columns ignored: {', '.join(self.ignored_columns)}"
+        shown = self.notes[:MAX_NOTES]
+        if shown:
+            line += "; " + "; ".join(shown)
+        if len(self.notes) > len(shown):
+            line += f"; and {len(self.notes) - len(shown)} more changes like these"
         return line
 
 

@@ -304,6 +304,26 @@ def apply(
     return statuses
 
 
+def follow_owner(session: Session, subject: Subject) -> int:
+    """Give the subject's open step activities to its owner as it is now (an owner change: SPEC §2, a step
+    "creates a planned activity for the opportunity owner"); returns how many moved. Only the placeholders the
+    process made and that are still planned: completed and cancelled ones stay with whoever they were for, and
+    a synced meeting linked to a step stays with the rep whose calendar it is in."""
+    session.flush()  # the owner just set (perhaps a new user) has its id
+    owner_id = subject.row.owner_id
+    open_steps = session.scalars(
+        select(Activity).where(
+            subject.activity_link() == subject.id,
+            Activity.origin == ORIGIN_PROCESS,
+            Activity.status == PLANNED,
+            Activity.owner_id.is_distinct_from(owner_id),
+        )
+    ).all()
+    for activity in open_steps:
+        activity.owner_id = owner_id
+    return len(open_steps)
+
+
 def _placeholder(subject: Subject, effect: CreatePlannedActivity) -> Activity:
     row = subject.row
     hints = "\n".join(f"- {hint}" for hint in effect.hints)

@@ -61,15 +61,17 @@ def test_reimport_changes_nothing(write: Write, run: Callable[..., object], coun
     assert counts() == before
 
 
-def test_update_adds_domains_and_keeps_the_others(
+def test_update_sets_the_listed_domains_and_an_empty_cell_keeps_them(
     factory: sessionmaker[Session], write: Write, run: Callable[..., object]
 ) -> None:
     run(import_accounts, write("a.csv", ACCOUNTS))
     changed = "Name,Type,Domains,Territory,Owner\nACME CORP,prospect,acme.io,,rep.two@ourco.com\nGlobex,,,,\n"
     report = run(import_accounts, write("b.csv", changed))
     assert (report.created, report.updated, report.unchanged) == (0, 1, 1)  # type: ignore[attr-defined]
-    acme = accounts(factory)["ACME CORP"]
-    assert [d.domain for d in acme.domains] == ["acme.com", "acme-corp.de", "acme.io"]
+    found = accounts(factory)
+    acme = found["ACME CORP"]
+    assert [d.domain for d in acme.domains] == ["acme.io"]  # the Domains cell is the list (audit 17b F2)
+    assert [d.domain for d in found["Globex"].domains] == ["globex.com"]  # an empty cell leaves them alone
     assert (acme.type, acme.territory) == ("prospect", "EMEA")  # empty Territory leaves it alone
     assert acme.owner is not None and acme.owner.email == "rep.two@ourco.com"
 
