@@ -7,17 +7,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rich.console import Console, RenderableType
+from rich.console import RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import URL
 
 from crm_store.schema_version import schema_problem
 from sync_service.bootstrap import App, bootstrap
+from sync_service.cli.terminal import SafeConsole
 from sync_service.config import Settings, load_env_file, load_settings
 from sync_service.errors import ConfigError
 
-console = Console(stderr=False, highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False)
+# What the CLI prints of mail, calendars and imports cannot act on the terminal (``terminal``).
+console = SafeConsole(stderr=False, highlight=False, soft_wrap=True)
+err_console = SafeConsole(stderr=True, highlight=False)
 
 
 def print_table(table: RenderableType) -> None:
@@ -25,7 +27,7 @@ def print_table(table: RenderableType) -> None:
     if console.is_terminal:
         console.print(table)
     else:
-        Console(highlight=False, width=100_000).print(table)
+        SafeConsole(highlight=False, width=100_000).print(table)
 
 
 def progress_bars() -> Progress:

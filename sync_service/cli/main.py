@@ -34,6 +34,7 @@ from sync_service.cli.sales import (
 )
 from sync_service.cli.setup import init_command, secret_key_app
 from sync_service.cli.sync import sync_command
+from sync_service.cli.terminal import terminal_safe
 from sync_service.cli.watch import watch_command
 from sync_service.cli.workers import queue_app, scheduler_command, worker_command
 from sync_service.errors import CrmSyncError
@@ -98,7 +99,7 @@ def _root(
 
 
 def _fail(message: str) -> None:
-    first = " ".join(message.strip().splitlines()[:1]) or "failed"
+    first = terminal_safe(" ".join(message.strip().splitlines()[:1])) or "failed"
     print(f"crm-sync: error: {first}", file=sys.stderr)
     sys.exit(1)
 
