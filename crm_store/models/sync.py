@@ -151,7 +151,7 @@ class QuarantineEntry(Base):
     __tablename__ = "quarantine"
     # SQLite: an id is never handed out again once its entry left the quarantine (migration 0018); a retry by
     # an id from an earlier listing cannot hit another item. PostgreSQL sequences never reuse ids.
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = ({"sqlite_autoincrement": True},)
     id: Mapped[int] = mapped_column(primary_key=True)
     raw_item_id: Mapped[int | None] = mapped_column(ForeignKey("raw_items.id", ondelete="CASCADE"), unique=True)
     mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
