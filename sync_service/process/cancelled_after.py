@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from crm_store.models import Activity, OpportunityHistory
 from crm_store.models.sales import LeadHistory
 from sync_service.process.model import RESULT_CANCELLED, RESULT_CANCELLED_AFTER, RESULT_SKIPPED, RecordHistory
+from sync_service.process.store import LEAD, OPPORTUNITY, history_row
 
 # Step results that are not a completion: the activity completed nothing (or this note says so already).
 _NOT_COMPLETED = frozenset({RESULT_CANCELLED, RESULT_SKIPPED, RESULT_CANCELLED_AFTER})
@@ -63,43 +64,20 @@ def note_cancelled(session: Session, activity: Activity, now: datetime) -> int:
     if activity.id is None or activity.process_step is None:
         return 0
     written = 0
-    if activity.opportunity_id is not None:
+    histories = (
+        (OPPORTUNITY, OpportunityHistory, OpportunityHistory.opportunity_id, activity.opportunity_id),
+        (LEAD, LeadHistory, LeadHistory.lead_id, activity.lead_id),
+    )
+    for kind, model, subject, subject_id in histories:
+        if subject_id is None:
+            continue
         rows = session.execute(
-            select(OpportunityHistory.stage, OpportunityHistory.step, OpportunityHistory.result)
-            .where(
-                OpportunityHistory.opportunity_id == activity.opportunity_id,
-                OpportunityHistory.activity_id == activity.id,
-                OpportunityHistory.step.is_not(None),
-            )
-            .order_by(OpportunityHistory.id)
+            select(model.stage, model.step, model.result)
+            .where(subject == subject_id, model.activity_id == activity.id, model.step.is_not(None))
+            .order_by(model.id)
         ).all()
         effect = note_for([StepEntry(stage, step or "", result) for stage, step, result in rows], activity.id)
         if effect is not None:
-            session.add(OpportunityHistory(opportunity_id=activity.opportunity_id, **_values(effect, now)))
-            written += 1
-    if activity.lead_id is not None:
-        rows = session.execute(
-            select(LeadHistory.stage, LeadHistory.step, LeadHistory.result)
-            .where(
-                LeadHistory.lead_id == activity.lead_id,
-                LeadHistory.activity_id == activity.id,
-                LeadHistory.step.is_not(None),
-            )
-            .order_by(LeadHistory.id)
-        ).all()
-        effect = note_for([StepEntry(stage, step or "", result) for stage, step, result in rows], activity.id)
-        if effect is not None:
-            session.add(LeadHistory(lead_id=activity.lead_id, **_values(effect, now)))
+            session.add(history_row(kind, subject_id, effect, now))
             written += 1
     return written
-
-
-def _values(effect: RecordHistory, now: datetime) -> dict[str, object]:
-    return {
-        "stage": effect.stage,
-        "step": effect.step,
-        "result": effect.result,
-        "activity_id": effect.activity_id,
-        "automatic": effect.automatic,
-        "at": now,
-    }

@@ -289,7 +289,7 @@ def apply(
         elif isinstance(effect, LinkActivity):
             session.get_one(Activity, effect.activity_id).process_step = effect.step
         elif isinstance(effect, RecordHistory):
-            session.add(_history(subject, effect, now))
+            session.add(history_row(subject.kind, subject.id, effect, now))
         elif isinstance(effect, SetLeadStatus) and isinstance(row, Lead):
             row.status = effect.status
             statuses.append(effect.status)
@@ -343,7 +343,8 @@ def _placeholder(subject: Subject, effect: CreatePlannedActivity) -> Activity:
     return activity
 
 
-def _history(subject: Subject, effect: RecordHistory, now: datetime) -> OpportunityHistory | LeadHistory:
+def history_row(kind: str, subject_id: int, effect: RecordHistory, now: datetime) -> OpportunityHistory | LeadHistory:
+    """The history row of an opportunity (``kind`` OPPORTUNITY) or a lead that records ``effect``."""
     values = {
         "stage": effect.stage,
         "step": effect.step,
@@ -352,6 +353,6 @@ def _history(subject: Subject, effect: RecordHistory, now: datetime) -> Opportun
         "automatic": effect.automatic,
         "at": now,
     }
-    if subject.kind == OPPORTUNITY:
-        return OpportunityHistory(opportunity_id=subject.id, **values)
-    return LeadHistory(lead_id=subject.id, **values)
+    if kind == OPPORTUNITY:
+        return OpportunityHistory(opportunity_id=subject_id, **values)
+    return LeadHistory(lead_id=subject_id, **values)
