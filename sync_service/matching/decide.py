@@ -4,8 +4,9 @@ Order of work, each step a line of ``explanation``:
 1. direction (outbound when the sender is internal) and the external participants (sender, then the
    Reply-To addresses, then recipients in the order given, de-duplicated; phone numbers in E.164);
 2. skips that need no lookup: internal-only, automated (emails only), never-log — privacy wins;
-3. resolve every external participant (``resolve.py``) and plan auto-creation (policy ``CRM_AUTO_CREATE``);
-   nothing resolved and nothing to create → skipped as unmatched;
+3. resolve every external participant (``resolve.py``) and plan auto-creation (policy ``CRM_AUTO_CREATE``;
+   none when an item has more than ``MAX_NEW_CONTACTS`` new people); nothing resolved and nothing to create
+   → skipped as unmatched;
 4. contacts, accounts and the primary account, the opportunity (rules a–d), the lead.
 Pure: plain data in, plain data out; the caller writes the links and creates the records.
 
@@ -59,6 +60,10 @@ from sync_service.values import Address
 
 _POLICIES = ("none", "account-domains", "all")
 REPLY_TO = "reply-to"  # the role of a Reply-To address among the participants
+# Contacts one item may create: a meeting or a thread with a customer has a handful of new people; a message
+# to a distribution list or a spam run (thousands of addresses at a customer's domain) must not fill the CRM.
+# An item with more than this many creates none (``_new_contacts``).
+MAX_NEW_CONTACTS = 25
 _TOKEN = re.compile(r"\[\s*OPP-(\d+)\s*\]", re.IGNORECASE)
 
 
@@ -81,10 +86,15 @@ def decide(
         return MatchDecision(skip_reason=skip[0], direction=direction, explanation=(*lines, skip[1]))
     resolved = [(party, _resolve(party, index)) for party in parties]
     lines += [f"{party.role} {party.key} → {res.describe()}" for party, res in resolved]
-    new_contacts = _new_contacts(resolved, policy)
+    new_contacts, left_out = _new_contacts(resolved, policy)
     new_leads = _new_leads(resolved, direction, policy)
     roles = _roles(resolved, direction, policy)
     lines += [f"new contact {c.email} at account {c.account_id} (policy {policy})" for c in new_contacts]
+    if left_out:
+        lines.append(
+            f"{left_out} new contacts not created: more than {MAX_NEW_CONTACTS} in one item"
+            " (a distribution list?); the item is still linked to their accounts"
+        )
     lines += [f"new lead {n.email} of company {n.company!r} (policy {policy})" for n in new_leads]
     lines += [f"no contact or lead for {key}: a no-reply / system address" for key in roles]
     if not new_leads and not any(res.resolved for _, res in resolved):
@@ -202,16 +212,22 @@ def _resolve(party: _Party, index: CandidateIndex) -> Resolution:
     return resolve_phone(party.key, index) if party.role == "phone" else resolve_key(party.key, index)
 
 
-def _new_contacts(resolved: list[tuple[_Party, Resolution]], policy: str) -> tuple[NewContact, ...]:
+def _new_contacts(resolved: list[tuple[_Party, Resolution]], policy: str) -> tuple[tuple[NewContact, ...], int]:
     """An unknown address at a known account's domain becomes a contact of that account (SPEC §3.6); never a
-    no-reply / system address (``role_addresses``), whose item is still linked to the account."""
+    no-reply / system address (``role_addresses``), whose item is still linked to the account.
+
+    More than ``MAX_NEW_CONTACTS`` of them in one item: none is created (the count is returned). Not "the
+    first 25": re-matching replays the decision after every import, and each replay would create the next 25
+    until the whole list is in the CRM; with "none", a replay creates only what the policy allows once other
+    items (or an import) have made most of them known."""
     if policy == "none":
-        return ()
-    return tuple(
+        return (), 0
+    wanted = tuple(
         NewContact(party.key, party.name or _name_from_email(party.key), res.account_ids[0])
         for party, res in resolved
         if res.via == "domain" and not is_role_address(party.key)
     )
+    return ((), len(wanted)) if len(wanted) > MAX_NEW_CONTACTS else (wanted, 0)
 
 
 def _roles(resolved: list[tuple[_Party, Resolution]], direction: Direction | None, policy: str) -> list[str]:

@@ -1,5 +1,7 @@
 """Address headers → ``Address`` values: encoded display names (with commas), missing angle brackets,
-IDN domains decoded so both spellings compare equal, Outlook's quoted names."""
+IDN domains decoded so both spellings compare equal, Outlook's quoted names. An address over 254 characters
+is dropped like one without a domain (unusable); a display name is cut at 300 characters (what a contact's
+name can hold), so both backends store what the parser gives."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from email.utils import getaddresses
 
 from sync_service.parsing.charsets import EW_RUN, clean_text, decode_words, one_line
 from sync_service.values import Address
+
+MAX_ADDRESS_CHARS = 254  # RFC 5321 §4.5.3.1.3: a longer path cannot be used; contact_emails.email is String(320)
+MAX_NAME_CHARS = 300  # contacts.name and leads.name are String(300); a longer display name is noise, cut there
 
 _QUOTED_OR_WORDS = re.compile(rf'("(?:[^"\\]|\\.)*")|({EW_RUN.pattern})')
 
@@ -91,10 +96,13 @@ def _address(name: str, addr: str) -> Address | None:
     domain = normalize_domain(domain)
     if not sep or not local or not domain:
         return None
+    email = clean_text(f"{local.lower()}@{domain}")
+    if len(email) > MAX_ADDRESS_CHARS:  # no server delivers to it: as unusable as one without a domain
+        return None
     name = one_line(decode_words(name))
     if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'":  # Outlook writes 'Anna Berg'
         name = name[1:-1].strip()
-    return Address(email=clean_text(f"{local.lower()}@{domain}"), name=name)
+    return Address(email=email, name=name[:MAX_NAME_CHARS].rstrip())
 
 
 def normalize_domain(domain: str) -> str:

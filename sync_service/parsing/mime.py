@@ -27,11 +27,10 @@ import binascii
 import quopri
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
-from email.utils import parsedate_to_datetime
 
 from sync_service.errors import ParseError
 from sync_service.parsing.addresses import parse_addresses
@@ -46,6 +45,8 @@ from sync_service.parsing.charsets import (
 )
 from sync_service.parsing.filenames import safe_filename
 from sync_service.parsing.html_text import html_to_text
+from sync_service.parsing.mail_dates import mail_date, received_date
+from sync_service.parsing.message_ids import message_id, message_ids
 from sync_service.parsing.mime_split import header_end, parse_header_block, split_message
 from sync_service.values import Attachment, MessageBody, MessageHeaders
 
@@ -133,6 +134,7 @@ _HEADERS_READ = AUTOMATED_HEADERS | frozenset(
     {"subject", "from", "sender", "to", "cc", "bcc", "reply-to", "message-id", "date", "in-reply-to",
      "references", "thread-index", "content-class"}
 )  # fmt: skip
+_RECEIVED = frozenset({"received"})
 
 
 def parse_headers(raw: bytes) -> MessageHeaders:
@@ -144,17 +146,17 @@ def parse_headers(raw: bytes) -> MessageHeaders:
     senders = parse_addresses(headers.get("sender", []))
     content_type = _content_type(msg)
     return MessageHeaders(
-        message_id=_message_id(first_header(headers, "message-id")),
+        message_id=message_id(first_header(headers, "message-id")),
         subject=subject,
-        date=_date(first_header(headers, "date")),
+        date=_date(msg, first_header(headers, "date")),
         from_=from_,
         to=parse_addresses(headers.get("to", [])),
         cc=parse_addresses(headers.get("cc", [])),
         bcc=parse_addresses(headers.get("bcc", [])),
         reply_to=parse_addresses(headers.get("reply-to", [])),
         sender=senders[0] if senders else None,
-        in_reply_to=_message_ids(headers.get("in-reply-to", [])),
-        references=_message_ids(headers.get("references", [])),
+        in_reply_to=message_ids(headers.get("in-reply-to", [])),
+        references=message_ids(headers.get("references", [])),
         conversation_id=_conversation_id(first_header(headers, "thread-index")),
         automated_reason=automated_reason(headers, subject, from_, content_type),
         content_type=content_type,
@@ -172,32 +174,10 @@ def _content_type(msg: Message) -> str:
         return "text/plain"
 
 
-def _message_id(value: str) -> str | None:
-    match = re.search(r"<([^<>]*)>", value)
-    ident = re.sub(r"\s+", "", match.group(1) if match else value)
-    return ident.strip("<>") or None
-
-
-def _message_ids(values: list[str]) -> tuple[str, ...]:
-    ids: list[str] = []
-    for value in values:
-        found = re.findall(r"<([^<>]+)>", value)
-        # Without angle brackets (broken clients), keep the tokens that look like ids.
-        candidates = found or [token for token in re.split(r"[\s,]+", value) if "@" in token]
-        ids.extend(re.sub(r"\s+", "", c) for c in candidates)
-    return tuple(dict.fromkeys(i for i in ids if i))
-
-
-def _date(value: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = parsedate_to_datetime(value)
-        if parsed.tzinfo is None:  # "-0000" or no zone: RFC 5322 says UTC is the best guess
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+def _date(msg: Message, value: str) -> datetime | None:
+    """The Date header's time; when it is missing, unparsable or impossible (``mail_dates``), the newest
+    Received header's (read only then: a message carries dozens of them)."""
+    return mail_date(value) or received_date(_header_map(msg, _RECEIVED).get("received", []))
 
 
 def _conversation_id(value: str) -> str | None:
@@ -291,7 +271,7 @@ class _BodyBuilder:
                 " (CRM_MAX_ATTACHMENT_BYTES)"
             )
             return
-        content_id = _message_id(str(part.get("content-id", "")))
+        content_id = message_id(str(part.get("content-id", "")))
         disposition = part.get_content_disposition()
         inline = disposition == "inline" or (disposition is None and content_id is not None)
         self.attachments.append(Attachment(name, ctype, data, inline=inline, content_id=content_id))

@@ -31,6 +31,7 @@ from crm_store.bulkload import allocate_ids, insert_rows
 from crm_store.db import lock_names, one_of
 from crm_store.models import ActivityContact, Contact, ContactEmail, LeadEmail, OpportunityParticipant
 from sync_service.matching.model import NewContact
+from sync_service.parsing.addresses import MAX_NAME_CHARS
 
 ADDRESSES_PER_QUERY = 500
 POOL_MAX = 64  # ids taken from the sequence at a time, at most (unused ones are gaps in the ids)
@@ -60,7 +61,10 @@ def lock_name_of(email: str) -> str:
 
 
 def contact_row(new: NewContact) -> dict[str, Any]:
-    return {"name": new.name or new.email.partition("@")[0], "account_id": new.account_id, "source": "sync"}
+    """The contact's row. Its name is cut to what ``contacts.name`` holds: a display name from an invitation
+    or a card can be longer, and PostgreSQL would refuse the whole item (SQLite would store it)."""
+    name = (new.name or new.email.partition("@")[0])[:MAX_NAME_CHARS].rstrip()
+    return {"name": name, "account_id": new.account_id, "source": "sync"}
 
 
 def insert_contact(session: Session, new: NewContact) -> int:

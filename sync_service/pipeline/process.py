@@ -49,6 +49,7 @@ from sync_service.pipeline.new_contacts import Collision, IdPool, LeadCollision,
 from sync_service.pipeline.pending import count_pending, pending_items, refresh_statistics, still_waiting
 from sync_service.pipeline.preparse import Key, Parsed, ParseOptions, parse_item, parsed_whole
 from sync_service.pipeline.quarantine import quarantine
+from sync_service.pipeline.reasons import error_reason
 from sync_service.pipeline.series import note_expanded, refresh_series
 from sync_service.values import CalendarEvent, MessageHeaders
 
@@ -606,7 +607,7 @@ def _process_alone(
             if schema_mismatch(error):
                 raise
             log.info("database conflict on raw item %s (attempt %d): %s", raw.id, attempt, error.orig)
-            reason = f"internal error: {type(error).__name__}: {error.orig}"
+            reason = error_reason(error)
             ctx.index = _index(ctx, session, refs)
             if attempt == 1:
                 continue
@@ -614,7 +615,7 @@ def _process_alone(
             if schema_mismatch(error):
                 raise
             log.exception("unexpected error processing raw item %s", raw.id)
-            reason = f"internal error: {type(error).__name__}: {error}"
+            reason = error_reason(error)
         break
     _quarantined(ctx, raw, reason, None, known=False)
     # The savepoint rolled back: rebuild the index so it holds nothing created inside it.

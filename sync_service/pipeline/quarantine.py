@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from crm_store.models import QuarantineEntry, RawItem
 from crm_store.models.sync import QUARANTINED
+from sync_service.pipeline.reasons import one_line
 
 
 def quarantine(
@@ -15,6 +16,7 @@ def quarantine(
     """Mark ``raw`` quarantined with ``reason`` (created once per raw item; later failures count retries).
     ``known``: the caller passes the item's existing entry (or None: it has none), so nothing is looked up."""
     raw.state = QUARANTINED
+    text = one_line(reason)  # whatever the caller passes: one line, capped
     if not known:
         entry = session.scalar(select(QuarantineEntry).where(QuarantineEntry.raw_item_id == raw.id))
     if entry is None:
@@ -24,8 +26,8 @@ def quarantine(
                 mailbox_id=raw.mailbox_id,
                 folder=raw.folder,
                 external_id=raw.external_id,
-                reason=reason[:2000],
+                reason=text,
             )
         )
     else:
-        entry.reason, entry.retries = reason[:2000], entry.retries + 1
+        entry.reason, entry.retries = text, entry.retries + 1

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_store.models import Activity, ItemSource, QuarantineEntry, RawItem
+from sync_service.pipeline.reasons import one_line
 
 PREFIX = "activity:"
 REASON = "process not advanced"
@@ -54,7 +55,7 @@ def reason(activity: Activity, failures: list[str]) -> str:
 
 def record(session: Session, activity: Activity, failures: list[str]) -> QuarantineEntry:
     """Create the activity's entry, or update it (a retry that failed again)."""
-    text = reason(activity, failures)[:2000]
+    text = one_line(reason(activity, failures))
     entry = entry_of(session, activity.id)
     if entry is not None:
         entry.reason, entry.retries = text, entry.retries + 1
