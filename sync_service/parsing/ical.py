@@ -5,10 +5,14 @@ boundary; what cannot be understood becomes one line in ``ParsedCalendar.problem
 Only data that is not iCalendar at all, or whose events all fail, raises :class:`ParseError`.
 
 Recurring series are expanded with ``recurring_ical_events`` inside the sync window only, at most
-``max_occurrences`` per series; ``ParsedCalendar.series`` names them, so that the pipeline can expand them
-again as the window slides. Every time in the result is timezone-aware UTC; floating times and TZIDs
-that can be resolved neither from the file nor by name (IANA or Windows) are read as UTC — the latter with a
-problem line naming the TZID (the event is kept: "partly applied").
+``max_occurrences`` per series, with work bounded by those two and not by the input (``ical_expand``: RDATE
+lists, rule walks); ``ParsedCalendar.series`` names them, so that the pipeline can expand them again as the
+window slides. Text values lose what no database stores and over-long UIDs get a stable short form
+(``ical_text``); a VTIMEZONE that cannot be read is left out with a note (``ical_zones``).
+
+Every time in the result is timezone-aware UTC; floating times and TZIDs that can be resolved neither from the
+file nor by name (IANA or Windows) are read as UTC — the latter with a problem line naming the TZID (the event
+is kept: "partly applied").
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import icalendar
-import recurring_ical_events
 import x_wr_timezone
 
 from sync_service.errors import ParseError
 from sync_service.parsing.charsets import decode_text_file
+from sync_service.parsing.ical_expand import Bounds
+from sync_service.parsing.ical_expand import occurrences as expand_occurrences
+from sync_service.parsing.ical_text import MAX_ADDRESS, MAX_NAME, clean, stable_uid
+from sync_service.parsing.ical_zones import without_broken_timezones
 from sync_service.values import Address, CalendarEvent, ParsedCalendar, SyncWindow
 
 __all__ = ["parse_calendar"]
@@ -47,7 +54,8 @@ def parse_calendar(raw: bytes, window: SyncWindow, *, max_occurrences: int = 100
     method: str | None = None
     vevents = usable = 0  # usable: single VEVENTs read, plus series expanded (even to nothing)
     unknown_zones: dict[str, list[str]] = {}  # unknown TZID → the events read as UTC because of it
-    for calendar in _load(decode_text_file(raw)):
+    load_notes: list[str] = []  # time-zone definitions left out (``ical_zones``)
+    for calendar in _load(decode_text_file(raw), load_notes):
         cal_method = _method(calendar)
         method = method or cal_method
         standard = _standardize(calendar, problems)
@@ -77,21 +85,31 @@ def parse_calendar(raw: bytes, window: SyncWindow, *, max_occurrences: int = 100
         method=method,
         problems=tuple(problems),
         series=tuple(dict.fromkeys(series)),
-        notes=tuple(_unknown_zone_problem(tzid, read) for tzid, read in unknown_zones.items()),
+        notes=(*load_notes, *(_unknown_zone_problem(tzid, read) for tzid, read in unknown_zones.items())),
     )
 
 
 # --- loading -------------------------------------------------------------------------------------------
 
 
-def _load(text: str) -> list[icalendar.Component]:
+def _load(text: str, notes: list[str]) -> list[icalendar.Component]:
+    """The VCALENDARs of ``text`` (a bare VEVENT gets one). ``notes`` gets a line for each time-zone definition
+    left out because it could not be read (``ical_zones``): nothing else is lost, so it is a note."""
     upper = text.upper()
     if "BEGIN:VCALENDAR" not in upper and "BEGIN:VEVENT" not in upper:
         raise ParseError("not iCalendar data (no BEGIN:VCALENDAR)")
     try:
         components = icalendar.Calendar.from_ical(text, multiple=True)
     except Exception as exc:  # ValueError, KeyError, IndexError… on structural damage
-        raise ParseError(f"not a readable iCalendar file: {_one_line(exc)}") from exc
+        # One unreadable VTIMEZONE (even one no event uses) must not cost the file: read it without those.
+        readable, dropped = without_broken_timezones(text)
+        try:
+            if not dropped:
+                raise
+            components = icalendar.Calendar.from_ical(readable, multiple=True)
+        except Exception:
+            raise ParseError(f"not a readable iCalendar file: {_one_line(exc)}") from exc
+        notes.extend(dropped)
     calendars: list[icalendar.Component] = []
     for component in components:
         if component.name == "VCALENDAR":
@@ -121,7 +139,10 @@ def _standardize(calendar: icalendar.Component, problems: list[str]) -> icalenda
 def _group_by_uid(vevents: Iterable[icalendar.Component]) -> dict[str, list[icalendar.Component]]:
     groups: dict[str, list[icalendar.Component]] = {}
     for component in vevents:
-        uid = _text(component.get("UID")).strip()
+        written = _text(component.get("UID"))
+        uid = stable_uid(written)  # no NUL, and short enough for the item key (``ical_text``)
+        if uid and uid != written:
+            component["UID"] = uid  # the recurrence library groups by the property: the same UID for it
         if not uid:
             # No UID: derive a deterministic one from a hash of DTSTART + SUMMARY + ORGANIZER, so reading the
             # same file again gives the same key; written back so that the recurrence library groups it too.
@@ -164,7 +185,7 @@ def _event(component: icalendar.Component, method: str | None, recurrence_id: st
     start, end, all_day = _bounds(component, cancel=method == "CANCEL")
     status = _text(component.get("STATUS")).strip().upper()
     return CalendarEvent(
-        uid=_text(component.get("UID")).strip(),
+        uid=stable_uid(_text(component.get("UID"))),
         recurrence_id=recurrence_id,
         summary=_text(component.get("SUMMARY")).strip(),
         start=start,
@@ -243,38 +264,40 @@ def _items(value: Any) -> list[Any]:
 
 
 def _text(value: Any) -> str:
-    """A property as plain text; of a repeated property (two SUMMARY lines) the first value."""
+    """A property as plain text; of a repeated property (two SUMMARY lines) the first value. Cleaned of what no
+    database column holds (NUL…: ``ical_text``), so that both backends store the same."""
     items = _items(value)
     if not items:
         return ""
-    return items[0].decode("utf-8", "replace") if isinstance(items[0], bytes) else str(items[0])
+    return clean(items[0].decode("utf-8", "replace") if isinstance(items[0], bytes) else str(items[0]))
 
 
 def _categories(value: Any) -> tuple[str, ...]:
     found: list[str] = []
     for item in _items(value):
         for category in getattr(item, "cats", None) or str(item).split(","):
-            name = str(category).strip()
+            name = clean(str(category)).strip()
             if name and name not in found:
                 found.append(name)
     return tuple(found)
 
 
 def _address(value: Any) -> Address | None:
-    """A CAL-ADDRESS as :class:`Address` (``mailto:`` stripped, lower-cased, CN as name); None if no mail."""
+    """A CAL-ADDRESS as :class:`Address` (``mailto:`` stripped, lower-cased, CN as name, cut at ``MAX_NAME``); None
+    if no mail, or an address over ``MAX_ADDRESS`` characters (unusable, as in mail)."""
     items = _items(value)
     if not items:
         return None
-    email = str(items[0]).strip()
+    email = clean(str(items[0])).strip()
     if email.lower().startswith("mailto:"):
         email = email[7:].strip()
     local, at, domain = email.lower().rpartition("@")
-    if not at or not local or not domain or " " in email:
+    if not at or not local or not domain or " " in email or len(email) > MAX_ADDRESS:
         return None
     with contextlib.suppress(UnicodeError):
         domain = domain.encode("ascii").decode("idna") if "xn--" in domain else domain
-    name = str(getattr(items[0], "params", {}).get("CN", "")).strip().strip('"')
-    return Address(email=f"{local}@{domain}", name=name)
+    name = clean(str(getattr(items[0], "params", {}).get("CN", ""))).strip().strip('"')
+    return Address(email=f"{local}@{domain}", name=name[:MAX_NAME].rstrip())
 
 
 def _addresses(value: Any) -> tuple[Address, ...]:
@@ -356,7 +379,9 @@ def _expand_series(
     series = icalendar.Calendar()
     for component in [*timezones, *components]:
         series.add_component(component)
-    occurrences = recurring_ical_events.of(series).between(window.start, stop)
+    # RDATE lists and rule walks are bounded by the window and the cap, not by the input (``ical_expand``).
+    bounds = Bounds(start=window.start, stop=stop, keep=cap + 1, moved=_largest_move(components))
+    occurrences = expand_occurrences(series, bounds)
     moves = _this_and_future_moves(components)
     events = []
     for occurrence in occurrences:
@@ -365,7 +390,7 @@ def _expand_series(
         except Exception as exc:
             problems.append(f"occurrence of series {uid!r} skipped: {_one_line(exc)}")
     events.sort(key=lambda event: (event.start, event.recurrence_id or ""))
-    if len(events) > cap:
+    if len(events) > cap or bounds.left_out:
         problems.append(f"series {uid!r}: more than {cap} occurrences in the sync window, first {cap} kept")
     elif stop < window.end:
         problems.append(f"series {uid!r}: recurrence rule too dense, expanded only up to {stop:%Y-%m-%d %H:%M}Z")
@@ -400,6 +425,18 @@ def _rule_density(rule: Any) -> tuple[float, int]:
     for part in _EXPANDING_PARTS:
         per_period *= max(1, len(rule.get(part) or []))
     return float(_FREQ_SECONDS.get(freq, 86400) * interval), per_period
+
+
+def _largest_move(components: list[icalendar.Component]) -> timedelta:
+    """How far any override of the series moves its occurrence (either way): RDATE and EXDATE values that far
+    outside the window can still concern an occurrence inside it."""
+    moves = [timedelta(0)]
+    for component in components:
+        with contextlib.suppress(Exception):
+            rid = _dt(component, "RECURRENCE-ID")
+            if rid is not None:
+                moves.append(abs(_to_utc(_dt(component, "DTSTART")) - _to_utc(rid)))
+    return max(moves)
 
 
 def _this_and_future_moves(components: list[icalendar.Component]) -> dict[str, timedelta]:
