@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_store.models import Account, AccountDomain
+from sync_service.importers.columns import fit
 from sync_service.importers.csvfile import Row, SeenRows, at_line, iter_rows
 from sync_service.importers.master_list import dropped, released
 from sync_service.importers.normalize import (
@@ -109,9 +110,10 @@ def _read(session: Session, path: Path) -> tuple[list[AccountRow], tuple[str, ..
 
 
 def _parse(line: int, cells: Row) -> AccountRow:
-    name = clean_text(cells["Name"])
+    name = fit("Name", clean_text(cells["Name"]), Account.name)
     if not name:
         raise ValueError("Name is empty")
+    fit("Name", name_key(name), Account.name_key)  # lower case may be longer ("İ" → "i̇")
     kind = cells["Type"].lower()
     if kind and kind not in TYPES:
         raise ValueError(f"Type must be 'customer' or 'prospect', not '{cells['Type']}'")
@@ -122,7 +124,7 @@ def _parse(line: int, cells: Row) -> AccountRow:
         key=name_key(name),
         type=kind or None,
         domains=domains,
-        territory=clean_text(cells["Territory"]) or None,
+        territory=fit("Territory", clean_text(cells["Territory"]), Account.territory) or None,
         owner=optional_email(cells["Owner"]),
     )
 

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_store.models import Account, AccountDomain, Contact, ContactEmail, ContactPhone
+from sync_service.importers.chunks import written
 from sync_service.importers.csvfile import SeenRows, at_line
 from sync_service.importers.normalize import Phone, clean_text, name_key
 from sync_service.importers.report import ImportReport, Outcome, apply_fields, outcome
@@ -74,15 +75,16 @@ class ContactsReport(ImportReport):
 
 
 def store_contacts(session: Session, entries: list[ContactEntry], *, source: str) -> ContactsReport:
-    """Check every entry (account, identity, duplicates), then write them all; flush at the end."""
+    """Check every entry (account, identity, duplicates), then write them all (in chunks: ``chunks``)."""
     plans = _plan(session, entries)
     report = ContactsReport("contacts")
     created: list[tuple[_Plan, Contact]] = []
-    for plan in plans:
+    for number, plan in enumerate(plans, start=1):
         result, contact = _write(session, plan, source)
         report.count(result)
         if result == "created" and plan.namesakes:
             created.append((plan, contact))
+        written(session, number)
     session.flush()
     report.namesakes = [line for plan, contact in created for line in _namesake_lines(session, plan, contact)]
     return report

@@ -26,7 +26,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from crm_store.models import Contact
 from sync_service.errors import ImportFileError, ParseError
+from sync_service.importers.columns import fit
 from sync_service.importers.contact_store import ContactEntry, store_contacts
 from sync_service.importers.csvfile import CsvRows, Row, at_line, decode, iter_rows, one_line
 from sync_service.importers.headers import normalised
@@ -87,6 +89,12 @@ VCARD_SUFFIXES = (".vcf", ".vcard")
 # Google Contacts joins several values of one label in one cell: "ann@acme.com ::: ann@home.example". A ":::"
 # is in no e-mail address (no ":" before or after the @) and in no phone number, so splitting on it is safe.
 MULTI_VALUE = ":::"
+# What the length checks call each field (``_fits``), in a CSV file and in a vCard.
+# The parts of a name first: a First Name too long says so, not that the name joined from it is.
+CSV_LABELS = {"first_name": "First Name", "middle_name": "Middle Name", "last_name": "Last Name", "name": "Name",
+              "company": "Company", "job_title": "Job Title"}  # fmt: skip
+VCARD_LABELS = {"first_name": "N given name", "middle_name": "N additional name", "last_name": "N family name",
+                "name": "FN (the name)", "company": "ORG", "job_title": "TITLE"}  # fmt: skip
 
 
 def import_contacts(session: Session, path: Path, *, default_region: str = "US") -> ImportReport:
@@ -152,6 +160,17 @@ def _csv_entry(line: int, cells: Row, region: str) -> ContactEntry:
     )
     if not entry.name and not entry.emails:
         raise ValueError("the row has neither a name (First / Middle / Last Name) nor an e-mail address")
+    return _fits(entry, CSV_LABELS)
+
+
+def _fits(entry: ContactEntry, labels: dict[str, str]) -> ContactEntry:
+    """``entry`` when each field fits its ``Contact`` column; else ``ValueError`` naming the field (``columns``).
+
+    A row without a name is named after its first address, which must then fit the name's column too."""
+    for field, label in labels.items():
+        fit(label, getattr(entry, field), getattr(Contact, field))
+    if not entry.name and entry.emails:
+        fit(f"{entry.emails[0]!r} (the name of a contact without one)", entry.emails[0], Contact.name)
     return entry
 
 
@@ -179,7 +198,8 @@ def _vcard_entries(path: Path, region: str) -> list[ContactEntry]:
         raise ImportFileError(one_line(f"broken vCard, nothing imported: {problems[0]}{more}"))
     entries = []
     for number, card in enumerate(cards, start=1):
-        where = f"card {number} ({card.full_name})"
+        shown = card.full_name if len(card.full_name) <= 60 else f"{card.full_name[:60]}…"
+        where = f"card {number} ({shown})"
         with at_line(None, where):
             entries.append(_card_entry(card, where, region))
     return entries
@@ -198,7 +218,7 @@ def _vcard_bytes(path: Path) -> bytes:
 
 def _card_entry(card: ContactCard, where: str, region: str) -> ContactEntry:
     phones: list[Phone] = [phone(kind, number, region) for kind, number in card.phones if number.strip()]
-    return ContactEntry(
+    entry = ContactEntry(
         line=None,
         where=where,
         name=clean_text(card.full_name),
@@ -210,3 +230,4 @@ def _card_entry(card: ContactCard, where: str, region: str) -> ContactEntry:
         emails=tuple(dict.fromkeys(email_address(address) for address in card.emails)),
         phones=unique_phones(phones),
     )
+    return _fits(entry, VCARD_LABELS)

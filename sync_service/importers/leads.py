@@ -31,6 +31,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_store.models import Lead, LeadEmail, LeadPhone
+from sync_service.importers.chunks import written
+from sync_service.importers.columns import fit
 from sync_service.importers.csvfile import Row, SeenRows, at_line, iter_rows
 from sync_service.importers.last_import import APPLY, KEPT, last_status, verdict
 from sync_service.importers.lookups import LookupValues
@@ -66,11 +68,12 @@ def import_leads(
     reps = Reps(session)
     starting = _starting_statuses(session)
     when = now or datetime.now(UTC)
-    for row in rows:
+    for number, row in enumerate(rows, start=1):
         lead, status = _write(session, row, reps, report)
         if status is not None and status.casefold() in starting:
             with at_line(row.line):
                 _status_changed(session, lead, status, when)
+        written(session, number)
     session.flush()
     return report
 
@@ -113,13 +116,13 @@ def _read(session: Session, path: Path, region: str) -> tuple[list[LeadRow], tup
 
 
 def _parse(line: int, cells: Row, region: str, statuses: LookupValues, sources: LookupValues) -> LeadRow:
-    name = clean_text(cells["Name"])
+    name = fit("Name", clean_text(cells["Name"]), Lead.name)
     if not name:
         raise ValueError("Name is empty")
     return LeadRow(
         line=line,
         name=name,
-        company=clean_text(cells["Company"]),
+        company=fit("Company", clean_text(cells["Company"]), Lead.company),
         email=optional_email(cells["Email"]),
         phone=phone("other", cells["Phone"], region) if cells["Phone"] else None,
         status=statuses.resolve(cells["Status"]),

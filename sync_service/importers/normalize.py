@@ -1,8 +1,10 @@
 """Cell values of import files: names, lists, domains, email addresses, phones, amounts, dates.
 
 Every parser raises ``ValueError`` with a one-line reason; the importer adds the line number
-(``csvfile.at_line``). Domains and email domains come out in the form matching compares (SPEC §3): Unicode,
-lower-case, IDNA ``xn--`` labels decoded — the same form as ``matching.domains.normalize_domain``.
+(``csvfile.at_line``). Text loses NUL and the other control characters (PostgreSQL cannot store NUL; an escape
+sequence in a name would reach the admin's terminal). Domains and email domains come out in the form matching
+compares (SPEC §3): Unicode, lower-case, IDNA ``xn--`` labels decoded — the same form as
+``matching.domains.normalize_domain``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import idna
 
 from sync_service.matching.domains import is_public_mail_domain, normalize_domain
 from sync_service.matching.phones import to_e164
+from sync_service.parsing.charsets import clean_text as storable_text
 
 _LDH_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
@@ -24,12 +27,17 @@ _AMOUNT = re.compile(r"^(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d{1,2})?$")
 _MAX_AMOUNT = Decimal("999999999999.99")  # Numeric(14, 2)
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DOTTED_DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
-_LOCAL_PART_FORBIDDEN = re.compile(r"[\s<>(),;:\"\[\]\\]")
+_LOCAL_PART_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f-\x9f<>(),;:\"\[\]\\]")
+# C0 and C1 control characters and DEL, except those str.split() takes for whitespace (tab, line breaks, \x1c-\x1f,
+# \x85): those become a space.
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
+MAX_EMAIL = 320  # ContactEmail, LeadEmail and User hold an address in a String(320)
 
 
 def clean_text(cell: str) -> str:
-    """Runs of whitespace (line breaks included) become one space; ends are stripped."""
-    return " ".join(cell.split())
+    """Runs of whitespace (line breaks included) become one space; ends are stripped; NUL, other control
+    characters and lone surrogates are removed (``charsets.clean_text``)."""
+    return " ".join(_CONTROL.sub("", storable_text(cell)).split())
 
 
 def name_key(name: str) -> str:
@@ -90,6 +98,8 @@ def email_address(cell: str) -> str:
     text = cell.strip()
     if text[:7].lower() == "mailto:":
         text = text[7:].split("?", 1)[0]
+    if len(text) > MAX_EMAIL:
+        raise ValueError(f"'{text[:40]}…' is {len(text)} characters, the longest e-mail address allowed is {MAX_EMAIL}")
     local, at, domain = text.rpartition("@")
     if not at or "@" in local or not local:
         raise ValueError(f"'{cell.strip()}' is not an email address")

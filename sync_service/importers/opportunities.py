@@ -40,6 +40,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crm_store.models import Account, Contact, ContactEmail, Opportunity, OpportunityParticipant, ProcessDefinition
+from sync_service.importers.chunks import written
+from sync_service.importers.columns import fit
 from sync_service.importers.csvfile import Row, SeenRows, at_line, iter_rows
 from sync_service.importers.last_import import APPLY, KEPT, Verdict, last_stage, verdict
 from sync_service.importers.lookups import LookupValues
@@ -141,8 +143,9 @@ def import_opportunities(session: Session, path: Path, *, now: datetime | None =
     report = ImportReport("opportunities", ignored_columns=ignored)
     reps = Reps(session)
     when = now or datetime.now(UTC)
-    for row in rows:
+    for number, row in enumerate(rows, start=1):
         _write(refs, row, reps, when, report)
+        written(session, number)
     session.flush()
     return report
 
@@ -164,7 +167,7 @@ def _read(refs: _Refs, path: Path) -> tuple[list[OpportunityRow], tuple[str, ...
 
 
 def _parse(line: int, cells: Row, refs: _Refs) -> OpportunityRow:
-    title = clean_text(cells["Title"])
+    title = fit("Title", clean_text(cells["Title"]), Opportunity.title)
     if not title:
         raise ValueError("Title is empty")
     if not cells["Account"]:

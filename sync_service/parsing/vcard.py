@@ -1,8 +1,10 @@
 """vCard 2.1 / 3.0 / 4.0 bytes → :class:`ContactCard` values (SPEC §5 ``import contacts FILE.vcf``, §6).
 
-The text is split into ``BEGIN:VCARD`` … ``END:VCARD`` blocks first, and each block is parsed with
-``vobject`` in its own error boundary: a broken card becomes one problem line (``card N: reason``) and the
-others go on. Only input without a single readable card raises :class:`ParseError`.
+The text is split into ``BEGIN:VCARD`` … ``END:VCARD`` blocks first (``vcard_split``: photos, logos, sounds
+and keys left out, a card's size capped), and each block is parsed with ``vobject`` in its own error boundary: a
+broken or too large card becomes one problem line (``card N: reason``) and the others go on. Only input without
+a single readable card raises :class:`ParseError`. NUL characters and lone surrogates are removed from the values
+(``charsets.clean_text``): PostgreSQL cannot store them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any
 import vobject
 
 from sync_service.errors import ParseError
-from sync_service.parsing.charsets import decode_text_file
+from sync_service.parsing.charsets import clean_text, decode_text_file
+from sync_service.parsing.vcard_split import MAX_CARD_CHARS, CardText, split_cards
 from sync_service.values import ContactCard
 
 __all__ = ["parse_vcards"]
@@ -22,46 +25,37 @@ _PHONE_KINDS = (("cell", "cell"), ("mobile", "cell"), ("iphone", "cell"), ("fax"
                 ("work", "work"), ("home", "home"), ("main", "main"))  # fmt: skip
 # TYPE values that say nothing about whose phone it is.
 _GENERIC_TYPES = {"voice", "pref", "text", "msg", "internet", "video", "textphone", "x400"}
+# A TYPE word longer than this is no kind of phone (and would not fit ``ContactPhone.kind``, 30 characters).
+_MAX_KIND = 30
 
 
 def parse_vcards(raw: bytes) -> tuple[list[ContactCard], list[str]]:
     """Parse every card in ``raw``; returns (cards, one-line problems for the cards that were skipped)."""
-    blocks = _split(decode_text_file(raw))
+    blocks = split_cards(decode_text_file(raw))
     if not blocks:
         raise ParseError("no vCard found (no BEGIN:VCARD)")
     cards: list[ContactCard] = []
     problems: list[str] = []
-    for number, line, block in blocks:
+    for block in blocks:
         try:
-            if not block.rstrip().upper().endswith("END:VCARD"):
-                raise ValueError("no END:VCARD")
-            cards.append(_card(block))
+            cards.append(_card(_checked(block)))
         except Exception as exc:  # one broken card must not stop the others
-            problems.append(f"card {number}: {_one_line(exc)} (card starts at line {line})")
+            problems.append(f"card {block.number}: {_one_line(exc)} (card starts at line {block.line})")
     if not cards:
         raise ParseError(f"no readable vCard: {problems[0]}")
     return cards, problems
 
 
-def _split(text: str) -> list[tuple[int, int, str]]:
-    """(card number, first line, text) of each block from BEGIN:VCARD to END:VCARD (or to the next BEGIN)."""
-    blocks: list[tuple[int, int, str]] = []
-    current: list[str] | None = None
-    start = 0
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        keyword = line.strip().upper()
-        if keyword == "BEGIN:VCARD":
-            if current is not None:  # unterminated: kept so that it is reported, not silently merged
-                blocks.append((len(blocks) + 1, start, "\r\n".join(current)))
-            start, current = line_number, [line]
-        elif current is not None:
-            current.append(line)
-            if keyword == "END:VCARD":
-                blocks.append((len(blocks) + 1, start, "\r\n".join(current) + "\r\n"))
-                current = None
-    if current is not None:
-        blocks.append((len(blocks) + 1, start, "\r\n".join(current)))
-    return blocks
+def _checked(block: CardText) -> str:
+    """The block's text for vobject; ``ValueError`` for a card too large or not terminated."""
+    if block.too_large:
+        raise ValueError(
+            f"card too large: {block.size:,} characters without its photos, logos, sounds and keys "
+            f"(the limit is {MAX_CARD_CHARS:,})"
+        )
+    if not block.text.rstrip().upper().endswith("END:VCARD"):
+        raise ValueError("no END:VCARD")
+    return block.text
 
 
 def _card(block: str) -> ContactCard:
@@ -103,14 +97,14 @@ def _value_text(prop: Any) -> str:
         return ""
     value = prop.value
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+        return clean_text(value.decode("utf-8", "replace"))
     if isinstance(value, list | tuple):
         return ";".join(_joined(part) for part in value)
-    return str(value)
+    return clean_text(str(value))
 
 
 def _joined(part: Any) -> str:
-    return " ".join(str(p) for p in part if p) if isinstance(part, list | tuple) else str(part or "")
+    return clean_text(" ".join(str(p) for p in part if p) if isinstance(part, list | tuple) else str(part or ""))
 
 
 def _name_parts(prop: Any) -> tuple[str, str, str, str]:
@@ -138,7 +132,7 @@ def _phone_kind(prop: Any) -> str:
     for word, kind in _PHONE_KINDS:
         if word in types:
             return kind
-    specific = [t for t in types if t not in _GENERIC_TYPES and not t.startswith("x-")]
+    specific = [t for t in types if t not in _GENERIC_TYPES and not t.startswith("x-") and len(t) <= _MAX_KIND]
     return specific[0] if specific else "other"
 
 
