@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from crm_store.columns import limit
 
-def limit(column: Any) -> int | None:
-    """The longest value ``column`` (a model attribute such as ``Contact.name``) holds; None when unbounded."""
-    length = getattr(column.property.columns[0].type, "length", None)
-    return int(length) if length else None
+__all__ = ["fit", "limit"]
 
 
 def fit(label: str, value: str, column: Any) -> str:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 
 from sqlalchemy import select
 
+from crm_store.columns import limit
 from crm_store.db import lock_names
 from crm_store.models import Contact, ContactEmail, ContactPhone, Lead, LeadEmail, LeadPhone
 from sync_service.matching.cards import CardPlan, plan_new_card
@@ -71,9 +73,26 @@ def card_lock_names(ctx: ProcessContext, cards: Iterable[ContactCard]) -> list[s
     return [*map(lock_name_of, contact_locks), *map(lead_lock_name, lead_locks)]
 
 
+def fitted(card: ContactCard) -> ContactCard:
+    """The card with each text cut to its column (a phone number too long for one dropped). A synced address
+    book is not a file an admin can fix and import again: an over-long name is shortened, as a name taken from
+    mail is (``new_contacts``), instead of failing the whole book on PostgreSQL (audit 17a)."""
+    texts = {
+        name: getattr(card, name)[:length]
+        for name, column in (("full_name", Contact.name), *((f, getattr(Contact, f)) for f in _FIELDS))
+        if (length := limit(column)) is not None and len(getattr(card, name)) > length
+    }
+    longest_phone = limit(ContactPhone.raw) or 0
+    phones = tuple(phone for phone in card.phones if not longest_phone or len(phone[1]) <= longest_phone)
+    if not texts and phones == card.phones:
+        return card
+    return replace(card, **texts, phones=phones)
+
+
 def apply_card(ctx: ProcessContext, card: ContactCard, *, locked: bool = False) -> str:
     """Returns what happened: ``updated``, ``unchanged``, ``created`` or ``skipped``. ``locked``: the caller holds
     the card's locks already (``card_lock_names``, taken for all the cards of an address book at once)."""
+    card = fitted(card)
     emails = _emails(card)
     # Another worker importing the same card (or mail making the same person) waits (one statement, key order).
     if not locked:

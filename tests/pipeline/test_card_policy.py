@@ -14,6 +14,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from crm_store.models import Lead
+from sync_service.pipeline.contacts import fitted
+from sync_service.values import ContactCard
 from tests.support.builders import REP, maildir, message
 
 ACCOUNTS = f"Name,Type,Domains,Territory,Owner\nAcme Corp,customer,acme.example,East,{REP}\n"
@@ -139,3 +141,29 @@ def test_a_card_of_a_known_lead_makes_no_contact_and_no_second_lead(
     _sync_book(cli, tmp_path, vcard("Larry Lead", "larry@larry.example", "larry@acme.example"))
     assert _contacts(cli) == {}
     assert [x["name"] for x in _json(cli, "export", "leads")] == ["Larry"]
+
+
+# Audit 17a, the synced half of F7: a card's values longer than their columns are cut (as a name from mail
+# is), not a PostgreSQL DataError that quarantines the whole book while SQLite stores them.
+def test_fitted_cuts_texts_to_their_columns_and_drops_a_junk_phone() -> None:
+    card = ContactCard(
+        full_name="N" * 400, job_title="T" * 250, company="C" * 301, phones=(("work", "1" * 101), ("cell", "+1 555"))
+    )
+    cut = fitted(card)
+    assert (len(cut.full_name), len(cut.job_title), len(cut.company)) == (300, 200, 300)
+    assert cut.phones == (("cell", "+1 555"),)
+    plain = ContactCard(full_name="Ann", emails=("ann@acme.example",))
+    assert fitted(plain) is plain
+
+
+def test_a_card_with_over_long_values_syncs_on_every_backend(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _world(cli, tmp_path, monkeypatch, "all")
+    book = vcard("A" * 400, "long@acme.example") + vcard("B", "ceo@longbiz.example", org="Z" * 400)
+    _sync_book(cli, tmp_path, book)
+    assert _json(cli, "export", "quarantine") == []
+    [contact] = _json(cli, "export", "contacts")
+    assert contact["name"] == "A" * 300
+    [lead] = _json(cli, "export", "leads")
+    assert lead["company"] == "Z" * 300
