@@ -23,8 +23,12 @@ A page's later pages are served from memory when ``list_changes`` is called with
 (no second EXAMINE/SEARCH); anything that changed meanwhile is found by the next sync.
 
 Connection: DISCONNECTED ──connect+login+ENABLE QRESYNC──▶ READY ──EXAMINE──▶ SELECTED. A lost connection
-(network, timeout, server restart) reconnects with backoff (0.5, 1, 2, 4 s) and repeats the operation; a fetch
-resumes with the UIDs not yet delivered. Still failing → ``TransientSourceError``. Refused credentials or a
+(network, a stall past ``timeout``, server restart) reconnects with backoff (0.5, 1, 2, 4 s) and repeats the
+operation; a fetch resumes with the UIDs not yet delivered. Still failing → ``TransientSourceError``. A server
+that does not answer in time (no greeting or login answer within ``timeout``, or any answer trickled past its
+``deadline``: ``imap_client``) → ``Unresponsive`` at once, without reconnecting: a new connection would fare no
+better, and this process leaves the mailbox alone for a minute (``imap_unanswered``) so that the workers'
+retries do not multiply the wait (audit 17a F12). Refused credentials or a
 missing folder → ``PermanentSourceError``. No message ever carries the secret. ``auth=xoauth2`` takes an access
 token or a refresh grant (``imap_oauth.py``).
 """

@@ -1,6 +1,6 @@
 """``imap://`` / ``imaps://`` source URLs → an ``ImapConfig`` (no network, no secret).
 
-``imap[s]://USER@HOST[:PORT]/?folders=INBOX,Sent&idle=1&auth=xoauth2&starttls=auto&timeout=60&batch=250``
+``imap[s]://USER@HOST[:PORT]/?folders=INBOX,Sent&idle=1&auth=xoauth2&starttls=auto&timeout=60&deadline=120&batch=250``
 
 - ``folders``: comma-separated folder names; default INBOX plus the folder the server flags ``\\Sent``
   (special-use, RFC 6154). A name ``\\Sent`` / ``\\Archive`` … means "the folder with that special use".
@@ -9,7 +9,9 @@
 - ``starttls`` (``imap://`` only): ``auto`` (default: upgrade when the server offers STARTTLS), ``require``, ``off``.
 - ``idle``: ``1`` to have ``crm-sync watch`` (``workers/watch.py``) keep an IDLE connection per folder and queue a
   sync as soon as mail arrives or goes; ``0`` (default): synced on the scheduler's interval only.
-- ``timeout``: seconds for every network operation (default 60); ``batch``: UIDs per FETCH (default 250).
+- ``timeout``: seconds the server may stay silent in any network operation (default 60); ``deadline``: seconds
+  one command may take in all, its whole answer included (default twice ``timeout``; a FETCH batch gets more per
+  message and per byte: ``imap_deadline.py``); ``batch``: UIDs per FETCH (default 250).
 
 The user name may be an email address (``imap://alice%40example.com@host`` or ``imap://alice@example.com@host``).
 """
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from sync_service.connectors.imap_deadline import default_deadline
 from sync_service.errors import ConfigError
 
 AuthMethod = Literal["password", "xoauth2"]
@@ -39,6 +42,12 @@ class ImapConfig:
     idle: bool = False
     timeout: float = 60.0
     fetch_batch: int = 250
+    deadline: float | None = None  # None: default_deadline(timeout)
+
+    @property
+    def command_deadline(self) -> float:
+        """Seconds one command may take in all (before the FETCH allowances of ``imap_deadline``)."""
+        return self.deadline if self.deadline is not None else default_deadline(self.timeout)
 
     @property
     def where(self) -> str:
@@ -60,7 +69,7 @@ class ImapConfig:
         except ValueError:
             raise ConfigError("the port of the IMAP source URL is not a number") from None
         query = {k.lower(): v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        unknown = set(query) - {"folders", "idle", "auth", "starttls", "timeout", "batch"}
+        unknown = set(query) - {"folders", "idle", "auth", "starttls", "timeout", "deadline", "batch"}
         if unknown:
             raise ConfigError(f"unknown IMAP URL option(s): {', '.join(sorted(unknown))}")
         folders = tuple(f.strip() for f in query.get("folders", "").split(",") if f.strip()) or None
@@ -75,6 +84,7 @@ class ImapConfig:
             idle=_flag(query.get("idle", "0")),
             timeout=_positive(query, "timeout", 60.0),
             fetch_batch=int(_positive(query, "batch", 250)),
+            deadline=_positive(query, "deadline", 0.0) or None,  # 0.0: not given (a given one is positive)
         )
 
 

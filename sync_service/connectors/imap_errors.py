@@ -1,6 +1,8 @@
 """IMAP error families and the translation of imaplib / imap-tools / socket errors into them.
 
-A lost connection, a timeout or a ``BYE`` become ``ConnectionLost`` (the connector reconnects with backoff);
+A lost connection, a timeout or a ``BYE`` become ``ConnectionLost`` (the connector reconnects with backoff); a
+server that never greeted in time or trickled an answer past its deadline (``imap_client``) ``Unresponsive``,
+remembered for a while (``imap_unanswered``) and not reconnected to;
 refused credentials ``PermanentSourceError`` (``TransientSourceError`` for ``[UNAVAILABLE]``-like answers); a
 missing folder ``FolderMissing``. Messages name the user, host and what was being done — never the secret: a
 server's answer is quoted, and some servers echo the credentials in it, so what the session sent is masked.
@@ -19,7 +21,9 @@ from collections.abc import Callable, Iterable
 
 from imap_tools.errors import MailboxLoginError, MailboxStarttlsError, UnexpectedCommandStatusError
 
+from sync_service.connectors.imap_client import AnswerTooSlow, NoGreeting
 from sync_service.connectors.imap_config import ImapConfig
+from sync_service.connectors.imap_unanswered import UNANSWERED
 from sync_service.errors import PermanentSourceError, TransientSourceError
 from sync_service.redact import redact_secret
 
@@ -35,6 +39,11 @@ class ConnectionLost(TransientSourceError):
     """The connection broke (network error, timeout, server shutdown): reconnect and try again."""
 
 
+class Unresponsive(TransientSourceError):
+    """The server did not answer in time (no greeting, or an answer past its deadline): a new connection right
+    away would fare no better, so the connector does not make one; later attempts wait (``imap_unanswered``)."""
+
+
 class FolderMissing(PermanentSourceError):
     """The folder does not exist (or cannot be opened) on the server."""
 
@@ -44,10 +53,15 @@ class translated:
 
     ``hidden`` returns what must not appear in a message (``ImapSession.hidden``: the secret, the token and
     the SASL responses sent); it is asked only when an error is translated, so it covers a token fetched
-    inside the block."""
+    inside the block.
 
-    def __init__(self, config: ImapConfig, doing: str, hidden: Callable[[], Iterable[str | None]]) -> None:
-        self.config, self.doing, self.hidden = config, doing, hidden
+    ``connecting=True`` (greeting, login, capabilities): a timeout there is the server not answering, not a lost
+    connection — ``Unresponsive`` like a trickle; once the session is ready, a stall is a lost connection."""
+
+    def __init__(
+        self, config: ImapConfig, doing: str, hidden: Callable[[], Iterable[str | None]], connecting: bool = False
+    ) -> None:
+        self.config, self.doing, self.hidden, self.connecting = config, doing, hidden, connecting
 
     def __enter__(self) -> None:
         return None
@@ -67,10 +81,24 @@ class translated:
             raise PermanentSourceError(f"{where}: login failed (check the user and the secret): {reason}") from None
         if isinstance(error, ssl.SSLCertVerificationError):
             raise PermanentSourceError(f"{where}: TLS certificate not trusted: {error.verify_message}") from None
+        said = self._unanswered(error)
+        if said is not None:
+            late = isinstance(error, AnswerTooSlow) and not self.connecting  # a too small deadline, perhaps
+            reason = f"{where}: {said} while {self.doing}" + (" (URL options deadline=, batch=)" if late else "")
+            UNANSWERED.note(self.config.where, reason)
+            raise Unresponsive(reason) from None
         if isinstance(error, imaplib.IMAP4.abort | OSError | EOFError):
             raise ConnectionLost(f"{where}: connection lost while {self.doing}: {_reason(error, secrets)}") from None
         if isinstance(error, imaplib.IMAP4.error | UnexpectedCommandStatusError):
             raise ConnectionLost(f"{where}: unexpected answer while {self.doing}: {_reason(error, secrets)}") from None
+
+    def _unanswered(self, error: BaseException) -> str | None:
+        """What the server failed to do in time, or None when ``error`` is not that."""
+        if isinstance(error, NoGreeting | AnswerTooSlow):
+            return str(error)
+        if self.connecting and isinstance(error, TimeoutError):
+            return f"no answer within {self.config.timeout:g} s"
+        return None
 
 
 def _reason(error: BaseException, secrets: tuple[str | None, ...]) -> str:

@@ -1,10 +1,14 @@
 """One logged-in IMAP connection (imap-tools for connecting and logging in, imaplib commands underneath).
 
 Everything here is read-only: folders are opened with EXAMINE and bodies read with ``BODY.PEEK[]``, so the
-sync never sets ``\\Seen`` nor any other flag. Every socket operation has the configured timeout.
+sync never sets ``\\Seen`` nor any other flag. Every socket operation has the configured timeout, and every
+command (the greeting too) an overall deadline (``imap_client``, ``imap_deadline``): a server that trickles
+its answers fails like a silent one.
 
-Errors are translated by ``imap_errors.translated``: ``ConnectionLost`` (reconnect with backoff), refused
-credentials ``PermanentSourceError``, a missing folder ``FolderMissing``; never with the secret in the message.
+Errors are translated by ``imap_errors.translated``: ``ConnectionLost`` (reconnect with backoff),
+``Unresponsive`` (no greeting in time, an answer past its deadline: remembered by ``imap_unanswered``, and the
+mailbox's server is not connected to again for a while), refused credentials ``PermanentSourceError``, a
+missing folder ``FolderMissing``; never with the secret in the message.
 
 ``auth=xoauth2``: the access token comes from ``imap_oauth`` (the stored token, or one refreshed from a stored
 refresh grant). When the server refuses a refreshed token, it is dropped and the login is tried once more with
@@ -24,10 +28,18 @@ import imap_tools
 from imap_tools.errors import MailboxLoginError
 from imap_tools.utils import encode_folder
 
+from sync_service.connectors.imap_client import PlainMailBox, StartTlsMailBox, TlsMailBox, allowing
 from sync_service.connectors.imap_config import ImapConfig
 from sync_service.connectors.imap_cursor import from_ranges, to_ranges
-from sync_service.connectors.imap_errors import ConnectionLost, FolderMissing, is_temporary, translated
+from sync_service.connectors.imap_errors import (
+    ConnectionLost,
+    FolderMissing,
+    Unresponsive,
+    is_temporary,
+    translated,
+)
 from sync_service.connectors.imap_oauth import TokenSource, token_source
+from sync_service.connectors.imap_unanswered import UNANSWERED
 from sync_service.errors import PermanentSourceError
 
 
@@ -75,12 +87,16 @@ class ImapSession:
         config = self.config
         if not self._secret:
             raise PermanentSourceError(f"no password or token is stored for IMAP {config.where}")
-        with translated(config, "connecting", self.hidden):
+        held = UNANSWERED.held(config.where)
+        if held is not None:  # it did not answer moments ago: fail at once (``imap_unanswered``)
+            raise Unresponsive(held)
+        with translated(config, "connecting", self.hidden, connecting=True):
             box = self._open()
+        UNANSWERED.forget(config.where)
         try:
-            with translated(config, "logging in", self.hidden):
+            with translated(config, "logging in", self.hidden, connecting=True):
                 box = self._login(box)  # a refused OAuth2 token is retried on a new connection
-            with translated(config, "reading the server's capabilities", self.hidden):
+            with translated(config, "reading the server's capabilities", self.hidden, connecting=True):
                 self.capabilities = self._capabilities(box.client)
                 for extension in ("QRESYNC", "CONDSTORE"):  # QRESYNC implies CONDSTORE
                     if extension in self.capabilities:
@@ -93,11 +109,12 @@ class ImapSession:
 
     def _open(self) -> imap_tools.BaseMailBox:
         config, context = self.config, ssl.create_default_context()
+        where, timeout, deadline = (config.host, config.port), config.timeout, config.command_deadline
         if config.scheme == "imaps":
-            return imap_tools.MailBox(config.host, config.port, timeout=config.timeout, ssl_context=context)
+            return TlsMailBox(*where, timeout, deadline, context)
         if config.starttls == "require":
-            return imap_tools.MailBoxStartTls(config.host, config.port, timeout=config.timeout, ssl_context=context)
-        box = imap_tools.MailBoxUnencrypted(config.host, config.port, timeout=config.timeout)
+            return StartTlsMailBox(*where, timeout, deadline, context)
+        box = PlainMailBox(*where, timeout, deadline)
         if config.starttls == "auto" and "STARTTLS" in box.client.capabilities:
             box.client.starttls(context)
         return box
@@ -223,7 +240,9 @@ class ImapSession:
         items = "(UID MODSEQ BODY.PEEK[])" if "CONDSTORE" in self.capabilities else "(UID BODY.PEEK[])"
         for start in range(0, len(uids), batch):
             chunk = uids[start : start + batch]
-            with translated(self.config, f"fetching messages of {self.selected!r}", self.hidden):
+            with translated(self.config, f"fetching messages of {self.selected!r}", self.hidden), allowing(
+                client, len(chunk)
+            ):
                 typ, data = client.uid("FETCH", to_ranges(chunk), items)
             if typ != "OK":
                 raise ConnectionLost(f"IMAP FETCH failed for {self.config.where}: {_text(data)}")
