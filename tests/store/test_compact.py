@@ -12,25 +12,12 @@ import pytest
 from sqlalchemy import func, select
 
 from crm_store import compact
-from crm_store.blobs import BlobMissing, BlobStore, PackWriter
+from crm_store.blobs import BlobMissing, BlobStore
 from crm_store.db import transaction
 from crm_store.models import Document, PackedBlob
 from sync_service.bootstrap import App
 from sync_service.errors import ConfigError
-
-
-def _packs(app: App) -> list[Path]:
-    folder = app.settings.data_dir / "blobs" / "packs"
-    return sorted(p for p in folder.iterdir() if p.suffix == ".pack") if folder.is_dir() else []
-
-
-def _pack(app: App, blobs: list[bytes]) -> list[str]:
-    """One pack file holding ``blobs``, indexed, as a sync's page writes it."""
-    writer = PackWriter(app.blobs)
-    digests = [writer.add(data) for data in blobs]
-    with transaction(app.sessions) as session:
-        app.blobs.record_packed(session, writer.close())
-    return digests
+from tests.support.packs import pack_files, write_pack
 
 
 def _refer(app: App, *digests: str) -> None:
@@ -55,15 +42,15 @@ def _blobs(n: int, size: int = 4000) -> list[bytes]:
 
 def test_a_mixed_pack_is_rewritten_and_every_referenced_blob_reads_back(app: App) -> None:
     blobs = _blobs(10)
-    digests = _pack(app, blobs)
+    digests = write_pack(app, blobs)
     live = [0, 4, 9]
     _refer(app, *(digests[i] for i in live))
-    [old] = _packs(app)
+    [old] = pack_files(app)
 
     report = compact.compact(app.blobs, app.sessions, min_age=0)
 
     assert (report.packs_rewritten, report.packs_deleted, report.packs_thinned) == (1, 0, 0)
-    [new] = _packs(app)
+    [new] = pack_files(app)
     assert new != old and not old.exists()  # held for no time (min_age 0): deleted in the same run
     assert new.stat().st_size == 3 * 4000 and report.released == 7 * 4000 and report.freed == 7 * 4000
     store = _fresh(app)
@@ -79,16 +66,16 @@ def test_a_mixed_pack_is_rewritten_and_every_referenced_blob_reads_back(app: App
 
 
 def test_a_pack_nothing_refers_to_is_deleted_and_other_packs_stay(app: App) -> None:
-    dead = _pack(app, _blobs(3))
+    dead = write_pack(app, _blobs(3))
     kept_blobs = _blobs(2)
-    kept = _pack(app, kept_blobs)
+    kept = write_pack(app, kept_blobs)
     _refer(app, *kept)
-    before = {p.name: p.read_bytes() for p in _packs(app)}
+    before = {p.name: p.read_bytes() for p in pack_files(app)}
 
     report = compact.compact(app.blobs, app.sessions, min_age=0)
 
     assert (report.packs_deleted, report.packs_rewritten, report.freed) == (1, 0, 3 * 4000)
-    [left] = _packs(app)
+    [left] = pack_files(app)
     assert left.read_bytes() == before[left.name]  # the referenced pack is not touched
     assert [_fresh(app).get(d) for d in kept] == kept_blobs
     assert not set(dead) & set(_rows(app))
@@ -96,9 +83,9 @@ def test_a_pack_nothing_refers_to_is_deleted_and_other_packs_stay(app: App) -> N
 
 def test_a_mostly_referenced_pack_stays_and_loses_only_the_index_rows_of_dead_blobs(app: App) -> None:
     blobs = _blobs(4)
-    digests = _pack(app, blobs)
+    digests = write_pack(app, blobs)
     _refer(app, *digests[:3])
-    [pack] = _packs(app)
+    [pack] = pack_files(app)
     content = pack.read_bytes()
 
     report = compact.compact(app.blobs, app.sessions, min_age=0)
@@ -118,9 +105,9 @@ def test_a_crash_between_writing_the_new_pack_and_the_commit_leaves_everything_r
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     blobs = _blobs(6)
-    digests = _pack(app, blobs)
+    digests = write_pack(app, blobs)
     _refer(app, digests[0])
-    [old] = _packs(app)
+    [old] = pack_files(app)
     real = compact._move_rows
 
     def crash(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -134,7 +121,7 @@ def test_a_crash_between_writing_the_new_pack_and_the_commit_leaves_everything_r
     store = _fresh(app)
     assert [store.get(d) for d in digests] == blobs  # nothing changed that a row names
     assert set(_rows(app).values()) == {old.name}
-    [orphan] = [p for p in _packs(app) if p != old]  # the new pack: named by no row
+    [orphan] = [p for p in pack_files(app) if p != old]  # the new pack: named by no row
     assert [p for p, _size in store.unreferenced_packs(min_age_seconds=0)] == [orphan]
 
     monkeypatch.setattr(compact, "_move_rows", real)
@@ -147,9 +134,9 @@ def test_a_crash_between_writing_the_new_pack_and_the_commit_leaves_everything_r
 
 def test_a_crash_after_the_commit_is_finished_by_the_next_run(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     blobs = _blobs(4)
-    digests = _pack(app, blobs)
+    digests = write_pack(app, blobs)
     _refer(app, digests[1])
-    [old] = _packs(app)
+    [old] = pack_files(app)
 
     def crash(path: str | Path, times: object = None) -> None:
         raise RuntimeError("killed after the commit")
@@ -168,8 +155,8 @@ def test_a_crash_after_the_commit_is_finished_by_the_next_run(app: App, monkeypa
 
 def test_released_bytes_are_held_for_the_minimum_age_and_a_blob_referenced_meanwhile_is_kept(app: App) -> None:
     blobs = _blobs(3)
-    digests = _pack(app, blobs)
-    [pack] = _packs(app)
+    digests = write_pack(app, blobs)
+    [pack] = pack_files(app)
     os.utime(pack, (1_000_000_000, 1_000_000_000))  # an old pack
 
     report = compact.compact(app.blobs, app.sessions, min_age=3600)
@@ -190,7 +177,7 @@ def test_released_bytes_are_held_for_the_minimum_age_and_a_blob_referenced_meanw
 
 
 def test_young_packs_are_left_alone(app: App) -> None:
-    digests = _pack(app, _blobs(2))
+    digests = write_pack(app, _blobs(2))
     report = compact.compact(app.blobs, app.sessions)  # default minimum age: an hour
     assert report.young == 1 and report.packs_deleted == 0
     assert set(_rows(app)) == set(digests)
@@ -228,7 +215,7 @@ def test_the_choice_per_pack() -> None:
 
 
 def test_only_live_rows_count_as_references(app: App) -> None:
-    digests = _pack(app, _blobs(2))
+    digests = write_pack(app, _blobs(2))
     _refer(app, digests[0])
     with app.sessions() as session:
         assert compact.referenced(session, digests) == {digests[0]}

@@ -11,30 +11,18 @@ from pathlib import Path
 import pytest
 
 from crm_store import compact
-from crm_store.blobs import BlobMissing, BlobStore, PackWriter
+from crm_store.blobs import BlobMissing, BlobStore
 from crm_store.db import transaction
 from crm_store.models import Document
 from sync_service.bootstrap import App
-
-
-def _pack(app: App, blobs: list[bytes]) -> list[str]:
-    writer = PackWriter(app.blobs)
-    digests = [writer.add(data) for data in blobs]
-    with transaction(app.sessions) as session:
-        app.blobs.record_packed(session, writer.close())
-    return digests
-
-
-def _packs(app: App) -> list[Path]:
-    folder = app.settings.data_dir / "blobs" / "packs"
-    return sorted(p for p in folder.iterdir() if p.suffix == ".pack")
+from tests.support.packs import pack_files, write_pack
 
 
 def _held_pack(app: App) -> tuple[Path, list[bytes], list[str]]:
     """A pack nothing refers to, released by a purge holding it for an hour; two minutes have passed since."""
     blobs = [os.urandom(3000) for _ in range(3)]
-    digests = _pack(app, blobs)
-    [pack] = _packs(app)
+    digests = write_pack(app, blobs)
+    [pack] = pack_files(app)
     os.utime(pack, (1_000_000_000, 1_000_000_000))  # an old pack
     report = compact.compact(app.blobs, app.sessions, min_age=3600)
     assert report.packs_deleted == 1 and report.freed == 0 and pack.exists()  # held
