@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from crm_store.models import FolderState, Mailbox, User
+from crm_store.models import FolderState, Mailbox, RawItem, User
 from crm_store.models.sync import IDLE, PAUSED
 from crm_store.secrets import SecretBox
 from sync_service.connectors.registry import needs_secret, open_connector, schemes
@@ -161,19 +161,29 @@ class SourceChange:
     new: str
     state: str  # the mailbox's state now: ``paused`` stays paused
     secret: str  # "replaced" | "kept" | "dropped" | "none"
+    orphaned: Orphaned  # meetings ahead only the old source carried: cancelled until the new one brings them
 
 
 def change_source(
-    session: Session, name: str, source: str, secret: str | None, secret_keys: tuple[str, ...]
+    session: Session,
+    name: str,
+    source: str,
+    secret: str | None,
+    secret_keys: tuple[str, ...],
+    now: datetime | None = None,
 ) -> SourceChange:
     """Point a mailbox at another URL (a moved Maildir, a renamed folder, a new server).
 
     Checked as ``add`` checks it. ``secret``: a new one to store; ``None`` keeps the stored one when the new
-    source needs one (none stored: refused), and drops it when the new source needs none. The next sync reads the
-    new source as ``resync`` does — every folder from the start, recognising what is stored already — so
-    nothing is doubled: items are keyed by their content ids (Message-ID, UID), and a moved Maildir's files even
-    keep their ids. What the old source held and the new one does not stays logged. The failure state is cleared
-    (a failed or degraded mailbox syncs again); a paused one stays paused until resumed."""
+    source needs one (none stored: refused), and drops it when the new source needs none. The mailbox forgets
+    the old source's copies, as ``remove`` does, and keeps its name, owner, secret and state: the next sync
+    reads the new source as a first sync, and what it holds is recognised by its content ids (Message-ID, UID),
+    so nothing is doubled. The old copies must go, not wait to be seen again: one the new source does not hold
+    would otherwise go on "carrying" its meeting, which would then never be cancelled when it is deleted, and
+    would be completed when its time passes. Meetings ahead that only the old source carried are cancelled
+    (``orphan_meetings``); the new source's copy brings back each one it still holds. Logged mail and past
+    meetings stay. The failure state is cleared (a failed or degraded mailbox syncs again); a paused one stays
+    paused until resumed."""
     mailbox = _get(session, name)
     _check_scheme(source)
     refuse_password_in_url(source)
@@ -193,11 +203,14 @@ def change_source(
         mailbox.secret = SecretBox(secret_keys).encrypt(secret)
     elif outcome == "dropped":
         mailbox.secret = None
-    session.execute(update(FolderState).where(FolderState.mailbox_id == mailbox.id).values(cursor=None, stage="resync"))
+    orphaned = cancel_orphaned_meetings(session, mailbox.id, now or datetime.now(UTC))
+    # The old copies go (their item sources and quarantine entries with them, by the foreign keys), as on remove.
+    session.execute(delete(RawItem).where(RawItem.mailbox_id == mailbox.id))
+    session.execute(delete(FolderState).where(FolderState.mailbox_id == mailbox.id))
     mailbox.consecutive_failures, mailbox.last_error, mailbox.last_error_at = 0, None, None
     if mailbox.state != PAUSED:  # failed, degraded: a person says the cause is gone, as ``resume``
         mailbox.state = IDLE
-    return SourceChange(old, redact_url(source), mailbox.state, outcome)
+    return SourceChange(old, redact_url(source), mailbox.state, outcome, orphaned)
 
 
 def pause_mailbox(session: Session, name: str) -> None:

@@ -29,6 +29,7 @@ from sqlalchemy import Select, exists, select, update
 from sqlalchemy.orm import Session, aliased
 
 from crm_store.models import Activity, ItemSource, RawItem, SyncedItem
+from crm_store.models.sync import DELETED
 
 MEETING_TYPES = ("meeting", "call")
 
@@ -51,7 +52,7 @@ def only_carried_by(mailbox_id: int) -> Select[int]:
     carried_elsewhere = (
         select(other.id)
         .join(other_raw, other_raw.id == other.raw_item_id)
-        .where(other.item_id == SyncedItem.id, other_raw.mailbox_id != mailbox_id)
+        .where(other.item_id == SyncedItem.id, other_raw.mailbox_id != mailbox_id, other_raw.state != DELETED)
     )
     return select(SyncedItem.id).where(SyncedItem.kind == "event", exists(carried_here), ~exists(carried_elsewhere))
 

@@ -83,7 +83,9 @@ def source_(
     allow_shared_source: bool = typer.Option(False, "--allow-shared-source", help=SHARED_HELP),
 ) -> None:
     """Change a mailbox's source URL (a moved Maildir, a renamed folder, a new server), checked as add checks
-    it. The next sync reads the new source from the start, as after resync: nothing is doubled. The stored
+    it. The mailbox forgets the old source's copies, as remove does, and the next sync reads the new source from
+    the start: what it holds is recognised by Message-ID and UID, so nothing is doubled. Meetings ahead that
+    only the old source carried are cancelled until the new one brings them back; logged mail stays. The stored
     secret is kept unless --secret-env gives a new one (dropped if the new source needs none). A failed or
     degraded mailbox syncs again; a paused one stays paused, and reads the new source once resumed."""
     mailboxes.refuse_password_in_url(url)
@@ -108,6 +110,9 @@ def source_(
     else:
         after = "the next sync reads it from the start (nothing is doubled)"
     console.print(f"mailbox {name}: source {change.new} (was {change.old}){secret_note}; {after}")
+    if change.orphaned.cancelled:
+        cancelled = plural(change.orphaned.cancelled, "future meeting or call", "future meetings or calls")
+        console.print(f"mailbox {name}: {cancelled} only the old source carried cancelled (until the new one has it)")
     if queued:
         console.print(f"mailbox {name}: sync queued")
 

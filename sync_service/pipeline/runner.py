@@ -24,7 +24,7 @@ from sqlalchemy import Select, case, exists, select, update
 
 from crm_store.db import transaction
 from crm_store.models import Activity, FolderState, ItemSource, Mailbox, RawItem
-from crm_store.models.sync import DEGRADED, FAILED, IDLE, PAUSED, SYNCING
+from crm_store.models.sync import DEGRADED, DELETED, FAILED, IDLE, PAUSED, SYNCING
 from crm_store.secrets import SecretBox
 from sync_service.bootstrap import App
 from sync_service.connectors.registry import open_connector
@@ -203,7 +203,11 @@ def due_activities(now: datetime) -> Select[int]:
     Only those some mailbox still carries (an item source is left): a meeting whose every copy went with a
     removed mailbox cannot be known to have taken place, and must not complete a process step by itself
     (``sync_service.orphan_meetings``; audit 17b F4)."""
-    carried = select(ItemSource.id).where(ItemSource.item_id == Activity.item_id)
+    carried = (  # a copy deleted at its source carries nothing (``events._still_carried``)
+        select(ItemSource.id)
+        .join(RawItem, RawItem.id == ItemSource.raw_item_id)
+        .where(ItemSource.item_id == Activity.item_id, RawItem.state != DELETED)
+    )
     return (
         select(Activity.id)
         .where(

@@ -73,7 +73,8 @@ def test_a_moved_maildir_is_read_from_its_new_path_without_doubling(ready, tmp_p
     assert changed.code == 0, changed.err
     assert changed.out.splitlines() == [
         f"mailbox alice: source maildir://{new} (was maildir://{old}); the next sync reads it from the start "
-        "(nothing is doubled)"
+        "(nothing is doubled)",
+        "mailbox alice: 1 future meeting or call only the old source carried cancelled (until the new one has it)",
     ]
     box = _mailbox(ready, "alice")
     assert (box["state"], box["last_error"]) == ("idle", None)  # failed → syncs again
@@ -83,6 +84,37 @@ def test_a_moved_maildir_is_read_from_its_new_path_without_doubling(ready, tmp_p
     after = _activities(ready)
     assert [(a["id"], a["status"], a["mailboxes"]) for a in after] == [
         (a["id"], a["status"], a["mailboxes"]) for a in before
+    ]  # the new source's copy of the meeting brought it back: planned again
+
+
+def test_a_meeting_the_new_source_no_longer_holds_is_not_carried_by_the_old_copy(  # type: ignore[no-untyped-def]
+    ready, tmp_path: Path
+) -> None:
+    """The review of session 17: a renamed calendar file read through `mailbox source` left the old file's copy
+    "carrying" its meetings, so one deleted later at the new source was never cancelled (and would have been
+    completed when its time passed)."""
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+    folder = tmp_path / "cal"
+    folder.mkdir()
+    both = ics(
+        vevent("review", "Review", ahead, attendees=(WILE,)),
+        vevent("other", "Other", ahead + timedelta(days=1), attendees=(WILE,)),
+    )
+    (folder / "alice.ics").write_bytes(both)
+    assert ready("mailbox", "add", "cal", "--owner", REP, "--source", f"ics://{folder / 'alice.ics'}").code == 0
+    assert ready("sync", "--once").code == 0
+    (folder / "alice.ics").rename(folder / "alice-2027.ics")
+    assert ready("mailbox", "source", "cal", f"ics://{folder / 'alice-2027.ics'}").code == 0
+    assert ready("sync", "--once").code == 0
+    assert sorted((a["subject"], a["status"]) for a in _activities(ready)) == [
+        ("Other", "planned"),
+        ("Review", "planned"),
+    ]
+    (folder / "alice-2027.ics").write_bytes(ics(vevent("other", "Other", ahead + timedelta(days=1), attendees=(WILE,))))
+    assert ready("sync", "--once").code == 0
+    assert sorted((a["subject"], a["status"]) for a in _activities(ready)) == [
+        ("Other", "planned"),
+        ("Review", "cancelled"),  # deleted at the (new) source
     ]
 
 

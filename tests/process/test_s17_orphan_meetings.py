@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from crm_store.db import transaction
 from crm_store.models import FolderState, Mailbox
@@ -116,3 +116,28 @@ def test_an_ended_meeting_still_planned_is_left_and_counted(app, crm, alice_box:
         orphaned = mailboxes.remove_mailbox(session, "alice", now=NOW + timedelta(hours=3))
     assert (orphaned.cancelled, orphaned.ended_planned) == (0, 1)
     assert activities(app, ical_uid="soon")[0]["status"] == "planned"
+
+
+def test_a_copy_deleted_at_its_source_carries_nothing(app, crm, alice_box: Path, sync, tmp_path: Path) -> None:
+    """The review of session 17: bob's copy of the meeting was deleted at his source (its raw item is marked,
+    not yet processed) when alice's mailbox is removed: the meeting is nobody's any more — cancelled, and never
+    completed by itself."""
+    from crm_store.models import RawItem
+    from crm_store.models.sync import DELETED
+
+    _presentation_ahead(app, crm, alice_box, sync)
+    bob_box = tmp_path / "bob"
+    maildir(bob_box, [])
+    write_calendar(bob_box, ics(vevent("pres", "Presentation", NOW + timedelta(days=1), attendees=(WILE,))))
+    with transaction(app.sessions) as session:
+        mailboxes.add_mailbox(session, "bob", REP2, f"maildir://{bob_box}", None, ())
+    sync()
+    with transaction(app.sessions) as session:
+        bob = session.scalars(select(Mailbox.id).where(Mailbox.name == "bob")).one()
+        session.execute(
+            update(RawItem).where(RawItem.mailbox_id == bob, RawItem.kind == "calendar").values(state=DELETED)
+        )
+        assert mailboxes.remove_mailbox(session, "alice").cancelled == 1
+    assert activities(app, ical_uid="pres")[0]["status"] == "cancelled"
+    complete_due(app, NOW + timedelta(days=2))
+    assert activities(app, ical_uid="pres")[0]["status"] == "cancelled"
