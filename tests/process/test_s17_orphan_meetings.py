@@ -40,6 +40,16 @@ def _presentation_ahead(app, crm, alice_box: Path, sync) -> dict:  # type: ignor
     return meeting
 
 
+def _bob_carries_it(app, sync, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Bob's calendar holds the presentation too (a second mailbox carrying the meeting), synced."""
+    bob_box = tmp_path / "bob"
+    maildir(bob_box, [])
+    write_calendar(bob_box, ics(vevent("pres", "Presentation", NOW + timedelta(days=1), attendees=(WILE,))))
+    with transaction(app.sessions) as session:
+        mailboxes.add_mailbox(session, "bob", REP2, f"maildir://{bob_box}", None, ())
+    sync()
+
+
 def _forget_the_old_way(app, name: str) -> None:  # type: ignore[no-untyped-def]
     """What ``mailbox remove`` did before: the mailbox and its copies go, nothing else changes."""
     with transaction(app.sessions) as session:
@@ -94,12 +104,7 @@ def test_remove_cancels_the_meetings_ahead_only_it_carried_and_a_copy_revives_th
 
 def test_a_meeting_another_mailbox_carries_stays_planned(app, crm, alice_box: Path, sync, tmp_path: Path) -> None:
     _presentation_ahead(app, crm, alice_box, sync)
-    bob_box = tmp_path / "bob"
-    maildir(bob_box, [])
-    write_calendar(bob_box, ics(vevent("pres", "Presentation", NOW + timedelta(days=1), attendees=(WILE,))))
-    with transaction(app.sessions) as session:
-        mailboxes.add_mailbox(session, "bob", REP2, f"maildir://{bob_box}", None, ())
-    sync()
+    _bob_carries_it(app, sync, tmp_path)
     with transaction(app.sessions) as session:
         assert mailboxes.remove_mailbox(session, "alice").cancelled == 0
     [meeting] = activities(app, ical_uid="pres")
@@ -126,12 +131,7 @@ def test_a_copy_deleted_at_its_source_carries_nothing(app, crm, alice_box: Path,
     from crm_store.models.sync import DELETED
 
     _presentation_ahead(app, crm, alice_box, sync)
-    bob_box = tmp_path / "bob"
-    maildir(bob_box, [])
-    write_calendar(bob_box, ics(vevent("pres", "Presentation", NOW + timedelta(days=1), attendees=(WILE,))))
-    with transaction(app.sessions) as session:
-        mailboxes.add_mailbox(session, "bob", REP2, f"maildir://{bob_box}", None, ())
-    sync()
+    _bob_carries_it(app, sync, tmp_path)
     with transaction(app.sessions) as session:
         bob = session.scalars(select(Mailbox.id).where(Mailbox.name == "bob")).one()
         session.execute(
