@@ -10,9 +10,11 @@ A test that needs a server skips when its binaries are missing on a developer ma
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -35,7 +37,24 @@ def missing(what: str) -> None:
     pytest.skip(f"{what} not available")
 
 
+def _ephemeral_low(default: int = 32768) -> int:
+    """The lowest port the kernel hands out to outgoing connections (Linux: ip_local_port_range)."""
+    with contextlib.suppress(OSError, ValueError):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return default
+
+
 def free_port() -> int:
+    """A free port for a test's server, below the ephemeral range. A port the kernel picks (``bind(0)``) comes
+    from the range outgoing connections use too: a client's connection made between this call and the server's
+    bind (a worker reaching Redis, say) can take it ("address already in use")."""
+    low = _ephemeral_low()
+    if low > 11_000:
+        for _ in range(200):
+            port = random.randint(10_000, low - 1)
+            with socket.socket() as s, contextlib.suppress(OSError):
+                s.bind(("127.0.0.1", port))
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
