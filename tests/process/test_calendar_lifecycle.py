@@ -12,7 +12,7 @@ from crm_store.db import transaction
 from crm_store.models import Activity
 from sync_service.pipeline.runner import complete_due
 from sync_service.process import service
-from tests.support.builders import REP, ics, maildir, vevent
+from tests.support.builders import REP, ics, invitation_email, maildir, vevent
 from tests.support.process_helpers import activities, opportunity, write_calendar
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)  # reset per test (conftest)
@@ -59,21 +59,7 @@ def test_recurring_occurrences_with_a_moved_and_a_cancelled_exception(app, crm, 
 
 
 def _invitation(mid: str, method: str, sequence: int, start: datetime, *extra: str) -> bytes:
-    msg = EmailMessage()
-    msg["Message-ID"] = f"<{mid}>"
-    msg["From"], msg["To"], msg["Subject"] = WILE, REP, "Invitation: Review"
-    msg.set_content("Invitation")
-    status = ("STATUS:CANCELLED",) if method == "CANCEL" else ()
-    event = vevent(
-        "review@acme.example",
-        "Review",
-        start,
-        organizer=WILE,
-        attendees=(REP,),
-        extra=(f"SEQUENCE:{sequence}", *status, *extra),
-    )
-    msg.add_alternative(ics(event, method=method).decode(), subtype="calendar", params={"method": method})
-    return msg.as_bytes()
+    return invitation_email(mid, method, sequence, "review@acme.example", "Review", start, organizer=WILE, extra=extra)
 
 
 def test_an_emailed_update_moves_the_meeting_and_a_cancel_of_one_occurrence_cancels_only_it(

@@ -9,7 +9,6 @@ engine's ordinary "Cancelled" step and gets no note."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 
 from crm_store.db import transaction
@@ -19,7 +18,7 @@ from sync_service.process import service, store
 from sync_service.process.cancelled_after import StepEntry, note_for
 from sync_service.process.model import RESULT_CANCELLED, RESULT_CANCELLED_AFTER, RESULT_SKIPPED, RecordHistory
 from sync_service.process.views import process_view
-from tests.support.builders import REP, ics, maildir, vevent
+from tests.support.builders import ics, invitation_email, maildir, vevent
 from tests.support.process_helpers import activities, history, opportunity, write_calendar
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)  # reset per test (conftest)
@@ -118,21 +117,8 @@ def test_an_exdated_occurrence_leaves_a_note_for_the_step_it_completed(app, crm,
 
 
 def _invitation(mid: str, method: str, sequence: int) -> bytes:
-    msg = EmailMessage()
-    msg["Message-ID"] = f"<{mid}>"
-    msg["From"], msg["To"], msg["Subject"] = WILE, REP, "Invitation: Presentation"
-    msg.set_content("Invitation")
-    status = ("STATUS:CANCELLED",) if method == "CANCEL" else ()
-    event = vevent(
-        "pres-mail",
-        "Presentation",
-        NOW - timedelta(hours=3),
-        organizer=WILE,
-        attendees=(REP,),
-        extra=(f"SEQUENCE:{sequence}", *status),
-    )
-    msg.add_alternative(ics(event, method=method).decode(), subtype="calendar", params={"method": method})
-    return msg.as_bytes()
+    start = NOW - timedelta(hours=3)
+    return invitation_email(mid, method, sequence, "pres-mail", "Presentation", start, organizer=WILE)
 
 
 def test_an_emailed_cancel_leaves_a_note(app, crm, alice_box: Path, sync) -> None:

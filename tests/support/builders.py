@@ -78,6 +78,32 @@ def ics(*events: str, method: str | None = None) -> bytes:
     return ("\r\n".join([*head, *events, "END:VCALENDAR"]) + "\r\n").encode()
 
 
+def invitation_email(
+    mid: str,
+    method: str,
+    sequence: int,
+    uid: str,
+    summary: str,
+    start: datetime,
+    *,
+    organizer: str,
+    to: str = REP,
+    extra: tuple[str, ...] = (),
+) -> bytes:
+    """An invitation as mail: a text/calendar ``method`` part (REQUEST, CANCEL) for one event from ``organizer``
+    to ``to``, at SEQUENCE ``sequence``; a CANCEL's event is also STATUS:CANCELLED."""
+    msg = EmailMessage()
+    msg["Message-ID"] = f"<{mid}>"
+    msg["From"], msg["To"], msg["Subject"] = organizer, to, f"Invitation: {summary}"
+    msg.set_content("Invitation")
+    status = ("STATUS:CANCELLED",) if method == "CANCEL" else ()
+    event = vevent(
+        uid, summary, start, organizer=organizer, attendees=(to,), extra=(f"SEQUENCE:{sequence}", *status, *extra)
+    )
+    msg.add_alternative(ics(event, method=method).decode(), subtype="calendar", params={"method": method})
+    return msg.as_bytes()
+
+
 def vevent(
     uid: str,
     summary: str,
